@@ -1,0 +1,52 @@
+# runyard: `make run` starts it with its demo; `make test` installs everything and runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint format system-deps pg pg-stop bench clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/runyard db upgrade
+	$(BIN)/runyard serve --demo --host $(HOST) --port $(PORT)
+
+system-deps:
+	scripts/install-system-deps.sh
+
+pg: system-deps
+	@scripts/test-postgres.sh start
+
+pg-stop:
+	scripts/test-postgres.sh stop
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+test: install system-deps
+	@export RUNYARD_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh start)"; \
+	  echo "test PostgreSQL: $$RUNYARD_TEST_POSTGRES_URL"; \
+	  $(MAKE) --no-print-directory lint && \
+	  $(BIN)/pytest -p no:cacheprovider
+
+bench: install
+	$(BIN)/python bench/dispatch.py
+
+clean:
+	rm -rf $(VENV) .runyard .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The HTTP app: health now; the JSON API, the spec adapters and the UI grow here."""

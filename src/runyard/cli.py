@@ -1,0 +1,290 @@
+"""The `runyard` command line: serve, worker, deploy, run, runs, retry, cancel, accounts, users."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pydantic
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from runyard.config.loader import load_specs
+from runyard.domain.statuses import RunStatus, RunType, Trigger
+from runyard.errors import ConfigError, RunyardError
+from runyard.runtime import Runtime, open_store
+from runyard.services import accounts as account_service
+from runyard.services.operations import deploy as deploy_specs
+from runyard.services.operations import find_operation
+from runyard.services.queries import RunFilter, list_runs, list_tasks
+from runyard.services.runs import LaunchRequest, RunService
+from runyard.settings import Settings
+from runyard.store import migrate
+
+app = typer.Typer(
+    help="runyard: run data operations and watch them run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The runs database.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+users_app = typer.Typer(help="Users.", no_args_is_help=True)
+runs_app = typer.Typer(help="List runs, or show one with `runs show ID`.", invoke_without_command=True)
+app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(users_app, name="users")
+app.add_typer(runs_app, name="runs")
+
+_WIDTH = None if sys.stdout.isatty() else 160  # pipes and CI logs get wide tables instead of wrapped cells
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_STATUS_STYLE = {
+    RunStatus.COMPLETED: "green",
+    RunStatus.COMPLETED_WITH_ERRORS: "yellow",
+    RunStatus.FAILED: "red",
+    RunStatus.CANCELED: "magenta",
+    RunStatus.REJECTED: "magenta",
+}
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        field = "RUNYARD_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(first["msg"], field=field) from None
+
+
+def _runtime() -> Runtime:
+    settings = _settings()
+    return Runtime(settings, open_store(settings))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the runs database to the latest schema."""
+    settings = _settings()
+    store = open_store(settings, upgrade=False)
+    before = migrate.current_revision(store)
+    migrate.upgrade(store)
+    after = migrate.current_revision(store)
+    out.print(f"runs database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    boot = account_service.bootstrap_admin(store, _admin_password(settings))
+    _print_bootstrap(boot)
+
+
+def _admin_password(settings: Settings) -> str | None:
+    return settings.admin_password.get_secret_value() if settings.admin_password else None
+
+
+def _print_bootstrap(boot: account_service.Bootstrap) -> None:
+    if boot.generated_password:
+        out.print(
+            f"created account default; administrator login: {boot.login}  password: {boot.generated_password}"
+            "  (shown once)"
+        )
+    elif boot.created:
+        out.print(f"created account default; administrator login: {boot.login} (password from RUNYARD_ADMIN_PASSWORD)")
+
+
+@app.command()
+def deploy(path: Annotated[Path, typer.Argument(help="A YAML file, or a folder of them")]) -> None:
+    """Create or update operations from YAML specs (all of them, or none if one is wrong)."""
+    specs = load_specs(path)
+    runtime = _runtime()
+    for item in deploy_specs(runtime.store, specs, runtime.registry):
+        verb = "created" if item.created else "updated"
+        out.print(f"{verb} operation {item.operation_id} ({item.configuration_id})")
+
+
+@app.command()
+def run(
+    operation: Annotated[str, typer.Argument(help="Operation id or configuration_id")],
+    destructive: Annotated[bool, typer.Option("--destructive", help="Replace the tables")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends")] = False,
+    environment: Annotated[str | None, typer.Option(help="Pick the operation of this environment")] = None,
+) -> None:
+    """Launch a run of OPERATION."""
+    runtime = _runtime()
+    with runtime.store.read() as conn:
+        found = find_operation(conn, operation, environment=environment)
+    run_type = RunType.DESTRUCTIVE if destructive else RunType.INCREMENTAL
+    view = runtime.runs.launch(LaunchRequest(operation_id=found.id, run_type=run_type, trigger=Trigger.MANUAL))
+    out.print(f"run {view.id} of {found.configuration_id} launched ({run_type.value}); job name {view.job_name}")
+    if wait:
+        _follow(runtime.runs, view.id)
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    operation: Annotated[str | None, typer.Option(help="Operation id or configuration_id")] = None,
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status")] = None,
+    run_type: Annotated[RunType | None, typer.Option("--type", help="incremental or destructive")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """List the most recent runs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    runtime = _runtime()
+    with runtime.store.read() as conn:
+        operation_id = find_operation(conn, operation).id if operation else None
+        items, total = list_runs(
+            conn, RunFilter(operation_id=operation_id, status=status, run_type=run_type), limit=limit
+        )
+    table = Table("ID", "Operation", "Type", "Status", "Started", "Completed", "Duration", box=None)
+    for item in items:
+        table.add_row(
+            str(item.id),
+            escape(item.configuration_id),
+            item.run_type.value,
+            _status(item.status),
+            _when(item.started_at),
+            _when(item.completed_at),
+            _duration(item.duration_seconds),
+        )
+    out.print(table)
+    out.print(f"{len(items)} of {total} runs")
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[int, typer.Argument(help="The run's id")]) -> None:
+    """One run and its tasks."""
+    runtime = _runtime()
+    view = runtime.runs.get_run(run_id)
+    with runtime.store.read() as conn:
+        task_views = list_tasks(conn, run_id)
+    out.print(f"run {view.id}  {view.configuration_id}  {view.run_type.value}  {_status(view.status)}")
+    out.print(f"job name {view.job_name}  run key {view.run_key}  trigger {view.trigger.value}")
+    for label, value in (("retry of", view.retry_of), ("blocked by", view.blocked_by)):
+        if value is not None:
+            out.print(f"{label} run {value}")
+    if view.message:
+        out.print(view.message)
+    table = Table("Task", "Status", "Attempt", "Records", "Duration", "Tables", "Messages", box=None)
+    for task in task_views:
+        tables = escape(", ".join(f"{name} ({count})" for name, count in task.tables))
+        table.add_row(
+            escape(task.name),
+            task.status.label,
+            str(task.attempt),
+            str(task.records_processed),
+            _duration(task.duration_seconds),
+            tables,
+            str(len(task.messages)),
+        )
+    out.print(table)
+    for task in task_views:
+        for message in task.messages:
+            out.print(f"[{message.level}] {task.name}: {message.text}", markup=False)
+
+
+@app.command()
+def retry(
+    run_id: Annotated[int, typer.Argument(help="The run to retry")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the new run until it ends")] = False,
+) -> None:
+    """Retry a Failed or Canceled run (the most recent of its operation)."""
+    runtime = _runtime()
+    view = runtime.runs.retry(run_id)
+    out.print(f"run {view.id} launched as a retry of run {run_id}")
+    if wait:
+        _follow(runtime.runs, view.id)
+
+
+@app.command()
+def cancel(run_id: Annotated[int, typer.Argument(help="The run to cancel")]) -> None:
+    """Cancel a waiting or running run."""
+    view = _runtime().runs.cancel(run_id)
+    out.print(f"run {run_id} is {view.status.label}")
+
+
+@accounts_app.command("create")
+def accounts_create(name: Annotated[str, typer.Argument(help="The account's name")]) -> None:
+    """Create an account."""
+    account_id = account_service.create_account(_runtime().store, name)
+    out.print(f"created account {account_id} ({name})")
+
+
+@users_app.command("create")
+def users_create(
+    account: Annotated[str, typer.Option(help="The account the user belongs to")],
+    login: Annotated[str, typer.Option(help="Unique across accounts")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    role: Annotated[str, typer.Option(help="administrator, operator or viewer")] = "viewer",
+) -> None:
+    """Create a user in an account."""
+    user_id = account_service.create_user(_runtime().store, account=account, login=login, password=password, role=role)
+    out.print(f"created user {user_id} ({login}, {role}) in account {account}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="Deploy and launch the demo operations")] = False,
+) -> None:
+    """Run the HTTP app, a worker pool and the scheduler in one process."""
+    from runyard.serve import serve as run_server
+
+    run_server(_settings(), host=host, port=port, demo=demo, console=out)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Task slots (default RUNYARD_WORKER_CONCURRENCY)")] = None,
+) -> None:
+    """Run a worker alone: it claims tasks from the runs database until stopped."""
+    from runyard.serve import run_worker
+
+    settings = _settings()
+    if concurrency is not None:
+        settings = settings.model_copy(update={"worker_concurrency": concurrency})
+    run_worker(settings)
+
+
+def _follow(service: RunService, run_id: int) -> None:
+    from runyard.progress import follow_run
+
+    final = follow_run(service, run_id, out)
+    out.print(f"run {run_id} ended {_status(final.status)}")
+    if final.status not in (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_ERRORS):
+        raise typer.Exit(1)
+
+
+def _status(status: RunStatus) -> str:
+    style = _STATUS_STYLE.get(status)
+    return f"[{style}]{status.label}[/]" if style else status.label
+
+
+def _when(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else ""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def main() -> None:
+    try:
+        app()
+    except RunyardError as error:
+        err.print(f"error: {error}", markup=False)
+        sys.exit(1)
+    except sa.exc.OperationalError as error:
+        err.print(f"error: the runs database is unreachable: {str(error.orig).splitlines()[0]}", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

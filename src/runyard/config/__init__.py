@@ -1,0 +1,1 @@
+"""Operation specs: pydantic models, YAML loading with file/line/field errors."""

@@ -1,0 +1,142 @@
+"""Read operation specs from YAML, and say where a mistake is: file, line, field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from runyard.config.specs import CONFIGURATION_TYPES, OperationSpec, TaskGraphOperation
+from runyard.errors import ConfigError
+
+_MODELS: dict[str, type[BaseModel]] = {"tasks": TaskGraphOperation}
+
+Location = tuple[str | int, ...]
+
+
+def spec_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        if not files:
+            raise ConfigError("no .yaml or .yml files in this folder", source=str(path))
+        return files
+    if not path.exists():
+        raise ConfigError("no such file or folder", source=str(path))
+    return [path]
+
+
+def load_specs(path: Path) -> list[OperationSpec]:
+    """Every operation in a file (one YAML document each) or in the YAML files of a folder."""
+    return [spec for file in spec_files(path) for spec in load_file(file)]
+
+
+def load_file(path: Path) -> list[OperationSpec]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read it: {error}", source=str(path)) from error
+    return load_text(text, source=str(path))
+
+
+def load_text(text: str, source: str = "<string>") -> list[OperationSpec]:
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as error:
+        line = error.problem_mark.line + 1 if getattr(error, "problem_mark", None) else None  # type: ignore[attr-defined]
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"not valid YAML: {problem}", source=source, line=line) from error
+    specs = [parse_document(node, source) for node in nodes if node is not None]
+    if not specs:
+        raise ConfigError("the file holds no operation", source=source)
+    return specs
+
+
+def parse_document(node: yaml.Node, source: str) -> OperationSpec:
+    data = _construct(node)
+    lines = dict(_locations(node, ()))
+    start = node.start_mark.line + 1
+    if not isinstance(data, dict):
+        raise ConfigError("an operation must be a mapping of fields", source=source, line=start)
+    kind = data.get("configuration_type")
+    model = _MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        allowed = ", ".join(CONFIGURATION_TYPES)
+        raise ConfigError(
+            f"unknown configuration type {kind!r}; allowed: {allowed}",
+            source=source,
+            line=lines.get(("configuration_type",), start),
+            field="configuration_type",
+        )
+    try:
+        spec = model.model_validate(data)
+    except ValidationError as error:
+        raise _config_error(error, data, lines, source, start) from None
+    assert isinstance(spec, TaskGraphOperation)
+    return spec
+
+
+def _construct(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _locations(node: yaml.Node, path: Location) -> Iterator[tuple[Location, int]]:
+    yield path, node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                yield (*path, key.value), key.start_mark.line + 1
+                yield from _locations(value, (*path, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _locations(item, (*path, index))
+
+
+def _config_error(
+    error: ValidationError, data: Any, lines: dict[Location, int], source: str, start: int
+) -> ConfigError:
+    first = error.errors()[0]
+    loc = _data_path(data, tuple(first["loc"]))
+    line = start
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            line = lines[loc[:cut]]
+            break
+    field = ".".join(str(part) for part in loc) or None
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = "is required but missing"
+    elif first["type"] == "extra_forbidden":
+        message = "is not a known field (check its spelling)"
+    more = len(error.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(message, source=source, line=line, field=field)
+
+
+def _data_path(data: Any, loc: Location) -> Location:
+    """pydantic's loc with the union-member tags it inserts (e.g. 'cursor') removed, so it matches the YAML."""
+    path: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        found, child = _child(current, part)
+        if found:
+            current = child
+        elif index < len(loc) - 1:
+            continue  # a tag pydantic added, not a key of the document
+        path.append(part)
+    return tuple(path)
+
+
+def _child(node: Any, part: str | int) -> tuple[bool, Any]:
+    if isinstance(node, dict) and part in node:
+        return True, node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return True, node[part]
+    return False, None

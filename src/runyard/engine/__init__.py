@@ -1,0 +1,1 @@
+"""The stages of a run: extract, consolidate, ingest, load. One module a stage."""

@@ -1,0 +1,82 @@
+"""Wiring: from Settings to a migrated store, workers and a scheduler."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from dataclasses import dataclass, field
+
+from runyard.services.runs import RunService
+from runyard.services.tasks import TaskLeases
+from runyard.services.wakeup import Wakeup
+from runyard.settings import Settings
+from runyard.store import migrate
+from runyard.store.database import Store
+from runyard.worker.executors import Executor, default_registry
+from runyard.worker.scheduler import Scheduler
+from runyard.worker.worker import Worker, default_worker_id
+
+_CONTROL = re.compile(r"[\r\n\x1b]")
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log lines stay single lines: CR, LF and ANSI escapes from sources cannot forge log entries."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        head, _, trace = text.partition("\nTraceback")
+        head = _CONTROL.sub(" ", head)
+        return f"{head}\nTraceback{trace}" if trace else head
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("runyard")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
+    settings.ensure_home()
+    store = Store(settings.resolved_database_url)
+    if upgrade:
+        migrate.upgrade(store)
+    return store
+
+
+@dataclass
+class Runtime:
+    """Everything one process runs: its store, its workers' wakeup signal, the run services."""
+
+    settings: Settings
+    store: Store
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    registry: dict[str, Executor] = field(default_factory=default_registry)
+
+    @property
+    def runs(self) -> RunService:
+        return RunService(self.store, self.wakeup)
+
+    def leases(self) -> TaskLeases:
+        return TaskLeases(self.store, lease_seconds=self.settings.lease_seconds, wakeup=self.wakeup)
+
+    def worker(self, label: str = "worker") -> Worker:
+        return Worker(
+            self.leases(),
+            self.registry,
+            concurrency=self.settings.worker_concurrency,
+            heartbeat_seconds=self.settings.heartbeat_seconds,
+            poll_seconds=self.settings.poll_seconds,
+            wakeup=self.wakeup,
+            worker_id=default_worker_id(label),
+        )
+
+    def scheduler(self) -> Scheduler:
+        return Scheduler(
+            self.store,
+            sweep_seconds=self.settings.sweep_seconds,
+            cancel_timeout_seconds=self.settings.cancel_timeout_seconds,
+        )

@@ -1,0 +1,88 @@
+"""`runyard serve` and `runyard worker`: the long-running processes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import uvicorn
+from rich.console import Console
+
+from runyard.api.app import create_app
+from runyard.config.loader import load_specs
+from runyard.demo import OPERATIONS
+from runyard.domain.statuses import RunType, Trigger
+from runyard.errors import RunRejected
+from runyard.runtime import Runtime, configure_logging, open_store
+from runyard.services.accounts import bootstrap_admin
+from runyard.services.operations import deploy
+from runyard.services.queries import RunFilter, list_runs
+from runyard.services.runs import LaunchRequest
+from runyard.settings import Settings
+
+log = logging.getLogger("runyard.serve")
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Console) -> None:
+    configure_logging()
+    store = open_store(settings)
+    settings.signing_key()  # fail now, not at the first login, if the key is unusable
+    admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    boot = bootstrap_admin(store, admin_password)
+    runtime = Runtime(settings, store)
+    if demo:
+        _deploy_demo(runtime)
+    worker = runtime.worker("serve")
+    scheduler = runtime.scheduler()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host=host, port=port, log_level="warning"))
+    worker.start()
+    scheduler.start()
+    console.print(f"runyard is running at http://{host}:{port}  (store: {store.backend})")
+    if boot.generated_password:
+        console.print(f"administrator login: {boot.login}  password: {boot.generated_password}  (shown once)")
+    elif boot.created:
+        console.print(f"administrator login: {boot.login}  (password from RUNYARD_ADMIN_PASSWORD)")
+    else:
+        console.print(f"administrator login: {boot.login}  (password set when this store was created)")
+    try:
+        server.run()
+    finally:
+        worker.stop(SHUTDOWN_GRACE_SECONDS)
+        scheduler.stop()
+        store.dispose()
+
+
+def _deploy_demo(runtime: Runtime) -> None:
+    specs = load_specs(OPERATIONS)
+    for item in deploy(runtime.store, specs, runtime.registry):
+        with runtime.store.read() as conn:
+            _, total = list_runs(conn, RunFilter(operation_id=item.operation_id), limit=1)
+        if total:
+            continue
+        try:
+            view = runtime.runs.launch(
+                LaunchRequest(operation_id=item.operation_id, run_type=RunType.DESTRUCTIVE, trigger=Trigger.MANUAL)
+            )
+            log.info("demo: launched run %d of %s", view.id, item.configuration_id)
+        except RunRejected:
+            pass
+
+
+def run_worker(settings: Settings) -> None:
+    """A worker process alone. SIGTERM or SIGINT: claim nothing more, finish or give back, exit 0."""
+    configure_logging()
+    runtime = Runtime(settings, open_store(settings))
+    worker = runtime.worker("worker")
+    scheduler = runtime.scheduler()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.start()
+    scheduler.start()
+    stop.wait()
+    log.info("stopping: finishing running tasks (up to %.0f s)", SHUTDOWN_GRACE_SECONDS)
+    worker.stop(SHUTDOWN_GRACE_SECONDS)
+    scheduler.stop()
+    runtime.store.dispose()

@@ -1,0 +1,269 @@
+"""Launch, cancel and retry runs; read them back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from runyard.domain.graph import PlannedTask
+from runyard.domain.runs import (
+    RunSnapshot,
+    cancel_target,
+    make_job_name,
+    make_run_key,
+    one_active_run_per_operation,
+    retry_only_latest,
+)
+from runyard.domain.statuses import RUN_ACTIVE, TASK_SUCCEEDED, RunStatus, RunType, TaskStatus, Trigger
+from runyard.errors import Conflict, NotFound, RunRejected
+from runyard.services.history import add_message, record_event
+from runyard.services.operations import OperationView, get_operation
+from runyard.services.planning import plan_for
+from runyard.services.settle import settle_run
+from runyard.services.views import RunView
+from runyard.services.wakeup import Wakeup
+from runyard.store import dialect
+from runyard.store.database import Store
+from runyard.store.tables import operations, runs, task_dependencies, tasks
+
+_ACTIVE = [s.value for s in RUN_ACTIVE]
+_LAUNCH_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    operation_id: int
+    run_type: RunType = RunType.INCREMENTAL
+    trigger: Trigger = Trigger.MANUAL
+    account_id: int | None = None  # when set, the operation must belong to this account
+    created_by: int | None = None
+    retry_of: int | None = None
+
+
+class RunService:
+    """The run lifecycle as people and schedules drive it. Workers use runyard.services.tasks."""
+
+    def __init__(self, store: Store, wakeup: Wakeup | None = None) -> None:
+        self.store = store
+        self.wakeup = wakeup
+
+    def launch(self, request: LaunchRequest) -> RunView:
+        """Accept the run, or record it as Rejected and raise RunRejected: one active run per operation.
+
+        The partial unique index over active runs is what guarantees it; a launch that loses a race
+        to it is recorded as Rejected on the next pass.
+        """
+        for _ in range(_LAUNCH_ATTEMPTS):
+            try:
+                with self.store.write() as conn:
+                    run_id, accepted, blocker, operation = self._try_launch(conn, request)
+            except sa.exc.IntegrityError as error:
+                if not dialect.is_unique_violation(error, "uq_runs_one_active_per_operation"):
+                    raise
+                continue
+            if accepted:
+                self._notify()
+                return self.get_run(run_id)
+            raise RunRejected(operation.configuration_id, run_id, blocker)
+        raise Conflict("the operation's runs changed too fast to launch; try again")  # pragma: no cover
+
+    def _try_launch(self, conn: Connection, request: LaunchRequest) -> tuple[int, bool, int | None, OperationView]:
+        operation = get_operation(conn, request.operation_id, account=request.account_id)
+        if operation.archived:
+            raise Conflict(f"operation {operation.configuration_id} is archived; it cannot be launched")
+        if not operation.activated:
+            raise Conflict(f"operation {operation.configuration_id} is deactivated; activate it to launch it")
+        now = self.store.now(conn)
+        active = conn.execute(
+            sa.select(runs.c.id).where(runs.c.operation_id == operation.id, runs.c.status.in_(_ACTIVE))
+        ).scalar()
+        decision = one_active_run_per_operation(active)
+        planned = plan_for(operation, request.run_type) if decision.accepted else []
+        run_id = self._insert_run(conn, operation, request, decision.status, decision.blocked_by, now)
+        if decision.accepted:
+            self._insert_tasks(conn, run_id, planned, request.retry_of, now)
+            settle_run(conn, run_id, now)
+        return run_id, decision.accepted, decision.blocked_by, operation
+
+    def _insert_run(
+        self,
+        conn: Connection,
+        operation: OperationView,
+        request: LaunchRequest,
+        status: RunStatus,
+        blocked_by: int | None,
+        now: datetime,
+    ) -> int:
+        run_key = make_run_key(now, uuid.uuid4())
+        rejected = status is RunStatus.REJECTED
+        run_id = int(
+            conn.execute(
+                runs.insert()
+                .values(
+                    account_id=operation.account_id,
+                    operation_id=operation.id,
+                    run_key=run_key,
+                    job_name=make_job_name(operation.configuration_id, run_key),
+                    run_type=request.run_type.value,
+                    trigger=request.trigger.value,
+                    status=status.value,
+                    retry_of=request.retry_of,
+                    blocked_by=blocked_by,
+                    execution_date=now.date(),
+                    message=f"Run {blocked_by} of this operation was still active" if rejected else "",
+                    created_by=request.created_by,
+                    created_at=now,
+                    completed_at=now if rejected else None,
+                    updated_at=now,
+                )
+                .returning(runs.c.id)
+            ).scalar_one()
+        )
+        record_event(conn, run_id, "run_created", now, status=status.value)
+        return run_id
+
+    def _insert_tasks(
+        self, conn: Connection, run_id: int, planned: Sequence[PlannedTask], retry_of: int | None, now: datetime
+    ) -> None:
+        reusable = self._reusable_outputs(conn, retry_of) if retry_of else {}
+        ids: dict[str, int] = {}
+        for position, task in enumerate(planned):
+            reused = reusable.get(task.name) if task.reusable else None
+            ids[task.name] = int(
+                conn.execute(
+                    tasks.insert()
+                    .values(
+                        run_id=run_id,
+                        position=position,
+                        name=task.name,
+                        stage=task.stage,
+                        metrics_type=task.metrics_type,
+                        executor=task.executor,
+                        params=dict(task.params),
+                        table_name=task.table,
+                        required=task.required,
+                        reusable=task.reusable,
+                        reused_from=reused,
+                        max_attempts=task.max_attempts,
+                        attempt=0,
+                        status=(TaskStatus.COMPLETED if reused else TaskStatus.WAITING_TO_START).value,
+                        started_at=now if reused else None,
+                        completed_at=now if reused else None,
+                        records_processed=0,
+                        latency_ms_sum=0.0,
+                        latency_count=0,
+                        updated_at=now,
+                    )
+                    .returning(tasks.c.id)
+                ).scalar_one()
+            )
+            if reused:
+                add_message(
+                    conn,
+                    run_id,
+                    ids[task.name],
+                    "info",
+                    f"Reused the output of task {reused} from run {retry_of}; it was not run again",
+                    now,
+                )
+        edges = [
+            {"task_id": ids[t.name], "upstream_id": ids[d.upstream], "soft": d.soft}
+            for t in planned
+            for d in t.depends_on
+        ]
+        if edges:
+            conn.execute(task_dependencies.insert(), edges)
+
+    def _reusable_outputs(self, conn: Connection, run_id: int) -> dict[str, int]:
+        """Task name -> the task whose output a retry reuses (the original one, across retries of retries)."""
+        rows = conn.execute(
+            sa.select(tasks.c.name, tasks.c.id, tasks.c.reused_from).where(
+                tasks.c.run_id == run_id,
+                tasks.c.reusable.is_(True),
+                tasks.c.status.in_([s.value for s in TASK_SUCCEEDED]),
+            )
+        )
+        return {row.name: row.reused_from or row.id for row in rows}
+
+    def cancel(self, run_id: int, *, account_id: int | None = None) -> RunView:
+        """Waiting and running runs go to Canceling; the run is Canceled once no task runs."""
+        with self.store.write() as conn:
+            snapshot = self._snapshot(conn, run_id, account_id)
+            target = cancel_target(snapshot)
+            now = self.store.now(conn)
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.status == snapshot.status.value)
+                .values(status=target.value, cancel_requested_at=now, updated_at=now)
+            )
+            record_event(conn, run_id, "cancel_requested", now, status=target.value)
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.run_id == run_id, tasks.c.status == TaskStatus.WAITING_TO_START.value)
+                .values(status=TaskStatus.CANCELED.value, completed_at=now, updated_at=now)
+            )
+            settle_run(conn, run_id, now)
+        return self.get_run(run_id)
+
+    def retry(self, run_id: int, *, account_id: int | None = None, created_by: int | None = None) -> RunView:
+        """A new run linked by retry_of, reusing the output of the tasks that completed."""
+        with self.store.read() as conn:
+            snapshot = self._snapshot(conn, run_id, account_id)
+            latest = conn.execute(
+                sa.select(sa.func.max(runs.c.id)).where(
+                    runs.c.operation_id == snapshot.operation_id, runs.c.status != RunStatus.REJECTED.value
+                )
+            ).scalar()
+            run_type = conn.execute(sa.select(runs.c.run_type).where(runs.c.id == run_id)).scalar_one()
+        retry_only_latest(snapshot, latest)
+        return self.launch(
+            LaunchRequest(
+                operation_id=snapshot.operation_id,
+                run_type=RunType(run_type),
+                trigger=Trigger.RETRY,
+                account_id=account_id,
+                created_by=created_by,
+                retry_of=run_id,
+            )
+        )
+
+    def _snapshot(self, conn: Connection, run_id: int, account_id: int | None) -> RunSnapshot:
+        query = sa.select(runs.c.id, runs.c.operation_id, runs.c.status).where(runs.c.id == run_id)
+        if account_id is not None:
+            query = query.where(runs.c.account_id == account_id)
+        row = conn.execute(query).first()
+        if row is None:
+            raise NotFound("run", run_id)
+        return RunSnapshot(id=row.id, operation_id=row.operation_id, status=RunStatus(row.status))
+
+    def get_run(self, run_id: int, *, account_id: int | None = None) -> RunView:
+        with self.store.read() as conn:
+            return get_run(conn, run_id, account_id=account_id)
+
+    def _notify(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.notify()
+
+
+RUN_COLUMNS: tuple[Any, ...] = (
+    *runs.c,
+    operations.c.configuration_id,
+    operations.c.configuration_type,
+    operations.c.environment,
+)
+
+
+def get_run(conn: Connection, run_id: int, *, account_id: int | None = None) -> RunView:
+    query = sa.select(*RUN_COLUMNS).join(operations, operations.c.id == runs.c.operation_id).where(runs.c.id == run_id)
+    if account_id is not None:
+        query = query.where(runs.c.account_id == account_id)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound("run", run_id)
+    return RunView.from_row(row)

@@ -1,0 +1,97 @@
+"""After any task changes, move the rest of its run along: ready, skipped, canceled, or finished."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from runyard.domain.graph import TaskNode, advance, run_outcome
+from runyard.domain.statuses import RunStatus, TaskStatus
+from runyard.domain.transitions import run_sources
+from runyard.services.history import record_event
+from runyard.store.tables import runs, task_dependencies, tasks
+
+
+def load_nodes(conn: Connection, run_id: int) -> list[TaskNode]:
+    edges: dict[int, list[tuple[int, bool]]] = defaultdict(list)
+    dep_rows = conn.execute(
+        sa.select(task_dependencies.c.task_id, task_dependencies.c.upstream_id, task_dependencies.c.soft)
+        .join(tasks, tasks.c.id == task_dependencies.c.task_id)
+        .where(tasks.c.run_id == run_id)
+    )
+    for task_id, upstream_id, soft in dep_rows:
+        edges[task_id].append((upstream_id, bool(soft)))
+    rows = conn.execute(
+        sa.select(tasks.c.id, tasks.c.status, tasks.c.ready_at, tasks.c.required).where(tasks.c.run_id == run_id)
+    )
+    return [
+        TaskNode(
+            key=row.id,
+            status=TaskStatus(row.status),
+            ready=row.ready_at is not None,
+            required=bool(row.required),
+            depends_on=tuple(edges[row.id]),
+        )
+        for row in rows
+    ]
+
+
+def settle_run(conn: Connection, run_id: int, now: datetime) -> bool:
+    """Apply the graph rules to run `run_id`. Returns True when tasks became ready to claim."""
+    run = conn.execute(sa.select(runs.c.status, runs.c.cancel_requested_at).where(runs.c.id == run_id)).one()
+    status = RunStatus(run.status)
+    if status.is_final:
+        return False
+    canceling = status is RunStatus.CANCELING
+    nodes = load_nodes(conn, run_id)
+    step = advance(nodes)
+    if step.skipped:
+        _set_waiting(conn, list(step.skipped), TaskStatus.SKIPPED, now)
+    became_ready = False
+    if step.ready:
+        ready_ids = list(step.ready)
+        if canceling:
+            _set_waiting(conn, ready_ids, TaskStatus.CANCELED, now)
+        else:
+            conn.execute(
+                tasks.update()
+                .where(
+                    tasks.c.id.in_(ready_ids),
+                    tasks.c.status == TaskStatus.WAITING_TO_START.value,
+                    tasks.c.ready_at.is_(None),
+                )
+                .values(ready_at=now, updated_at=now)
+            )
+            became_ready = True
+    if step.skipped or (step.ready and canceling):
+        nodes = load_nodes(conn, run_id)
+    outcome = run_outcome(nodes, cancel_requested=run.cancel_requested_at is not None)
+    if outcome is not None:
+        finish_run(conn, run_id, outcome, now)
+    return became_ready
+
+
+def _set_waiting(conn: Connection, ids: list[int], target: TaskStatus, now: datetime) -> None:
+    conn.execute(
+        tasks.update()
+        .where(tasks.c.id.in_(ids), tasks.c.status == TaskStatus.WAITING_TO_START.value)
+        .values(status=target.value, completed_at=now, updated_at=now)
+    )
+
+
+def finish_run(conn: Connection, run_id: int, outcome: RunStatus, now: datetime, message: str = "") -> bool:
+    """Give the run its final status, once: a final status never changes again."""
+    values: dict[str, object] = {"status": outcome.value, "completed_at": now, "updated_at": now}
+    if message:
+        values["message"] = message
+    result = conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, runs.c.status.in_([s.value for s in run_sources(outcome)]))
+        .values(**values)
+    )
+    if result.rowcount:
+        record_event(conn, run_id, "run_finished", now, status=outcome.value, detail=message)
+    return bool(result.rowcount)

@@ -1,0 +1,278 @@
+"""The worker's side of the store: claim a task under a lease, heartbeat it, finish it.
+
+Every write a worker makes about a task is fenced by its lease token and by the lease not
+having expired (on the database's clock): once another worker has taken a task over, or
+the lease has lapsed, the old worker's writes change nothing and raise LeaseLost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from runyard.domain.statuses import RunStatus, TaskStatus
+from runyard.domain.transitions import check_task_transition
+from runyard.errors import LeaseLost
+from runyard.services.history import add_message, close_attempt, record_event
+from runyard.services.settle import settle_run
+from runyard.services.wakeup import Wakeup
+from runyard.store import dialect
+from runyard.store.database import Store
+from runyard.store.tables import runs, task_attempts, task_tables, tasks
+
+_CLAIMABLE_RUNS = [RunStatus.WAITING_TO_START.value, RunStatus.RUNNING.value]
+_RUNNING = TaskStatus.RUNNING.value
+
+
+@dataclass(frozen=True)
+class Claim:
+    task_id: int
+    run_id: int
+    name: str
+    executor: str
+    params: dict[str, Any]
+    stage: str
+    table: str | None
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    worker_id: str
+
+
+@dataclass
+class Progress:
+    """Metrics gathered by a running task since they were last written."""
+
+    records: int = 0
+    last_record_at: datetime | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def take(self) -> Progress:
+        taken = Progress(self.records, self.last_record_at, self.latencies_ms)
+        self.records, self.last_record_at, self.latencies_ms = 0, None, []
+        return taken
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: TaskStatus
+    messages: Sequence[tuple[str, str]] = ()  # (level, text)
+    tables: Sequence[tuple[str, int]] = ()  # (table name, record count)
+
+
+class TaskLeases:
+    def __init__(self, store: Store, *, lease_seconds: float, wakeup: Wakeup | None = None) -> None:
+        self.store = store
+        self.lease = timedelta(seconds=lease_seconds)
+        self.wakeup = wakeup
+
+    def claim(self, worker_id: str) -> Claim | None:
+        """Take the oldest ready task, or one whose lease lapsed (attempt + 1). None when there is none."""
+        with self.store.write() as conn:
+            now = self.store.now(conn)
+            for pick in (self._ready, self._expired):
+                row = conn.execute(dialect.lock_for_claim(pick(now), conn)).first()
+                if row is not None:
+                    claim = self._take(conn, row, worker_id, now)
+                    if claim is not None:
+                        return claim
+        return None
+
+    def _ready(self, now: datetime) -> sa.Select[Any]:
+        return (
+            sa.select(tasks)
+            .join(runs, runs.c.id == tasks.c.run_id)
+            .where(
+                tasks.c.status == TaskStatus.WAITING_TO_START.value,
+                tasks.c.ready_at <= now,
+                runs.c.status.in_(_CLAIMABLE_RUNS),
+            )
+            .order_by(tasks.c.ready_at, tasks.c.id)
+            .limit(1)
+        )
+
+    def _expired(self, now: datetime) -> sa.Select[Any]:
+        return (
+            sa.select(tasks)
+            .join(runs, runs.c.id == tasks.c.run_id)
+            .where(
+                tasks.c.status == _RUNNING,
+                tasks.c.lease_expires_at < now,
+                tasks.c.attempt < tasks.c.max_attempts,
+                runs.c.status.in_(_CLAIMABLE_RUNS),
+            )
+            .order_by(tasks.c.lease_expires_at, tasks.c.id)
+            .limit(1)
+        )
+
+    def _take(self, conn: Connection, row: sa.Row[Any], worker_id: str, now: datetime) -> Claim | None:
+        token = uuid.uuid4().hex
+        reclaim = row.status == _RUNNING
+        guard = (
+            [tasks.c.lease_token == row.lease_token, tasks.c.lease_expires_at < now]
+            if reclaim
+            else [tasks.c.ready_at.is_not(None)]
+        )
+        taken = conn.execute(
+            tasks.update()
+            .where(tasks.c.id == row.id, tasks.c.status == row.status, *guard)
+            .values(
+                status=_RUNNING,
+                attempt=row.attempt + 1,
+                lease_token=token,
+                lease_expires_at=now + self.lease,
+                claimed_at=now,
+                heartbeat_at=None,
+                worker_id=worker_id,
+                started_at=row.started_at or now,
+                updated_at=now,
+            )
+        ).rowcount
+        if not taken:
+            return None
+        attempt = row.attempt + 1
+        if reclaim:
+            close_attempt(conn, row.id, row.attempt, "lease_expired", now)
+            add_message(
+                conn,
+                row.run_id,
+                row.id,
+                "warning",
+                f"Attempt {row.attempt} on worker {row.worker_id} stopped responding (its lease expired); "
+                f"attempt {attempt} started on worker {worker_id}",
+                now,
+            )
+        conn.execute(
+            task_attempts.insert().values(task_id=row.id, attempt=attempt, worker_id=worker_id, started_at=now)
+        )
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == row.run_id, runs.c.status == RunStatus.WAITING_TO_START.value)
+            .values(status=RunStatus.RUNNING.value, started_at=now, updated_at=now)
+        )
+        record_event(
+            conn,
+            row.run_id,
+            "task_claimed",
+            now,
+            task_id=row.id,
+            status=_RUNNING,
+            detail=f"attempt {attempt} on {worker_id}",
+        )
+        return Claim(
+            task_id=row.id,
+            run_id=row.run_id,
+            name=row.name,
+            executor=row.executor,
+            params=dict(row.params),
+            stage=row.stage,
+            table=row.table_name,
+            attempt=attempt,
+            max_attempts=row.max_attempts,
+            lease_token=token,
+            worker_id=worker_id,
+        )
+
+    def heartbeat(self, claim: Claim, progress: Progress | None = None) -> bool:
+        """Extend the lease and write metrics. True when the run is being canceled. Raises LeaseLost."""
+        with self.store.write() as conn:
+            now = self.store.now(conn)
+            values: dict[str, Any] = {"heartbeat_at": now, "lease_expires_at": now + self.lease, "updated_at": now}
+            values.update(_progress_values(progress))
+            self._fenced_update(conn, claim, now, values)
+            status = conn.execute(sa.select(runs.c.status).where(runs.c.id == claim.run_id)).scalar_one()
+        return bool(status == RunStatus.CANCELING.value)
+
+    def finish(self, claim: Claim, outcome: Outcome, progress: Progress | None = None) -> None:
+        """Record the task's end, then move its run along. Raises LeaseLost if the lease is gone."""
+        check_task_transition(TaskStatus.RUNNING, outcome.status)
+        with self.store.write() as conn:
+            now = self.store.now(conn)
+            values: dict[str, Any] = {
+                "status": outcome.status.value,
+                "completed_at": now,
+                "lease_token": None,
+                "lease_expires_at": None,
+                "updated_at": now,
+            }
+            values.update(_progress_values(progress))
+            self._fenced_update(conn, claim, now, values)
+            for level, text in outcome.messages:
+                add_message(conn, claim.run_id, claim.task_id, level, text, now)
+            if outcome.tables:
+                conn.execute(
+                    task_tables.insert(),
+                    [
+                        {"task_id": claim.task_id, "run_id": claim.run_id, "table_name": name, "record_count": count}
+                        for name, count in outcome.tables
+                    ],
+                )
+            close_attempt(conn, claim.task_id, claim.attempt, outcome.status.value, now)
+            record_event(conn, claim.run_id, "task_finished", now, task_id=claim.task_id, status=outcome.status.value)
+            became_ready = settle_run(conn, claim.run_id, now)
+        if became_ready and self.wakeup is not None:
+            self.wakeup.notify()
+
+    def release(self, claim: Claim, *, delay_seconds: float = 0.0, reason: str = "") -> None:
+        """Give the task back (shutdown, or a transient failure to try again later)."""
+        with self.store.write() as conn:
+            now = self.store.now(conn)
+            self._fenced_update(
+                conn,
+                claim,
+                now,
+                {
+                    "status": TaskStatus.WAITING_TO_START.value,
+                    "ready_at": now + timedelta(seconds=delay_seconds),
+                    "lease_token": None,
+                    "lease_expires_at": None,
+                    "updated_at": now,
+                },
+            )
+            close_attempt(conn, claim.task_id, claim.attempt, "released", now)
+            if reason:
+                add_message(conn, claim.run_id, claim.task_id, "warning", reason, now)
+        if self.wakeup is not None:
+            self.wakeup.notify()
+
+    def _fenced_update(self, conn: Connection, claim: Claim, now: datetime, values: dict[str, Any]) -> None:
+        updated = conn.execute(
+            tasks.update()
+            .where(
+                tasks.c.id == claim.task_id,
+                tasks.c.lease_token == claim.lease_token,
+                tasks.c.status == _RUNNING,
+                tasks.c.lease_expires_at >= now,
+            )
+            .values(**values)
+        ).rowcount
+        if not updated:
+            raise LeaseLost(claim.task_id, claim.attempt)
+
+
+def _progress_values(progress: Progress | None) -> dict[str, Any]:
+    if progress is None or (not progress.records and not progress.latencies_ms):
+        return {}
+    values: dict[str, Any] = {"records_processed": tasks.c.records_processed + progress.records}
+    if progress.last_record_at is not None:
+        values["last_record_at"] = progress.last_record_at
+    if progress.latencies_ms:
+        low, high = min(progress.latencies_ms), max(progress.latencies_ms)
+        values.update(
+            latency_ms_last=progress.latencies_ms[-1],
+            latency_ms_min=sa.case(
+                (tasks.c.latency_ms_min.is_(None) | (tasks.c.latency_ms_min > low), low), else_=tasks.c.latency_ms_min
+            ),
+            latency_ms_max=sa.case(
+                (tasks.c.latency_ms_max.is_(None) | (tasks.c.latency_ms_max < high), high), else_=tasks.c.latency_ms_max
+            ),
+            latency_ms_sum=tasks.c.latency_ms_sum + sum(progress.latencies_ms),
+            latency_count=tasks.c.latency_count + len(progress.latencies_ms),
+        )
+    return values

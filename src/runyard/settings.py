@@ -1,0 +1,76 @@
+"""runyard's settings: one validated model, read from RUNYARD_* variables and passed in, never global."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runyard.errors import ConfigError
+
+MIN_SECRET_KEY_BYTES = 32  # HS256 wants at least 256 bits of key (RFC 7518 §3.2)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore")
+
+    home: Path = Field(default=Path(".runyard"), description="Holds the default store, warehouse, staging and key")
+    database_url: str | None = Field(default=None, description="Runs and tasks; default SQLite under home")
+    warehouse_url: str | None = Field(default=None, description="Default: a DuckDB folder under home")
+    staging_url: str | None = Field(default=None, description="Default: a staging folder under home")
+    secret_key: SecretStr | None = Field(default=None, description="Signs tokens; generated under home if unset")
+    admin_password: SecretStr | None = Field(default=None, description="The first administrator's password")
+
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0, description="How often an idle worker looks for work")
+    sweep_seconds: float = Field(default=2.0, gt=0, description="How often the scheduler sweeps leases")
+    cancel_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    def model_post_init(self, _context: object) -> None:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ConfigError(
+                f"must be shorter than RUNYARD_LEASE_SECONDS ({self.lease_seconds})",
+                field="RUNYARD_HEARTBEAT_SECONDS",
+            )
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'runyard.db').resolve()}"
+
+    @property
+    def resolved_warehouse_url(self) -> str:
+        return self.warehouse_url or f"duckdb:///{(self.home / 'warehouse').resolve()}"
+
+    @property
+    def resolved_staging_url(self) -> str:
+        return self.staging_url or str((self.home / "staging").resolve())
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def signing_key(self) -> bytes:
+        """The configured key, or one generated once and kept in home with mode 0600."""
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value().encode()
+            if len(key) < MIN_SECRET_KEY_BYTES:
+                raise ConfigError(
+                    f"is too short: use at least {MIN_SECRET_KEY_BYTES} random bytes", field="RUNYARD_SECRET_KEY"
+                )
+            return key
+        return _load_or_create_key(self.home / "secret.key")
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key

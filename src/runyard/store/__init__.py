@@ -1,0 +1,1 @@
+"""Where runs and tasks live: SQLAlchemy tables, the database handle, migrations."""

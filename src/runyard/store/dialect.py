@@ -1,0 +1,61 @@
+"""Everything that differs between SQLite and PostgreSQL, in one place."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def engine_options(url: sa.URL) -> dict[str, Any]:
+    if url.get_backend_name() == "sqlite":
+        # Many worker threads share the engine; each connection is used by one thread at a time.
+        return {"connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+
+
+def configure_sqlite(engine: Engine, *, immediate: bool) -> None:
+    """WAL lets readers work while one writer writes; the busy timeout queues writers instead of failing.
+
+    Write transactions start with BEGIN IMMEDIATE so that two writers never both read, then
+    both try to upgrade to a write lock (SQLite's deadlock, answered "database is locked").
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def database_now(conn: Connection) -> datetime:
+    """The clock every lease decision uses: the database's, so workers on other hosts agree."""
+    if conn.dialect.name == "postgresql":
+        value = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def lock_for_claim(query: sa.Select[Any], conn: Connection) -> sa.Select[Any]:
+    """PostgreSQL: skip rows another worker is claiming. SQLite: BEGIN IMMEDIATE already serializes."""
+    if conn.dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def is_unique_violation(error: sa.exc.IntegrityError, constraint: str) -> bool:
+    text = str(error.orig)
+    return constraint in text or ("UNIQUE constraint failed" in text and "runs.operation_id" in text)

@@ -1,0 +1,228 @@
+"""The store's tables. Status columns hold the snake_case values of runyard.domain.statuses."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from runyard.domain.statuses import RUN_ACTIVE
+from runyard.store.types import UtcDateTime, json_type
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_ACTIVE_VALUES = ", ".join(f"'{s.value}'" for s in sorted(RUN_ACTIVE))
+_ACTIVE_CLAUSE = sa.text(f"status IN ({_ACTIVE_VALUES})")
+
+
+def _created() -> sa.Column[object]:
+    return sa.Column("created_at", UtcDateTime(), nullable=False)
+
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    _created(),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False, index=True),
+    sa.Column("login", sa.String(200), nullable=False, unique=True),  # unique across accounts
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    _created(),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False, index=True),
+    sa.Column("user_id", sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # sha256 of the secret
+    sa.Column("prefix", sa.String(12), nullable=False),  # shown in lists so people can tell tokens apart
+    _created(),
+    sa.Column("last_used_at", UtcDateTime()),
+    sa.Column("revoked_at", UtcDateTime()),
+)
+
+operations = sa.Table(
+    "operations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("environment", sa.String(50), nullable=False),
+    sa.Column("configuration_type", sa.String(50), nullable=False),
+    sa.Column("configuration_id", sa.String(300), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("spec", json_type(), nullable=False),
+    sa.Column("activated", sa.Boolean, nullable=False, default=True),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    sa.Column("schedule", sa.String(100)),
+    _created(),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "environment", "configuration_type", "configuration_id"),
+    sa.Index(None, "account_id", "configuration_id"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("operation_id", sa.ForeignKey("operations.id"), nullable=False),
+    sa.Column("run_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("job_name", sa.String(400), nullable=False, unique=True),
+    sa.Column("run_type", sa.String(20), nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("retry_of", sa.ForeignKey("runs.id")),
+    sa.Column("blocked_by", sa.ForeignKey("runs.id")),  # the active run that got this one rejected
+    sa.Column("execution_date", sa.Date),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("created_by", sa.ForeignKey("users.id")),
+    _created(),
+    sa.Column("started_at", UtcDateTime()),
+    sa.Column("completed_at", UtcDateTime()),
+    sa.Column("cancel_requested_at", UtcDateTime()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # The one-active-run rule, enforced by the database whatever the application does.
+    sa.Index(
+        "uq_runs_one_active_per_operation",
+        "operation_id",
+        unique=True,
+        sqlite_where=_ACTIVE_CLAUSE,
+        postgresql_where=_ACTIVE_CLAUSE,
+    ),
+    # The API Runs page: filter by operation, status or type, sort by id, started or completed.
+    sa.Index(None, "account_id", "id"),
+    sa.Index(None, "operation_id", "id"),
+    sa.Index(None, "account_id", "status", "id"),
+    sa.Index(None, "account_id", "run_type", "id"),
+    sa.Index(None, "account_id", "started_at"),
+    sa.Index(None, "account_id", "completed_at"),
+    sa.Index(None, "status", "cancel_requested_at"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),  # order in the plan
+    sa.Column("name", sa.String(300), nullable=False),
+    sa.Column("stage", sa.String(30), nullable=False),
+    sa.Column("metrics_type", sa.String(20), nullable=False),
+    sa.Column("executor", sa.String(50), nullable=False),
+    sa.Column("params", json_type(), nullable=False),
+    sa.Column("table_name", sa.String(300)),
+    sa.Column("required", sa.Boolean, nullable=False, default=True),
+    sa.Column("reusable", sa.Boolean, nullable=False, default=False),
+    sa.Column("reused_from", sa.ForeignKey("tasks.id")),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("ready_at", UtcDateTime()),  # set once its dependencies allow it to be claimed
+    sa.Column("attempt", sa.Integer, nullable=False, default=0),
+    sa.Column("max_attempts", sa.Integer, nullable=False, default=3),
+    sa.Column("lease_token", sa.String(64)),
+    sa.Column("lease_expires_at", UtcDateTime()),
+    sa.Column("claimed_at", UtcDateTime()),
+    sa.Column("heartbeat_at", UtcDateTime()),
+    sa.Column("worker_id", sa.String(200)),
+    sa.Column("started_at", UtcDateTime()),
+    sa.Column("completed_at", UtcDateTime()),
+    sa.Column("records_processed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("last_record_at", UtcDateTime()),
+    sa.Column("latency_ms_last", sa.Float),
+    sa.Column("latency_ms_min", sa.Float),
+    sa.Column("latency_ms_max", sa.Float),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False, default=0.0),
+    sa.Column("latency_count", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("run_id", "name"),
+    sa.Index(None, "status", "ready_at"),  # the claim query
+    sa.Index(None, "status", "lease_expires_at"),  # the lease sweep
+)
+
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    sa.Column("task_id", sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("upstream_id", sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("soft", sa.Boolean, nullable=False, default=False),
+)
+
+task_tables = sa.Table(
+    "task_tables",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("table_name", sa.String(300), nullable=False),
+    sa.Column("record_count", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("task_id", "table_name"),
+)
+
+task_messages = sa.Table(
+    "task_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.ForeignKey("tasks.id"), nullable=False, index=True),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("level", sa.String(10), nullable=False),  # info, warning, error
+    sa.Column("text", sa.Text, nullable=False),
+    _created(),
+)
+
+# One row per (task, attempt): the execution log that shows nothing ran twice.
+task_attempts = sa.Table(
+    "task_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("worker_id", sa.String(200), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("ended_at", UtcDateTime()),
+    sa.Column("outcome", sa.String(30)),
+    sa.UniqueConstraint("task_id", "attempt"),
+)
+
+# Appended in the same transaction as every status change: the history of a run.
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("task_id", sa.ForeignKey("tasks.id")),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("status", sa.String(30)),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    _created(),
+    sa.Index(None, "run_id", "id"),
+)
+
+data_loads = sa.Table(
+    "data_loads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("operation_id", sa.ForeignKey("operations.id"), nullable=False),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False, unique=True),
+    sa.Column("tables", json_type(), nullable=False),  # [{"name": ..., "rows": ...}]
+    sa.Column("rows", sa.BigInteger, nullable=False, default=0),
+    _created(),
+    sa.Index(None, "account_id", "id"),
+)

@@ -1,0 +1,1 @@
+"""Workers: claim tasks under leases, run them through executors, and the scheduler's sweep."""

@@ -1,0 +1,41 @@
+"""The scheduler loop: sweeps expired leases and stuck cancellations on a timer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import sqlalchemy as sa
+
+from runyard.services.sweep import sweep
+from runyard.store.database import Store
+
+log = logging.getLogger("runyard.scheduler")
+
+
+class Scheduler:
+    def __init__(self, store: Store, *, sweep_seconds: float, cancel_timeout_seconds: float) -> None:
+        self.store = store
+        self.sweep_seconds = sweep_seconds
+        self.cancel_timeout_seconds = cancel_timeout_seconds
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="runyard-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(self.sweep_seconds + 5)
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.sweep_seconds):
+            try:
+                report = sweep(self.store, cancel_timeout_seconds=self.cancel_timeout_seconds)
+            except sa.exc.OperationalError as error:
+                log.warning("sweep skipped: the runs database is unreachable (%s)", str(error).splitlines()[0])
+                continue
+            if report.exhausted or report.canceled or report.forced_runs:
+                log.info("sweep: %s", report)
