@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 
+from runyard.engine.registry import bind
+from runyard.engine.resources import EngineResources
+from runyard.engine.staging import Staging
 from runyard.services.runs import RunService
 from runyard.services.tasks import TaskLeases
 from runyard.services.wakeup import Wakeup
 from runyard.settings import Settings
 from runyard.store import migrate
 from runyard.store.database import Store
+from runyard.warehouse.duckdb import DuckDBWarehouses
 from runyard.worker.executors import Executor, default_registry
 from runyard.worker.scheduler import Scheduler
 from runyard.worker.worker import Worker, default_worker_id
@@ -47,6 +52,22 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
     return store
 
 
+def engine_resources(settings: Settings, *, extra_hosts: tuple[str, ...] = ()) -> EngineResources:
+    return EngineResources(
+        staging=Staging(settings.resolved_staging_url),
+        warehouses=DuckDBWarehouses(settings.warehouse_directory),
+        allowed_hosts=(*settings.allowed_hosts, *extra_hosts),
+        environ=dict(os.environ),
+    )
+
+
+def full_registry(resources: EngineResources) -> dict[str, Executor]:
+    registry = default_registry()
+    for name, (run, description) in bind(resources).items():
+        registry[name] = Executor(name, run, description)
+    return registry
+
+
 @dataclass
 class Runtime:
     """Everything one process runs: its store, its workers' wakeup signal, the run services."""
@@ -54,7 +75,17 @@ class Runtime:
     settings: Settings
     store: Store
     wakeup: Wakeup = field(default_factory=Wakeup)
+    resources: EngineResources | None = None
     registry: dict[str, Executor] = field(default_factory=default_registry)
+
+    def __post_init__(self) -> None:
+        if self.resources is not None:
+            self.registry = full_registry(self.resources)
+
+    def close(self) -> None:
+        if self.resources is not None:
+            self.resources.warehouses.close_all()
+        self.store.dispose()
 
     @property
     def runs(self) -> RunService:

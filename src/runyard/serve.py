@@ -10,11 +10,11 @@ import uvicorn
 from rich.console import Console
 
 from runyard.api.app import create_app
-from runyard.config.loader import load_specs
-from runyard.demo import OPERATIONS
+from runyard.demo import demo_specs
+from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import RunRejected
-from runyard.runtime import Runtime, configure_logging, open_store
+from runyard.runtime import Runtime, configure_logging, engine_resources, open_store
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.operations import deploy
 from runyard.services.queries import RunFilter, list_runs
@@ -31,9 +31,11 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     settings.signing_key()  # fail now, not at the first login, if the key is unusable
     admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
     boot = bootstrap_admin(store, admin_password)
-    runtime = Runtime(settings, store)
-    if demo:
-        _deploy_demo(runtime)
+    demo_source = _start_demo_source(port + 1) if demo else None
+    extra_hosts = ("127.0.0.1",) if demo_source else ()
+    runtime = Runtime(settings, store, resources=engine_resources(settings, extra_hosts=extra_hosts))
+    if demo_source is not None:
+        _deploy_demo(runtime, demo_source.base_url)
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
     server = uvicorn.Server(uvicorn.Config(create_app(store), host=host, port=port, log_level="warning"))
@@ -46,17 +48,27 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         console.print(f"administrator login: {boot.login}  (password from RUNYARD_ADMIN_PASSWORD)")
     else:
         console.print(f"administrator login: {boot.login}  (password set when this store was created)")
+    if demo_source is not None:
+        console.print(f"demo HR API (the demo operations' source) at {demo_source.base_url}")
     try:
         server.run()
     finally:
         worker.stop(SHUTDOWN_GRACE_SECONDS)
         scheduler.stop()
-        store.dispose()
+        runtime.close()
+        if demo_source is not None:
+            demo_source.stop()
 
 
-def _deploy_demo(runtime: Runtime) -> None:
-    specs = load_specs(OPERATIONS)
-    for item in deploy(runtime.store, specs, runtime.registry):
+def _start_demo_source(port: int) -> DemoSourceServer:
+    server = DemoSourceServer(DemoSourceConfig(), port=port)
+    server.start()
+    return server
+
+
+def _deploy_demo(runtime: Runtime, source_url: str) -> None:
+    """Deploy the demo operations and launch each once, on a store that has no run of them yet."""
+    for item in deploy(runtime.store, demo_specs(source_url), runtime.registry):
         with runtime.store.read() as conn:
             _, total = list_runs(conn, RunFilter(operation_id=item.operation_id), limit=1)
         if total:
@@ -73,7 +85,7 @@ def _deploy_demo(runtime: Runtime) -> None:
 def run_worker(settings: Settings) -> None:
     """A worker process alone. SIGTERM or SIGINT: claim nothing more, finish or give back, exit 0."""
     configure_logging()
-    runtime = Runtime(settings, open_store(settings))
+    runtime = Runtime(settings, open_store(settings), resources=engine_resources(settings))
     worker = runtime.worker("worker")
     scheduler = runtime.scheduler()
     stop = threading.Event()
@@ -85,4 +97,4 @@ def run_worker(settings: Settings) -> None:
     log.info("stopping: finishing running tasks (up to %.0f s)", SHUTDOWN_GRACE_SECONDS)
     worker.stop(SHUTDOWN_GRACE_SECONDS)
     scheduler.stop()
-    runtime.store.dispose()
+    runtime.close()

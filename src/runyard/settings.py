@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runyard.errors import ConfigError
 
@@ -30,6 +31,17 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=1.0, gt=0, description="How often an idle worker looks for work")
     sweep_seconds: float = Field(default=2.0, gt=0, description="How often the scheduler sweeps leases")
     cancel_timeout_seconds: float = Field(default=120.0, gt=0)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default=["public"],
+        description="Where sources may be: host names, *.domains, IPs, CIDR networks, or 'public' (comma-separated)",
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     def model_post_init(self, _context: object) -> None:
         if self.heartbeat_seconds >= self.lease_seconds:
@@ -43,8 +55,10 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.home / 'runyard.db').resolve()}"
 
     @property
-    def resolved_warehouse_url(self) -> str:
-        return self.warehouse_url or f"duckdb:///{(self.home / 'warehouse').resolve()}"
+    def warehouse_directory(self) -> Path:
+        """The folder of the DuckDB warehouse files (one per account)."""
+        url = self.warehouse_url or str(self.home / "warehouse")
+        return Path(url.removeprefix("duckdb://")).resolve()
 
     @property
     def resolved_staging_url(self) -> str:

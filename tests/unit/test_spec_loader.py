@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runyard.config.loader import load_specs, load_text
-from runyard.demo import OPERATIONS
+from runyard.demo import demo_specs
 from runyard.errors import ConfigError
 
 VALID = """\
@@ -67,5 +67,5 @@ def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
 
 
 def test_the_demo_operations_load() -> None:
-    specs = load_specs(OPERATIONS)
-    assert {s.configuration_id for s in specs} >= {"demo-hr-sleep"}
+    specs = demo_specs("http://127.0.0.1:8001")
+    assert {s.configuration_id for s in specs} >= {"demo-hr-sleep", "demo-hr"}

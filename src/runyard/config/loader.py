@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from runyard.config.specs import CONFIGURATION_TYPES, OperationSpec, TaskGraphOperation
+from runyard.config.specs import CONFIGURATION_TYPES, ApiToTableOperation, OperationSpec, TaskGraphOperation
 from runyard.errors import ConfigError
 
-_MODELS: dict[str, type[BaseModel]] = {"tasks": TaskGraphOperation}
+_MODELS: dict[str, type[BaseModel]] = {"tasks": TaskGraphOperation, "api-to-table": ApiToTableOperation}
 
 Location = tuple[str | int, ...]
 
@@ -74,7 +74,7 @@ def parse_document(node: yaml.Node, source: str) -> OperationSpec:
         spec = model.model_validate(data)
     except ValidationError as error:
         raise _config_error(error, data, lines, source, start) from None
-    assert isinstance(spec, TaskGraphOperation)
+    assert isinstance(spec, TaskGraphOperation | ApiToTableOperation)
     return spec
 
 

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from runyard.config.api_to_table import ApiToTableSpec
+
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 
@@ -74,5 +76,11 @@ class TaskGraphOperation(OperationBase):
     tasks: Annotated[list[TaskSpec], Field(min_length=1)]
 
 
-OperationSpec = TaskGraphOperation
-CONFIGURATION_TYPES: tuple[str, ...] = ("tasks",)
+class ApiToTableOperation(OperationBase, ApiToTableSpec):
+    """An HTTP API extracted into warehouse tables, one table per endpoint (spec 000)."""
+
+    configuration_type: Literal["api-to-table"]
+
+
+OperationSpec = TaskGraphOperation | ApiToTableOperation
+CONFIGURATION_TYPES: tuple[str, ...] = ("api-to-table", "tasks")

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runyard.config.specs import OperationSpec
+from runyard.config.specs import OperationSpec, TaskGraphOperation
 from runyard.domain.plans import plan_task_graph
 from runyard.domain.statuses import RunType
 from runyard.errors import ConfigError, InvalidInput, NotFound
@@ -43,14 +43,15 @@ class Deployed:
 def deploy(store: Store, specs: Sequence[OperationSpec], executors: Collection[str]) -> list[Deployed]:
     """Create or update every operation, all in one transaction: a bad spec deploys nothing."""
     for spec in specs:
-        _check_executors(spec, executors)
-        plan_task_graph([t.model_dump() for t in spec.tasks], RunType.INCREMENTAL)  # validates the graph
+        if isinstance(spec, TaskGraphOperation):
+            _check_executors(spec, executors)
+            plan_task_graph([t.model_dump() for t in spec.tasks], RunType.INCREMENTAL)  # validates the graph
     with store.write() as conn:
         now = store.now(conn)
         return [_upsert(conn, spec, now) for spec in specs]
 
 
-def _check_executors(spec: OperationSpec, executors: Collection[str]) -> None:
+def _check_executors(spec: TaskGraphOperation, executors: Collection[str]) -> None:
     for index, task in enumerate(spec.tasks):
         if task.executor not in executors:
             raise ConfigError(

@@ -84,7 +84,7 @@ class RunService:
             sa.select(runs.c.id).where(runs.c.operation_id == operation.id, runs.c.status.in_(_ACTIVE))
         ).scalar()
         decision = one_active_run_per_operation(active)
-        planned = plan_for(operation, request.run_type) if decision.accepted else []
+        planned = plan_for(operation, request.run_type, now.date()) if decision.accepted else []
         run_id = self._insert_run(conn, operation, request, decision.status, decision.blocked_by, now)
         if decision.accepted:
             self._insert_tasks(conn, run_id, planned, request.retry_of, now)

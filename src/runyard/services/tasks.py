@@ -16,15 +16,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runyard.domain.statuses import RunStatus, TaskStatus
+from runyard.domain.statuses import TASK_SUCCEEDED, RunStatus, TaskStatus
 from runyard.domain.transitions import check_task_transition
+from runyard.engine.context import TaskOutput
 from runyard.errors import LeaseLost
 from runyard.services.history import add_message, close_attempt, record_event
 from runyard.services.settle import settle_run
 from runyard.services.wakeup import Wakeup
 from runyard.store import dialect
 from runyard.store.database import Store
-from runyard.store.tables import runs, task_attempts, task_tables, tasks
+from runyard.store.tables import accounts, runs, task_attempts, task_dependencies, task_tables, tasks
 
 _CLAIMABLE_RUNS = [RunStatus.WAITING_TO_START.value, RunStatus.RUNNING.value]
 _RUNNING = TaskStatus.RUNNING.value
@@ -43,6 +44,11 @@ class Claim:
     max_attempts: int
     lease_token: str
     worker_id: str
+    run_key: str = ""
+    operation_id: int = 0
+    account: str = ""
+    run_type: str = "incremental"
+    inputs: tuple[TaskOutput, ...] = ()
 
 
 @dataclass
@@ -165,6 +171,11 @@ class TaskLeases:
             status=_RUNNING,
             detail=f"attempt {attempt} on {worker_id}",
         )
+        run = conn.execute(
+            sa.select(runs.c.run_key, runs.c.operation_id, runs.c.run_type, accounts.c.name)
+            .join(accounts, accounts.c.id == runs.c.account_id)
+            .where(runs.c.id == row.run_id)
+        ).one()
         return Claim(
             task_id=row.id,
             run_id=row.run_id,
@@ -177,6 +188,11 @@ class TaskLeases:
             max_attempts=row.max_attempts,
             lease_token=token,
             worker_id=worker_id,
+            run_key=run.run_key,
+            operation_id=run.operation_id,
+            account=run.name,
+            run_type=run.run_type,
+            inputs=_inputs(conn, row.id),
         )
 
     def heartbeat(self, claim: Claim, progress: Progress | None = None) -> bool:
@@ -254,6 +270,37 @@ class TaskLeases:
         ).rowcount
         if not updated:
             raise LeaseLost(claim.task_id, claim.attempt)
+
+
+def _inputs(conn: Connection, task_id: int) -> tuple[TaskOutput, ...]:
+    """The outputs of a task's upstream tasks, following reused tasks to the run that produced them."""
+    upstream = conn.execute(
+        sa.select(
+            tasks.c.id,
+            tasks.c.name,
+            tasks.c.status,
+            tasks.c.attempt,
+            tasks.c.reused_from,
+            tasks.c.table_name,
+            runs.c.run_key,
+        )
+        .join(task_dependencies, task_dependencies.c.upstream_id == tasks.c.id)
+        .join(runs, runs.c.id == tasks.c.run_id)
+        .where(task_dependencies.c.task_id == task_id)
+        .order_by(tasks.c.position)
+    ).all()
+    outputs = []
+    for row in upstream:
+        run_key, attempt = row.run_key, row.attempt
+        if row.reused_from is not None:
+            origin = conn.execute(
+                sa.select(tasks.c.attempt, runs.c.run_key)
+                .join(runs, runs.c.id == tasks.c.run_id)
+                .where(tasks.c.id == row.reused_from)
+            ).one()
+            run_key, attempt = origin.run_key, origin.attempt
+        outputs.append(TaskOutput(row.name, run_key, attempt, TaskStatus(row.status) in TASK_SUCCEEDED, row.table_name))
+    return tuple(outputs)
 
 
 def _progress_values(progress: Progress | None) -> dict[str, Any]:

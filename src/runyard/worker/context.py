@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from runyard.engine.context import TaskIdentity, TaskOutput
 from runyard.errors import RunyardError
 from runyard.services.tasks import Claim, Progress
 
@@ -43,6 +44,15 @@ class TaskContext:
     @property
     def params(self) -> dict[str, Any]:
         return self.claim.params
+
+    @property
+    def identity(self) -> TaskIdentity:
+        c = self.claim
+        return TaskIdentity(c.account, c.operation_id, c.run_key, c.run_type, c.name, c.attempt, c.table)
+
+    @property
+    def inputs(self) -> tuple[TaskOutput, ...]:
+        return self.claim.inputs
 
     def checkpoint(self) -> None:
         """Call between units of work (pages, batches): stops the task if it must stop."""

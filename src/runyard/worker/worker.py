@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 
 from runyard.domain.statuses import TaskStatus
-from runyard.errors import LeaseLost
+from runyard.errors import LeaseLost, RunyardError
 from runyard.faults import crash_point
 from runyard.services.tasks import Claim, Outcome, TaskLeases
 from runyard.services.wakeup import Wakeup
@@ -117,7 +117,7 @@ class Worker:
             executor.run(ctx)
         except TaskInterrupted as stop:
             return stop.reason
-        except TaskFailed as error:
+        except (TaskFailed, RunyardError) as error:
             return _failed(ctx, str(error))
         except Exception as error:
             log.exception("task %d (%s) raised", claim.task_id, claim.name)

@@ -1,0 +1,248 @@
+"""Extraction: walk an endpoint's pages and stage its records as Parquet parts and a manifest.
+
+Memory stays bounded whatever the endpoint's size: records are converted to Arrow page by
+page and written out every PART_ROWS rows. Cancellation is checked between pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+from runyard.config.api_to_table import ApiToTableSpec, EndpointSpec, OffsetPagination, PageNumberPagination
+from runyard.engine import arrow
+from runyard.engine.context import StageContext, StageFailed
+from runyard.engine.http import Page, SourceClient, SourceError
+from runyard.engine.paginators import (
+    PageRequest,
+    PaginationError,
+    RecordSelectorError,
+    make_paginator,
+    plan_page_slices,
+    select_records,
+    total_pages,
+)
+from runyard.engine.resources import EngineResources, document_name, input_key, output_key
+from runyard.engine.staging import Manifest, PartInfo, Staging, StagingKey
+from runyard.faults import crash_point
+
+PART_ROWS = 100_000
+MAX_RETRY_MESSAGES = 50
+
+
+@dataclass
+class PartWriter:
+    """Buffers page tables and writes a Parquet part every `part_rows` rows."""
+
+    staging: Staging
+    key: StagingKey
+    part_rows: int = PART_ROWS
+    parts: list[PartInfo] = field(default_factory=list)
+    _buffer: list[arrow.Table] = field(default_factory=list)
+    _buffered: int = 0
+
+    def add(self, table: arrow.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= self.part_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        combined = arrow.concat(self._buffer)
+        self.parts.append(self.staging.write_part(self.key, len(self.parts), combined))
+        self._buffer, self._buffered = [], 0
+
+
+@dataclass
+class CursorTracker:
+    """The highest value of the incremental cursor field seen in this extraction."""
+
+    column: str | None
+    value: Any = None
+
+    def see(self, table: arrow.Table) -> None:
+        if self.column is None:
+            return
+        candidate = arrow.column_max(table, self.column)
+        if candidate is not None and (self.value is None or candidate > self.value):
+            self.value = candidate
+
+    def as_json(self) -> str | int | float | None:
+        """Numbers stay numbers (so they compare as numbers); dates and times become ISO text."""
+        if self.value is None or isinstance(self.value, int | float):
+            return self.value
+        return self.value.isoformat() if hasattr(self.value, "isoformat") else str(self.value)
+
+
+def high_watermark(ctx: StageContext, resources: EngineResources) -> None:
+    """`Get High Watermark [ep]`: the cursor value the last load reached (or the initial value)."""
+    identity = ctx.identity
+    incremental = ctx.params["incremental"]
+    warehouse = resources.warehouses.for_account(identity.account)
+    stored = warehouse.high_watermark(identity.operation_id, identity.table or "")
+    value = stored if stored is not None else incremental.get("initial_value")
+    key = output_key(identity)
+    resources.staging.write_document(
+        key.account, key.operation_id, key.run_key, key.table, document_name(key.task, key.attempt), {"value": value}
+    )
+    field_name = incremental["cursor_field"]
+    if stored is not None:
+        ctx.message("info", f"High watermark of {identity.table}.{field_name}: {stored} (from the last load)")
+    elif value is not None:
+        ctx.message("info", f"No earlier load of {identity.table}: starting from the initial value {value}")
+    else:
+        ctx.message("info", f"No earlier load of {identity.table}: extracting everything")
+
+
+def extract(ctx: StageContext, resources: EngineResources) -> None:
+    """`Process [ep]`: one endpoint (or one slice of it) into staging."""
+    spec = ApiToTableSpec.model_validate({**ctx.params["source"], "endpoints": [ctx.params["endpoint"]]})
+    endpoint = spec.endpoints[0]
+    identity = ctx.identity
+    params = {**endpoint.query_params(), **_incremental_params(ctx, resources, endpoint)}
+    slice_ = ctx.params.get("slice")
+    if slice_ and slice_["by"] == "date_window":
+        params.update({slice_["param_from"]: slice_["from"], slice_["param_to"]: slice_["to"]})
+    writer = PartWriter(resources.staging, output_key(identity))
+    cursor = CursorTracker(_cursor_column(endpoint))
+    retries: list[str] = []
+    with SourceClient(
+        spec,
+        environ=resources.environ,
+        allowed_hosts=resources.allowed_hosts,
+        transport=resources.transport,
+        on_retry=retries.append,
+    ) as client:
+        walk = _Walk(ctx, client, endpoint, writer, cursor)
+        page_range = _page_range(walk, slice_, params)
+        pages = walk.run(params, page_range) if page_range != (0, -1) else 0
+    writer.flush()
+    _report_retries(ctx, retries)
+    rows = sum(part.rows for part in writer.parts)
+    schema = arrow.unify(arrow.schema_from_json(part.schema) for part in writer.parts)
+    extra = {"pages": pages, "max_cursor": cursor.as_json(), "rejected": walk.rejected, "retries": len(retries)}
+    resources.staging.write_manifest(
+        Manifest(key=writer.key, parts=tuple(writer.parts), rows=rows, schema=arrow.schema_to_json(schema), extra=extra)
+    )
+    if rows == 0:
+        ctx.message("info", f"{endpoint.name}: the source returned no records")
+    ctx.table(endpoint.name, rows)
+
+
+@dataclass
+class _Walk:
+    ctx: StageContext
+    client: SourceClient
+    endpoint: EndpointSpec
+    writer: PartWriter
+    cursor: CursorTracker
+    rejected: int = 0
+
+    def fetch(self, request: PageRequest, number: int, previous: Page | None) -> Page:
+        target = request.url or self.endpoint.path
+        if request.url and previous is not None:
+            target = urljoin(previous.url, request.url)
+        try:
+            return self.client.get(target, request.params)
+        except SourceError as error:
+            raise StageFailed(f"{self.endpoint.name}, page {number}: {error}") from error
+
+    def run(self, params: Mapping[str, str], page_range: tuple[int, int] | None) -> int:
+        paginator = make_paginator(self.endpoint.pagination, page_range=page_range)
+        request = paginator.first_request(params)
+        page: Page | None = None
+        number = 0
+        while True:
+            self.ctx.checkpoint()
+            number += 1
+            if self.endpoint.max_pages is not None and number > self.endpoint.max_pages:
+                self.ctx.message("warning", f"{self.endpoint.name}: stopped after max_pages={self.endpoint.max_pages}")
+                return number - 1
+            crash_point(f"extract.page_{number}")
+            page = self.fetch(request, number, page)
+            records = self.take(page, number)
+            try:
+                paginator.update(page.body, page.headers, records)
+                if not paginator.has_next():
+                    return number
+                request = paginator.next_request()
+            except PaginationError as error:
+                raise StageFailed(f"{self.endpoint.name}, page {number}: {error}") from error
+
+    def take(self, page: Page, number: int) -> int:
+        try:
+            records = select_records(page.body, self.endpoint.records)
+        except RecordSelectorError as error:
+            raise StageFailed(f"{self.endpoint.name}, page {number} ({page.url}): {error}") from error
+        objects = [r for r in records if isinstance(r, dict)]
+        if len(objects) < len(records):
+            self.reject(records, objects, number)
+        table = arrow.records_to_table(objects)
+        self.writer.add(table)
+        self.cursor.see(table)
+        self.ctx.add_records(len(objects))
+        self.ctx.record_latency(page.latency_ms)
+        return len(records)
+
+    def reject(self, records: list[object], objects: list[dict[str, Any]], number: int) -> None:
+        bad = [r for r in records if not isinstance(r, dict)]
+        if not objects:
+            kind = type(bad[0]).__name__
+            raise StageFailed(
+                f"{self.endpoint.name}, page {number}: the records are {kind} values, not JSON objects "
+                f"(first: {str(bad[0])[:80]!r}); check the endpoint's record selector"
+            )
+        self.rejected += len(bad)
+        self.ctx.message(
+            "error",
+            f"{self.endpoint.name}, page {number}: {len(bad)} records were not JSON objects and were rejected "
+            f"(first: {str(bad[0])[:80]!r})",
+        )
+
+
+def _page_range(walk: _Walk, slice_: Mapping[str, Any] | None, params: Mapping[str, str]) -> tuple[int, int] | None:
+    """For a page slice, ask the first page how many pages there are, then take this slice's share."""
+    if not slice_ or slice_["by"] != "pages":
+        return None
+    pagination = walk.endpoint.pagination
+    assert isinstance(pagination, PageNumberPagination | OffsetPagination)
+    first = walk.fetch(make_paginator(pagination).first_request(params), 1, None)
+    total = total_pages(pagination, first.body)
+    if total is None:
+        raise StageFailed(f"{walk.endpoint.name}: the first page does not say how many pages there are")
+    ranges = plan_page_slices(total, int(slice_["count"])) if total else []
+    index = int(slice_["index"])
+    return ranges[index] if index < len(ranges) else (0, -1)
+
+
+def _incremental_params(ctx: StageContext, resources: EngineResources, endpoint: EndpointSpec) -> dict[str, str]:
+    if not ctx.params.get("incremental") or endpoint.incremental is None:
+        return {}
+    identity = ctx.identity
+    for upstream in ctx.inputs:
+        key = input_key(identity, upstream)
+        document = resources.staging.read_document(
+            key.account, key.operation_id, key.run_key, key.table, document_name(key.task, key.attempt)
+        )
+        if document is not None and document.get("value") is not None:
+            return {endpoint.incremental.param: str(document["value"])}
+    return {}
+
+
+def _cursor_column(endpoint: EndpointSpec) -> str | None:
+    if endpoint.incremental is None:
+        return None
+    return endpoint.incremental.cursor_field.replace(".", arrow.SEPARATOR)
+
+
+def _report_retries(ctx: StageContext, retries: list[str]) -> None:
+    for text in retries[:MAX_RETRY_MESSAGES]:
+        ctx.message("warning", text)
+    if len(retries) > MAX_RETRY_MESSAGES:
+        ctx.message("warning", f"... and {len(retries) - MAX_RETRY_MESSAGES} more retried requests")

@@ -1,0 +1,45 @@
+"""Ingestion: the consolidated parts into the warehouse's staging table for this run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from runyard.engine import arrow
+from runyard.engine.context import StageContext, StageFailed
+from runyard.engine.resources import EngineResources, document_name, input_key, output_key
+from runyard.engine.staging import Manifest, Staging
+
+INGESTED = "ingested"
+
+
+def ingest(ctx: StageContext, resources: EngineResources) -> None:
+    """`Ingestion [ep]`: Arrow batches from staging into the warehouse (DuckDB never reads files itself)."""
+    identity = ctx.identity
+    table = identity.table or ""
+    (upstream,) = [u for u in ctx.inputs if u.succeeded]
+    manifest = resources.staging.read_manifest(input_key(identity, upstream))
+    if manifest is None:
+        raise StageFailed(f"the consolidated output of {upstream.name} is missing from staging")
+    schema = arrow.schema_from_json(manifest.schema)
+    warehouse = resources.warehouses.for_account(identity.account)
+    rows = warehouse.stage(identity.run_key, table, arrow.reader(schema, _batches(ctx, resources.staging, manifest)))
+    if rows != manifest.rows:
+        raise StageFailed(f"{table}: staged {rows} rows but consolidation produced {manifest.rows}")
+    key = output_key(identity)
+    resources.staging.write_document(
+        key.account,
+        key.operation_id,
+        key.run_key,
+        key.table,
+        document_name(key.task, key.attempt),
+        {"kind": INGESTED, "rows": rows, "max_cursor": manifest.extra.get("max_cursor")},
+    )
+    ctx.table(table, rows)
+
+
+def _batches(ctx: StageContext, staging: Staging, manifest: Manifest) -> Iterator[arrow.RecordBatch]:
+    for part in manifest.parts:
+        ctx.checkpoint()
+        table = staging.read_part(part)
+        ctx.add_records(table.num_rows)
+        yield from arrow.batches(table)

@@ -1,0 +1,48 @@
+"""The Data Load: every table of the run, its high watermarks and a load record, in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runyard.engine.context import StageContext, TaskOutput
+from runyard.engine.ingest import INGESTED
+from runyard.engine.resources import EngineResources, document_name, input_key
+from runyard.faults import crash_point
+from runyard.warehouse.base import LoadRequest, TableLoad
+
+
+def data_load(ctx: StageContext, resources: EngineResources) -> None:
+    identity = ctx.identity
+    ingested = {u.table: _ingested(ctx, resources, u) for u in ctx.inputs if u.succeeded}
+    loads = []
+    for table in ctx.params["tables"]:
+        document = ingested.get(table["name"])
+        if document is None:
+            ctx.message("error", f"{table['name']} was not loaded: its extraction did not complete")
+            continue
+        loads.append(
+            TableLoad(
+                name=table["name"],
+                mode=table["mode"],
+                primary_key=tuple(table["primary_key"]),
+                cursor_field=table.get("cursor_field"),
+                high_watermark=document.get("max_cursor") if table.get("cursor_field") else None,
+            )
+        )
+    ctx.checkpoint()  # canceled before the commit: the warehouse stays as it was
+    warehouse = resources.warehouses.for_account(identity.account)
+    result = warehouse.load(LoadRequest(identity.run_key, identity.operation_id, tuple(loads)))
+    crash_point("load.after_commit_before_meta")
+    if result.already_loaded:
+        ctx.message("info", "This run's data had already been loaded by an earlier attempt; nothing was loaded twice")
+    for table_result in result.tables:
+        ctx.table(table_result.name, table_result.staged)
+    warehouse.drop_staging(identity.run_key)
+
+
+def _ingested(ctx: StageContext, resources: EngineResources, upstream: TaskOutput) -> dict[str, Any] | None:
+    key = input_key(ctx.identity, upstream)
+    document = resources.staging.read_document(
+        key.account, key.operation_id, key.run_key, key.table, document_name(key.task, key.attempt)
+    )
+    return document if document and document.get("kind") == INGESTED else None
