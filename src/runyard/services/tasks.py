@@ -25,7 +25,7 @@ from runyard.services.settle import settle_run
 from runyard.services.wakeup import Wakeup
 from runyard.store import dialect
 from runyard.store.database import Store
-from runyard.store.tables import accounts, runs, task_attempts, task_dependencies, task_tables, tasks
+from runyard.store.tables import accounts, data_loads, runs, task_attempts, task_dependencies, task_tables, tasks
 
 _CLAIMABLE_RUNS = [RunStatus.WAITING_TO_START.value, RunStatus.RUNNING.value]
 _RUNNING = TaskStatus.RUNNING.value
@@ -230,6 +230,8 @@ class TaskLeases:
                     ],
                 )
             close_attempt(conn, claim.task_id, claim.attempt, outcome.status.value, now)
+            if claim.stage == "load" and outcome.status in TASK_SUCCEEDED and outcome.tables:
+                _record_data_load(conn, claim.run_id, outcome.tables, now)
             record_event(conn, claim.run_id, "task_finished", now, task_id=claim.task_id, status=outcome.status.value)
             became_ready = settle_run(conn, claim.run_id, now)
         if became_ready and self.wakeup is not None:
@@ -270,6 +272,23 @@ class TaskLeases:
         ).rowcount
         if not updated:
             raise LeaseLost(claim.task_id, claim.attempt)
+
+
+def _record_data_load(conn: Connection, run_id: int, tables: Sequence[tuple[str, int]], now: datetime) -> None:
+    """What the run made available in the warehouse: the Data Loads page reads this."""
+    if conn.execute(sa.select(data_loads.c.id).where(data_loads.c.run_id == run_id)).first():
+        return
+    run = conn.execute(sa.select(runs.c.account_id, runs.c.operation_id).where(runs.c.id == run_id)).one()
+    conn.execute(
+        data_loads.insert().values(
+            account_id=run.account_id,
+            operation_id=run.operation_id,
+            run_id=run_id,
+            tables=[{"name": name, "rows": rows} for name, rows in tables],
+            rows=sum(rows for _, rows in tables),
+            created_at=now,
+        )
+    )
 
 
 def _inputs(conn: Connection, task_id: int) -> tuple[TaskOutput, ...]:

@@ -1,0 +1,537 @@
+"""Staging: the files handed from one stage of a run to the next (extract -> load).
+
+Layout under the staging root (a local folder by default, any fsspec URL otherwise)::
+
+    <root>/<account>/<operation_id>/<run_key>/<table>/<task>/attempt-<n>/part-00000.parquet
+                                                                        /manifest.json
+    <root>/<account>/<operation_id>/<run_key>/<table>/.documents/<name>.json
+
+Durability: every file is written under a temporary name, flushed, fsynced and atomically renamed
+(local folders), so a reader never sees half a file. A task's output exists once its manifest
+does: the manifest is written last and lists each part with its size and sha256, which
+:meth:`Staging.read_part` verifies.
+
+Path safety (S12): every name that reaches a path (account, run key, table, task, document name)
+becomes a slug of ``[A-Za-z0-9_.-]`` that never starts with a dot (names starting with a dot are
+runyard's own: temporary files, ``.documents``); a name that had to change gets a short hash
+suffix so that different names stay different. After joining, the real path (symlinks resolved,
+for local folders) must stay inside ``<root>/<account>/``; otherwise StagingError before any I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import posixpath
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import fsspec
+import orjson
+
+from runyard.engine import arrow
+from runyard.errors import RunyardError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "Manifest",
+    "PartInfo",
+    "Staging",
+    "StagingError",
+    "StagingKey",
+    "part_name",
+    "safe_name",
+]
+
+MANIFEST_NAME = "manifest.json"
+DOCUMENTS_DIR = ".documents"
+_MANIFEST_VERSION = 1
+_SAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+_ATTEMPT_DIR = re.compile(r"attempt-(\d+)")
+_MAX_SLUG = 100
+_TMP_SUFFIX = ".tmp"
+
+
+class StagingError(RunyardError):
+    """A staged file cannot be written or read safely (bad name, escape attempt, damage, I/O)."""
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+
+def safe_name(name: str, *, what: str = "name") -> str:
+    """``name`` as a path component: letters, digits, ``_``, ``-``, ``.``; changed names get a hash suffix.
+
+    Refuses (StagingError) an empty name, ``.``, ``..`` and names containing NUL.
+    """
+    if not isinstance(name, str) or not name:
+        raise StagingError(f"staging {what} must be a non-empty text")
+    if "\x00" in name:
+        raise StagingError(f"staging {what} {name!r} contains a NUL character")
+    if name in (".", ".."):
+        raise StagingError(f"staging {what} {name!r} is not allowed: it would leave its folder")
+    slug = _SAFE_CHARS.sub("_", name)
+    if slug.startswith("."):
+        slug = "_" + slug[1:]
+    if slug != name or len(slug) > _MAX_SLUG:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        slug = f"{slug[: _MAX_SLUG - 11]}-{digest}"
+    return slug
+
+
+def part_name(index: int) -> str:
+    """File name of part ``index`` (``part-00000.parquet``)."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise StagingError(f"part index must be an integer >= 0, got {index!r}")
+    return f"part-{index:05d}.parquet"
+
+
+def _number(value: object, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StagingError(f"staging {what} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+# --- records --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagingKey:
+    """Identifies the output folder of one attempt of one task."""
+
+    account: str
+    operation_id: int
+    run_key: str
+    table: str
+    task: str
+    attempt: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "operation_id": self.operation_id,
+            "run_key": self.run_key,
+            "table": self.table,
+            "task": self.task,
+            "attempt": self.attempt,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StagingKey:
+        return cls(
+            account=str(data["account"]),
+            operation_id=int(data["operation_id"]),
+            run_key=str(data["run_key"]),
+            table=str(data["table"]),
+            task=str(data["task"]),
+            attempt=int(data["attempt"]),
+        )
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One Parquet part as written: path relative to the staging root, rows, size, sha256, schema."""
+
+    path: str
+    rows: int
+    size_bytes: int
+    sha256: str
+    schema: str  # arrow.schema_to_json
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "rows": self.rows,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "schema": self.schema,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PartInfo:
+        return cls(
+            path=str(data["path"]),
+            rows=int(data["rows"]),
+            size_bytes=int(data["size_bytes"]),
+            sha256=str(data["sha256"]),
+            schema=str(data["schema"]),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A task attempt's output: its parts, total rows, the schema (arrow.schema_to_json), extras."""
+
+    key: StagingKey
+    parts: tuple[PartInfo, ...]
+    rows: int
+    schema: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """The manifest as JSON bytes (``extra`` must be JSON-serialisable)."""
+        return orjson.dumps(
+            {
+                "version": _MANIFEST_VERSION,
+                "key": self.key.to_dict(),
+                "parts": [part.to_dict() for part in self.parts],
+                "rows": self.rows,
+                "schema": self.schema,
+                "extra": dict(self.extra),
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Manifest:
+        """Parse :meth:`to_json` output; StagingError when it is not a manifest."""
+        try:
+            doc = orjson.loads(data)
+            return cls(
+                key=StagingKey.from_dict(doc["key"]),
+                parts=tuple(PartInfo.from_dict(p) for p in doc["parts"]),
+                rows=int(doc["rows"]),
+                schema=str(doc["schema"]),
+                extra=dict(doc.get("extra") or {}),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise StagingError(f"not a valid staging manifest: {exc}") from None
+
+
+# --- storage backends -----------------------------------------------------------------------------
+
+
+class _Storage(Protocol):
+    root: str
+
+    def join(self, *parts: str) -> str: ...
+    def inside(self, path: str, folder: str) -> bool: ...
+    def write_atomic(self, path: str, data: bytes) -> None: ...
+    def read(self, path: str) -> bytes | None: ...
+    def list_dirs(self, path: str) -> list[str]: ...
+    def remove_tree(self, path: str) -> None: ...
+    def remove_temporaries(self, path: str) -> None: ...
+
+
+class _LocalStorage:
+    """A local folder: temp file, flush, fsync, rename, fsync of the folder."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+
+    def join(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def inside(self, path: str, folder: str) -> bool:
+        """Whether ``path``, symlinks resolved, is strictly inside ``folder`` (itself not resolved)."""
+        return os.path.realpath(path).startswith(folder + os.sep)
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        temp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o640)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        _fsync_dir(folder)
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def list_dirs(self, path: str) -> list[str]:
+        try:
+            with os.scandir(path) as entries:
+                return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def remove_tree(self, path: str) -> None:
+        if os.path.lexists(path):
+            shutil.rmtree(path)
+
+    def remove_temporaries(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError), os.scandir(path) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX) and entry.is_file():
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FsspecStorage:
+    """Any fsspec filesystem (object stores write whole objects, so a single put is atomic)."""
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self._fs = fs
+        self.root = root.rstrip("/") or "/"
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def inside(self, path: str, folder: str) -> bool:
+        return posixpath.normpath(path).startswith(folder.rstrip("/") + "/")
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        self._fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        self._fs.pipe_file(path, data)
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            return bytes(self._fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+
+    def list_dirs(self, path: str) -> list[str]:
+        try:
+            entries = self._fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
+
+    def remove_tree(self, path: str) -> None:
+        if self._fs.exists(path):
+            self._fs.rm(path, recursive=True)
+
+    def remove_temporaries(self, path: str) -> None:
+        return None  # nothing is written under a temporary name
+
+
+def _open_storage(url: str) -> _Storage:
+    if not url:
+        raise StagingError("the staging URL is empty; set RUNYARD_STAGING_URL or leave it unset for the default")
+    if "://" not in url:
+        return _LocalStorage(url)
+    protocol = url.split("://", 1)[0].lower()
+    if protocol == "file":
+        return _LocalStorage(url.split("://", 1)[1])
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        raise StagingError(
+            f"staging URL {url!r} needs the fsspec driver for {protocol}:// which is not installed "
+            f"(for s3:// install s3fs: pip install s3fs): {exc}"
+        ) from None
+    except ValueError as exc:
+        raise StagingError(f"staging URL {url!r} is not supported: {exc}") from None
+    return _FsspecStorage(fs, str(root))
+
+
+# --- staging --------------------------------------------------------------------------------------
+
+
+class Staging:
+    """Reads and writes staged parts, manifests and small documents; see the module docstring."""
+
+    def __init__(self, url: str) -> None:
+        """Open a staging root: a local path, ``file://`` URL, or another fsspec URL (``s3://`` needs s3fs)."""
+        self.url = url
+        self._storage = _open_storage(url)
+
+    # -- paths --
+
+    def _path(self, account: str, *components: str) -> str:
+        """Absolute path of ``components`` under the account's folder, checked to stay inside it."""
+        account_dir = safe_name(account, what="account")
+        path = self._storage.join(account_dir, *components)
+        if not self._storage.inside(path, self._storage.join(account_dir)):
+            raise StagingError(
+                f"staging path {self._relative(path)} would leave the folder of account {account!r}; "
+                "refusing (a symbolic link or an unsafe name)"
+            )
+        return path
+
+    def _relative(self, path: str) -> str:
+        rel = path[len(self._storage.root) :].lstrip("/" + os.sep)
+        return rel.replace(os.sep, "/")
+
+    def _run_parts(self, operation_id: int, run_key: str) -> tuple[str, str]:
+        return str(_number(operation_id, "operation_id", 0)), safe_name(run_key, what="run key")
+
+    def _table_parts(self, operation_id: int, run_key: str, table: str) -> tuple[str, ...]:
+        return (*self._run_parts(operation_id, run_key), safe_name(table, what="table"))
+
+    def _attempt_path(self, key: StagingKey, *tail: str) -> str:
+        return self._path(
+            key.account,
+            *self._table_parts(key.operation_id, key.run_key, key.table),
+            safe_name(key.task, what="task"),
+            f"attempt-{_number(key.attempt, 'attempt', 0)}",
+            *tail,
+        )
+
+    # -- parts --
+
+    def write_part(self, key: StagingKey, index: int, table: arrow.Table) -> PartInfo:
+        """Write part ``index`` of a task attempt as Parquet (temp name, fsync, atomic rename)."""
+        path = self._attempt_path(key, part_name(index))
+        buffer = io.BytesIO()
+        arrow.write_parquet(table, buffer)
+        data = buffer.getvalue()
+        self._write(path, data)
+        return PartInfo(
+            path=self._relative(path),
+            rows=int(table.num_rows),
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            schema=arrow.schema_to_json(table.schema),
+        )
+
+    def read_part(self, part: PartInfo) -> arrow.Table:
+        """Read a part, verifying its size and sha256 first (StagingError on a torn or altered file)."""
+        path = self._part_path(part.path)
+        data = self._read(path)
+        if data is None:
+            raise StagingError(f"staged file {part.path} is missing; the task that wrote it must run again")
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != part.size_bytes or digest != part.sha256:
+            raise StagingError(
+                f"staged file {part.path} is damaged: expected {part.size_bytes} bytes with sha256 "
+                f"{part.sha256[:12]}…, found {len(data)} bytes with sha256 {digest[:12]}…; "
+                "the task that wrote it must run again"
+            )
+        return arrow.read_parquet(io.BytesIO(data))
+
+    def _part_path(self, relative: str) -> str:
+        components = relative.split("/")
+        if not relative or relative.startswith("/") or any(c in ("", ".", "..") or "\x00" in c for c in components):
+            raise StagingError(f"staged part path {relative!r} is not a relative staging path")
+        account, *rest = components
+        if safe_name(account, what="account") != account or not rest:
+            raise StagingError(f"staged part path {relative!r} is not a relative staging path")
+        return self._path(account, *rest)
+
+    # -- manifests --
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write the manifest last: from then on the attempt's output exists. Cleans leftover temp files."""
+        total = sum(part.rows for part in manifest.parts)
+        if total != manifest.rows:
+            raise StagingError(f"manifest rows {manifest.rows} differ from the sum of its parts' rows ({total})")
+        path = self._attempt_path(manifest.key, MANIFEST_NAME)
+        self._write(path, manifest.to_json())
+        with contextlib.suppress(OSError):
+            self._storage.remove_temporaries(self._attempt_path(manifest.key))
+
+    def read_manifest(self, key: StagingKey) -> Manifest | None:
+        """The manifest of exactly this attempt, or None when it was never (completely) written."""
+        path = self._attempt_path(key, MANIFEST_NAME)
+        data = self._read(path)
+        return None if data is None else self._parse_manifest(data, path)
+
+    def table_manifests(self, account: str, operation_id: int, run_key: str, table: str) -> list[Manifest]:
+        """For each task folder of a table, the manifest of its highest attempt that has one."""
+        table_path = self._path(account, *self._table_parts(operation_id, run_key, table))
+        manifests = []
+        for task_dir in self._list_dirs(table_path):
+            if task_dir.startswith("."):
+                continue
+            task_parts = (*self._table_parts(operation_id, run_key, table), task_dir)
+            task_path = self._path(account, *task_parts)
+            attempts = sorted(
+                (int(m.group(1)) for d in self._list_dirs(task_path) if (m := _ATTEMPT_DIR.fullmatch(d))),
+                reverse=True,
+            )
+            for attempt in attempts:
+                path = self._path(account, *task_parts, f"attempt-{attempt}", MANIFEST_NAME)
+                data = self._read(path)
+                if data is not None:
+                    manifests.append(self._parse_manifest(data, path))
+                    break
+        return manifests
+
+    def _parse_manifest(self, data: bytes, path: str) -> Manifest:
+        try:
+            return Manifest.from_json(data)
+        except StagingError as exc:
+            raise StagingError(f"staged manifest {self._relative(path)} is damaged: {exc}") from None
+
+    # -- documents --
+
+    def write_document(
+        self, account: str, operation_id: int, run_key: str, table: str, name: str, data: Mapping[str, Any]
+    ) -> None:
+        """Write a small JSON document at the table level (blueprint, high watermark...)."""
+        path = self._document_path(account, operation_id, run_key, table, name)
+        try:
+            payload = orjson.dumps(dict(data), option=orjson.OPT_INDENT_2)
+        except TypeError as exc:
+            raise StagingError(f"staging document {name!r} is not JSON-serialisable: {exc}") from None
+        self._write(path, payload)
+
+    def read_document(
+        self, account: str, operation_id: int, run_key: str, table: str, name: str
+    ) -> dict[str, Any] | None:
+        """A document written by :meth:`write_document`, or None."""
+        path = self._document_path(account, operation_id, run_key, table, name)
+        data = self._read(path)
+        if data is None:
+            return None
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise StagingError(f"staged document {self._relative(path)} is damaged: {exc}") from None
+        if not isinstance(doc, dict):
+            raise StagingError(f"staged document {self._relative(path)} is not a JSON object")
+        return doc
+
+    def _document_path(self, account: str, operation_id: int, run_key: str, table: str, name: str) -> str:
+        file_name = safe_name(name, what="document name") + ".json"
+        return self._path(account, *self._table_parts(operation_id, run_key, table), DOCUMENTS_DIR, file_name)
+
+    # -- runs --
+
+    def remove_run(self, account: str, operation_id: int, run_key: str) -> None:
+        """Delete everything staged for one run (no error when nothing is there)."""
+        path = self._path(account, *self._run_parts(operation_id, run_key))
+        self._io(path, "remove", lambda: self._storage.remove_tree(path))
+
+    # -- I/O with clear errors --
+
+    def _write(self, path: str, data: bytes) -> None:
+        self._io(path, "write", lambda: self._storage.write_atomic(path, data))
+
+    def _read(self, path: str) -> bytes | None:
+        result: list[bytes | None] = []
+        self._io(path, "read", lambda: result.append(self._storage.read(path)))
+        return result[0]
+
+    def _list_dirs(self, path: str) -> list[str]:
+        result: list[list[str]] = []
+        self._io(path, "list", lambda: result.append(self._storage.list_dirs(path)))
+        return result[0]
+
+    def _io(self, path: str, verb: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise StagingError(f"could not {verb} staged file {self._relative(path)}: {reason}") from exc
