@@ -17,10 +17,16 @@ class Wakeup:
             self._generation += 1
             self._condition.notify_all()
 
-    def wait(self, timeout: float) -> bool:
-        """Block until notified or `timeout` passes; True if notified."""
+    @property
+    def generation(self) -> int:
+        """Read this before looking for work, and pass it to wait(): a notify in between is not lost."""
         with self._condition:
-            seen = self._generation
+            return self._generation
+
+    def wait(self, timeout: float, since: int | None = None) -> bool:
+        """Block until notified (after `since`, if given) or `timeout` passes; True if notified."""
+        with self._condition:
+            seen = self._generation if since is None else since
             return self._condition.wait_for(lambda: self._generation != seen, timeout=timeout)
 
 

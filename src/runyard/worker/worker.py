@@ -79,6 +79,7 @@ class Worker:
 
     def _slot(self) -> None:
         while not self._stopping.is_set():
+            generation = self.wakeup.generation
             try:
                 claim = self.leases.claim(self.worker_id)
             except sa.exc.OperationalError as error:
@@ -86,7 +87,7 @@ class Worker:
                 self._stopping.wait(self.poll_seconds)
                 continue
             if claim is None:
-                self.wakeup.wait(self.poll_seconds)
+                self.wakeup.wait(self.poll_seconds, since=generation)
                 continue
             crash_point("claim.after_commit")
             self.execute(claim)

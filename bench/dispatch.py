@@ -1,0 +1,392 @@
+"""Dispatch latency in the embedded mode: from `launch()` to the run's first task running.
+
+One process holds the store, a worker pool and the launching thread. Each launch is of a
+one-task operation whose task is a probe executor: the probe records `perf_counter()` the
+moment the worker hands it the task, so the wall-clock sample is the time from just before
+`RunService.launch()` is called to the task's code starting. The store-clock sample is
+`tasks.claimed_at - runs.created_at`, both written by the database's clock (SQLite: this
+process's clock; PostgreSQL: clock_timestamp()). The next launch waits until the previous
+run is final (one active run per operation), then an optional random pause so that launches
+land at random points of the workers' poll cycle.
+
+Two variants of the same worker: with the in-process wakeup (runyard's default) and without
+it, where idle slots only poll every `--poll-seconds` (the poll-based peer).
+
+    python bench/dispatch.py [--runs N] [--postgres URL] [--json out.json]
+
+PostgreSQL is measured too when `--postgres URL` is given or RUNYARD_TEST_POSTGRES_URL is
+set: the benchmark creates a fresh database for each variant on that server and drops it after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from runyard.config.specs import TaskGraphOperation
+from runyard.services.accounts import bootstrap_admin
+from runyard.services.operations import deploy
+from runyard.services.runs import LaunchRequest, RunService
+from runyard.services.tasks import TaskLeases
+from runyard.services.wakeup import Wakeup
+from runyard.settings import Settings
+from runyard.store import migrate
+from runyard.store.database import Store
+from runyard.store.tables import runs as runs_table
+from runyard.store.tables import tasks as tasks_table
+from runyard.worker.context import TaskContext
+from runyard.worker.executors import Executor, default_registry
+from runyard.worker.worker import Worker, default_worker_id
+
+PG_ENV = "RUNYARD_TEST_POSTGRES_URL"
+PROBE = "bench_probe"
+TARGET_MS = 100.0
+_DEFAULTS = Settings.model_fields
+DEFAULT_CONCURRENCY: int = _DEFAULTS["worker_concurrency"].default
+DEFAULT_POLL_SECONDS: float = _DEFAULTS["poll_seconds"].default
+DEFAULT_HEARTBEAT_SECONDS: float = _DEFAULTS["heartbeat_seconds"].default
+DEFAULT_LEASE_SECONDS: float = _DEFAULTS["lease_seconds"].default
+STATS = ("median", "p90", "p99", "max")
+CLOCKS = {"wall_ms": "wall (perf_counter)", "store_ms": "store (claimed_at - created_at)"}
+
+
+class Probe:
+    """An executor that notes when the worker started it, keyed by run id."""
+
+    def __init__(self) -> None:
+        self._started: dict[int, float] = {}
+        self._condition = threading.Condition()
+
+    def run(self, ctx: TaskContext) -> None:
+        started = time.perf_counter()
+        with self._condition:
+            self._started[ctx.claim.run_id] = started
+            self._condition.notify_all()
+        ctx.checkpoint()
+
+    def wait(self, run_id: int, timeout: float) -> float:
+        with self._condition:
+            if not self._condition.wait_for(lambda: run_id in self._started, timeout=timeout):
+                raise RuntimeError(f"run {run_id}: its task did not start within {timeout} s")
+            return self._started.pop(run_id)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default); monotone in p."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    rank = (len(ordered) - 1) * p / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "median": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else math.nan,
+    }
+
+
+def _deploy_probe_operation(store: Store, registry: dict[str, Executor]) -> int:
+    bootstrap_admin(store, "bench-admin-password")
+    spec = TaskGraphOperation.model_validate(
+        {
+            "configuration_type": "tasks",
+            "configuration_id": "bench_dispatch",
+            "account": "default",
+            "tasks": [{"name": "probe", "executor": PROBE}],
+        }
+    )
+    return deploy(store, [spec], registry)[0].operation_id
+
+
+def _wait_final(service: RunService, run_id: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = service.get_run(run_id)
+        if run.status.is_final:
+            if run.status.value != "completed":
+                raise RuntimeError(f"run {run_id} ended {run.status.value}: {run.message}")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"run {run_id} did not finish within {timeout} s")
+        time.sleep(0.002)
+
+
+def _store_latencies(store: Store, run_ids: Sequence[int]) -> list[float]:
+    query = (
+        sa.select(runs_table.c.id, runs_table.c.created_at, tasks_table.c.claimed_at)
+        .join(tasks_table, tasks_table.c.run_id == runs_table.c.id)
+        .where(runs_table.c.id.in_(run_ids))
+    )
+    with store.read() as conn:
+        rows = {row.id: (row.claimed_at - row.created_at).total_seconds() * 1000 for row in conn.execute(query)}
+    return [rows[run_id] for run_id in run_ids]
+
+
+def measure(
+    url: str,
+    runs: int,
+    wakeup: bool,
+    *,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_pause: float = 0.0,
+    warmup: int = 3,
+    seed: int = 0,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Launch `runs` one-task runs one after the other on the database at `url` (migrated here).
+
+    Returns the per-run samples in milliseconds (`samples`: wall_ms, store_ms, launch_ms) and
+    their median/p90/p99/max (`summary`). `warmup` launches before them are not counted.
+    """
+    store = Store(url)
+    worker: Worker | None = None
+    try:
+        migrate.upgrade(store)
+        probe = Probe()
+        registry = {**default_registry(), PROBE: Executor(PROBE, probe.run, "benchmark probe")}
+        operation_id = _deploy_probe_operation(store, registry)
+        signal = Wakeup() if wakeup else None
+        leases = TaskLeases(store, lease_seconds=DEFAULT_LEASE_SECONDS, wakeup=signal)
+        worker = Worker(
+            leases,
+            registry,
+            concurrency=concurrency,
+            heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
+            poll_seconds=poll_seconds,
+            wakeup=signal,
+            worker_id=default_worker_id("bench"),
+        )
+        service = RunService(store, signal)
+        worker.start()
+        rng = random.Random(seed)
+        wall_ms: list[float] = []
+        launch_ms: list[float] = []
+        run_ids: list[int] = []
+        for index in range(warmup + runs):
+            if max_pause > 0:
+                time.sleep(rng.uniform(0, max_pause))
+            begin = time.perf_counter()
+            run = service.launch(LaunchRequest(operation_id=operation_id))
+            returned = time.perf_counter()
+            started = probe.wait(run.id, timeout)
+            _wait_final(service, run.id, timeout)
+            if index >= warmup:
+                wall_ms.append((started - begin) * 1000)
+                launch_ms.append((returned - begin) * 1000)
+                run_ids.append(run.id)
+        store_ms = _store_latencies(store, run_ids)
+    finally:
+        if worker is not None:
+            worker.stop(grace_seconds=5.0)
+        store.dispose()
+    samples = {"wall_ms": wall_ms, "store_ms": store_ms, "launch_ms": launch_ms}
+    return {
+        "backend": sa.make_url(url).get_backend_name(),
+        "wakeup": wakeup,
+        "variant": "wakeup" if wakeup else f"polling {poll_seconds:g} s",
+        "runs": runs,
+        "warmup": warmup,
+        "concurrency": concurrency,
+        "poll_seconds": poll_seconds,
+        "max_pause_seconds": max_pause,
+        "samples": samples,
+        "summary": {name: summarize(values) for name, values in samples.items()},
+    }
+
+
+def _psycopg_dsn(url: sa.URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on the server of `admin_url`, dropped afterwards."""
+    import psycopg
+
+    admin = sa.make_url(admin_url)
+    name = f"runyard_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_psycopg_dsn(admin), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_psycopg_dsn(admin), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="runyard-bench-") as folder:
+        yield f"sqlite:///{Path(folder) / 'runyard.db'}"
+
+
+def _postgres_version(admin_url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(_psycopg_dsn(sa.make_url(admin_url))) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def code_version() -> str:
+    """The commit measured, `-dirty` when the working tree has changes (what was imported may differ)."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return done.stdout.strip()
+
+
+def machine(postgres_url: str | None) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+    if postgres_url:
+        info["postgresql"] = _postgres_version(postgres_url)
+    return info
+
+
+def markdown_table(results: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| Database | Dispatch | Clock | Runs | Median ms | p90 ms | p99 ms | Max ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        for clock, label in CLOCKS.items():
+            stats = result["summary"][clock]
+            cells = " | ".join(f"{stats[name]:.1f}" for name in STATS)
+            lines.append(f"| {result['backend']} | {result['variant']} | {label} | {result['runs']} | {cells} |")
+    return "\n".join(lines)
+
+
+def ratios(results: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per database: median and p99 of the polling variant over the wakeup one (wall clock)."""
+    lines = []
+    for backend in dict.fromkeys(r["backend"] for r in results):
+        by_variant = {r["wakeup"]: r["summary"]["wall_ms"] for r in results if r["backend"] == backend}
+        if True in by_variant and False in by_variant:
+            woken, polled = by_variant[True], by_variant[False]
+            lines.append(
+                f"{backend}: polling / wakeup = {polled['median'] / woken['median']:.0f}x at the median, "
+                f"{polled['p99'] / woken['p99']:.0f}x at p99; wakeup median {woken['median']:.1f} ms "
+                f"({'within' if woken['p99'] <= TARGET_MS else 'over'} the {TARGET_MS:.0f} ms target at p99)"
+            )
+    return lines
+
+
+def _command(argv: Sequence[str], postgres: str | None) -> str:
+    """The command line as run, with any password in the PostgreSQL URL masked."""
+    masked = sa.make_url(postgres).render_as_string(hide_password=True) if postgres else ""
+    return " ".join(["python", "bench/dispatch.py", *(masked if postgres and a == postgres else a for a in argv)])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=200, help="launches measured with wakeup (default 200)")
+    parser.add_argument(
+        "--polling-runs", type=int, default=40, help="launches measured without wakeup (default 40: ~1 s each)"
+    )
+    parser.add_argument("--postgres", metavar="URL", default=os.environ.get(PG_ENV), help=f"default: ${PG_ENV}")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write every sample and summary here")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="worker slots (runyard default)")
+    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help="idle slots' poll period")
+    parser.add_argument(
+        "--wakeup-pause", type=float, default=0.05, help="max random pause before each launch, with wakeup (s)"
+    )
+    parser.add_argument("--warmup", type=int, default=3, help="launches before measuring, not counted")
+    args = parser.parse_args(argv)
+
+    started_at = datetime.now(UTC)
+    code = code_version()
+    backends: list[tuple[str, Any]] = [("sqlite", sqlite_database)]
+    if args.postgres:
+        backends.append(("postgresql", lambda: postgres_database(args.postgres)))
+    variants = [
+        (True, args.runs, args.wakeup_pause),
+        (False, args.polling_runs, args.poll_seconds),  # launches land uniformly within the poll cycle
+    ]
+    results: list[dict[str, Any]] = []
+    for backend, database in backends:
+        for wakeup, count, pause in variants:
+            if count <= 0:
+                continue
+            print(f"measuring {backend}, {'wakeup' if wakeup else 'polling'}: {count} runs...", file=sys.stderr)
+            with database() as url:
+                results.append(
+                    measure(
+                        url,
+                        count,
+                        wakeup,
+                        poll_seconds=args.poll_seconds,
+                        concurrency=args.concurrency,
+                        max_pause=pause,
+                        warmup=args.warmup,
+                    )
+                )
+    elapsed = (datetime.now(UTC) - started_at).total_seconds()
+
+    print(markdown_table(results))
+    print()
+    for line in ratios(results):
+        print(f"- {line}")
+    print(f"\n{started_at:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s, code {code}; {json.dumps(machine(args.postgres))}")
+    if args.json:
+        report = {
+            "date": started_at.isoformat(timespec="seconds"),
+            "elapsed_seconds": elapsed,
+            "command": _command(argv if argv is not None else sys.argv[1:], args.postgres),
+            "code": code,
+            "machine": machine(args.postgres),
+            "results": results,
+        }
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The warehouse interface: what the Data Load needs from DuckDB today and PostgreSQL later.
+
+A load happens in two steps. `stage()` copies one table's Arrow batches into a staging table
+owned by the run (any number of times, from any thread). `load()` then moves every staged table
+into its target, advances the high watermarks and writes a load record, all in one transaction:
+either the whole run is in the warehouse, with its record, or none of it is. A run whose record
+exists is never loaded again, which makes a retried Data Load a no-op (exactly once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from runyard.errors import RunyardError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+LoadMode = Literal["replace", "merge"]
+LOAD_MODES: tuple[LoadMode, ...] = ("replace", "merge")
+
+
+class WarehouseError(RunyardError):
+    """The warehouse refused or failed an operation; the message names the table or run."""
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """One staged table to load.
+
+    `replace` swaps the target for the staged rows. `merge` upserts on `primary_key` (the last
+    staged row of a key wins); without a primary key it appends. `high_watermark`, when given,
+    is stored for (operation, table) in the same transaction.
+    """
+
+    name: str
+    mode: LoadMode
+    primary_key: tuple[str, ...] = ()
+    cursor_field: str | None = None
+    high_watermark: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Everything one run loads, committed together."""
+
+    run_key: str
+    operation_id: int
+    tables: tuple[TableLoad, ...]
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """`rows`: rows in the table after the load; `staged`: rows this run staged."""
+
+    name: str
+    rows: int
+    staged: int
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """`already_loaded`: the run had been loaded before; `tables` then repeats that load's results."""
+
+    already_loaded: bool
+    tables: tuple[TableResult, ...]
+
+
+class Warehouse(Protocol):
+    """One account's warehouse."""
+
+    def stage(self, run_key: str, table: str, reader: pa.RecordBatchReader) -> int:
+        """(Re)create the run's staging table for `table` from Arrow batches; return its row count."""
+        ...
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        """Load every table, the high watermarks and a load record in one transaction, or nothing."""
+        ...
+
+    def has_load(self, run_key: str) -> bool:
+        """Whether the run's load record exists (its load committed)."""
+        ...
+
+    def high_watermark(self, operation_id: int, table: str) -> str | None:
+        """The last committed high watermark of (operation, table), None if there is none."""
+        ...
+
+    def columns(self, table: str) -> dict[str, str] | None:
+        """Column name -> type of a warehouse table, in table order; None if it does not exist."""
+        ...
+
+    def count(self, table: str) -> int:
+        """Rows in a warehouse table; WarehouseError if it does not exist."""
+        ...
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Run one statement and return its rows (tests and tools; not a read-only gate)."""
+        ...
+
+    def drop_staging(self, run_key: str) -> None:
+        """Drop the run's staging tables (after its load, or when it was canceled)."""
+        ...
+
+    def close(self) -> None:
+        """Release the warehouse; later calls fail."""
+        ...

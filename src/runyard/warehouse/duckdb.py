@@ -1,0 +1,491 @@
+"""The embedded warehouse: one DuckDB file per account, fed Arrow batches from Python.
+
+Isolation: each file is opened with external access disabled and its configuration locked, so
+DuckDB reads and writes nothing but its own database file (no `read_csv`, `COPY`, `ATTACH`,
+extension installs), and no SQL can turn that back on. Data arrives as Arrow batches registered
+on a cursor: DuckDB scans them in memory, which external access does not restrict.
+
+Threads: one connection per file per process (DuckDB admits one writing process); every call
+runs on its own `cursor()` (a connection of its own to the same database); `load()` calls are
+serialised. Staging tables live in `_runyard_staging` as `<run_key>__<table>`; load records and
+high watermarks in `_runyard`.
+
+Every name that comes from a user or a source (tables, columns, keys) reaches SQL only as a
+quoted identifier; every value only as a parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from runyard.faults import crash_point
+from runyard.warehouse.base import (
+    LOAD_MODES,
+    LoadRequest,
+    LoadResult,
+    TableLoad,
+    TableResult,
+    WarehouseError,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+CONFIG: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+STAGING_SCHEMA = "_runyard_staging"
+META_SCHEMA = "_runyard"
+TARGET_SCHEMA = "main"
+# Staging order, added to every staging table: "the last staged row of a key wins" needs it, and
+# `rowid` cannot be used because a source column named rowid would shadow it.
+ROW_COLUMN = "_runyard_row"
+RUN_KEY_SEPARATOR = "__"
+_ARROW_VIEW = "_runyard_arrow_input"
+_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+_METADATA_DDL = (
+    f"CREATE SCHEMA IF NOT EXISTS {STAGING_SCHEMA}",
+    f"CREATE SCHEMA IF NOT EXISTS {META_SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
+        run_key VARCHAR PRIMARY KEY,
+        operation_id BIGINT NOT NULL,
+        loaded_at TIMESTAMP NOT NULL,  -- UTC
+        tables JSON NOT NULL
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {META_SCHEMA}.state (
+        operation_id BIGINT NOT NULL,
+        table_name VARCHAR NOT NULL,
+        cursor_field VARCHAR,
+        high_watermark VARCHAR,
+        updated_at TIMESTAMP NOT NULL,  -- UTC
+        PRIMARY KEY (operation_id, table_name)
+    )""",
+)
+
+
+def quote(identifier: str) -> str:
+    """`identifier` as a DuckDB quoted identifier: whatever it contains, it stays one name."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def staging_name(run_key: str, table: str) -> str:
+    """The name (unquoted) of a run's staging table for `table`."""
+    return f"{run_key}{RUN_KEY_SEPARATOR}{table}"
+
+
+def _fold(name: str) -> str:
+    # DuckDB matches identifiers case-insensitively for ASCII letters only ("É" != "é").
+    return name.translate(_ASCII_FOLD)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+@contextmanager
+def _errors(context: str) -> Iterator[None]:
+    """DuckDB errors become WarehouseError, prefixed with what was being done."""
+    try:
+        yield
+    except duckdb.Error as error:
+        raise WarehouseError(f"{context}: {_first_line(error)}") from error
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not name or "\x00" in name:
+        raise WarehouseError(f"{kind} {name!r} is not a valid name")
+
+
+def _check_run_key(run_key: str) -> None:
+    _check_name("run key", run_key)
+    if RUN_KEY_SEPARATOR in run_key:
+        # drop_staging finds a run's tables by the prefix `<run_key>__`: it must be unambiguous.
+        raise WarehouseError(f"run key {run_key!r} must not contain {RUN_KEY_SEPARATOR!r}")
+
+
+def _check_request(request: LoadRequest) -> None:
+    _check_run_key(request.run_key)
+    seen: dict[str, str] = {}
+    for table in request.tables:
+        _check_name("table", table.name)
+        if table.mode not in LOAD_MODES:
+            raise WarehouseError(f"table {table.name!r}: load mode {table.mode!r} is not one of {LOAD_MODES}")
+        folded = _fold(table.name)
+        if folded in seen:
+            raise WarehouseError(
+                f"run {request.run_key}: table {table.name!r} is loaded twice (as {seen[folded]!r} too)"
+            )
+        seen[folded] = table.name
+
+
+def _utc_now() -> datetime:
+    # Naive UTC: fetching a TIMESTAMPTZ back into Python would need pytz.
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    type: str
+
+
+class DuckDBWarehouse:
+    """One account's warehouse in one DuckDB file; see the module docstring for the rules."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cursor_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._closed = False
+        with _errors(f"cannot open warehouse {path}"):
+            self._con = duckdb.connect(str(path), config=CONFIG)
+        try:
+            with self._cursor() as cur, _errors(f"cannot prepare warehouse {path}"):
+                for statement in _METADATA_DDL:
+                    cur.execute(statement)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections ----------------------------------------------------------------------
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._cursor_lock:
+            if self._closed:
+                raise WarehouseError(f"warehouse {self.path} is closed")
+            cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        """Close the file's connection (and every cursor); later calls raise WarehouseError."""
+        with self._cursor_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._con.close()
+
+    # -- staging --------------------------------------------------------------------------
+
+    def stage(self, run_key: str, table: str, reader: pa.RecordBatchReader) -> int:
+        """(Re)create the run's staging table for `table` from Arrow batches; return its row count.
+
+        The batches are scanned by DuckDB in memory (a view registered on this call's cursor);
+        a column `_runyard_row` records their order.
+        """
+        _check_run_key(run_key)
+        _check_name("table", table)
+        names = list(reader.schema.names)
+        if not names:
+            raise WarehouseError(f"run {run_key}: table {table!r} has no columns: nothing to stage")
+        if any(_fold(name) == ROW_COLUMN for name in names):
+            raise WarehouseError(f"run {run_key}: table {table!r} has a column named {ROW_COLUMN!r}, which is reserved")
+        staging = f"{STAGING_SCHEMA}.{quote(staging_name(run_key, table))}"
+        with self._cursor() as cur, _errors(f"run {run_key}: cannot stage table {table!r}"):
+            cur.register(_ARROW_VIEW, reader)
+            # row_number() OVER () is computed by DuckDB's order-preserving streaming window.
+            numbered = f"SELECT *, row_number() OVER () AS {quote(ROW_COLUMN)} FROM {_ARROW_VIEW}"  # noqa: S608
+            cur.execute(f"CREATE OR REPLACE TABLE {staging} AS {numbered}")
+            cur.unregister(_ARROW_VIEW)
+            return _count(cur, staging)
+
+    def drop_staging(self, run_key: str) -> None:
+        """Drop every staging table of the run (after its load, or when it was canceled)."""
+        _check_run_key(run_key)
+        with self._cursor() as cur, _errors(f"run {run_key}: cannot drop its staging tables"):
+            rows = cur.execute(
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE database_name = current_database() AND schema_name = ? AND starts_with(table_name, ?)",
+                [STAGING_SCHEMA, run_key + RUN_KEY_SEPARATOR],
+            ).fetchall()
+            for (name,) in rows:
+                cur.execute(f"DROP TABLE IF EXISTS {STAGING_SCHEMA}.{quote(name)}")
+
+    # -- the load -------------------------------------------------------------------------
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        """Load every staged table, the high watermarks and a load record in one transaction.
+
+        A run already loaded is not loaded again: the result repeats the recorded one with
+        `already_loaded=True`. Any error rolls everything back and raises WarehouseError.
+        """
+        _check_request(request)
+        with self._load_lock, self._cursor() as cur:
+            with _errors(f"run {request.run_key}: cannot begin the load"):
+                cur.execute("BEGIN TRANSACTION")
+            try:
+                result = self._load_in_transaction(cur, request)
+                if result.already_loaded:
+                    cur.execute("ROLLBACK")
+                    return result
+                crash_point("load.before_commit")
+                with _errors(f"run {request.run_key}: cannot commit the load"):
+                    cur.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+                raise
+        return result
+
+    def _load_in_transaction(self, cur: duckdb.DuckDBPyConnection, request: LoadRequest) -> LoadResult:
+        recorded = _recorded_load(cur, request.run_key)
+        if recorded is not None:
+            return LoadResult(already_loaded=True, tables=recorded)
+        results = []
+        now = _utc_now()
+        for table in request.tables:
+            with _errors(f"run {request.run_key}: cannot load table {table.name!r}"):
+                results.append(self._load_table(cur, request.run_key, table))
+                if table.high_watermark is not None:
+                    _save_high_watermark(cur, request.operation_id, table, now)
+        with _errors(f"run {request.run_key}: cannot record the load"):
+            _record_load(cur, request, tuple(results), now)
+        return LoadResult(already_loaded=False, tables=tuple(results))
+
+    def _load_table(self, cur: duckdb.DuckDBPyConnection, run_key: str, table: TableLoad) -> TableResult:
+        staging_columns = _columns(cur, STAGING_SCHEMA, staging_name(run_key, table.name))
+        if staging_columns is None:
+            raise WarehouseError(f"run {run_key}: table {table.name!r} was not staged")
+        staging = f"{STAGING_SCHEMA}.{quote(staging_name(run_key, table.name))}"
+        target = f"{TARGET_SCHEMA}.{quote(table.name)}"
+        if table.mode == "replace":
+            cur.execute(f"CREATE OR REPLACE TABLE {target} AS {_select_staged(staging)}")
+        else:
+            self._merge(cur, run_key, table, staging, _data_columns(staging_columns))
+        return TableResult(name=table.name, rows=_count(cur, target), staged=_count(cur, staging))
+
+    def _merge(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        run_key: str,
+        table: TableLoad,
+        staging: str,
+        staging_columns: Mapping[str, _Column],
+    ) -> None:
+        missing = [key for key in table.primary_key if _fold(key) not in staging_columns]
+        if missing:
+            raise WarehouseError(
+                f"run {run_key}: table {table.name!r}: primary key column(s) {', '.join(map(repr, missing))} "
+                f"are not among the staged columns"
+            )
+        target = f"{TARGET_SCHEMA}.{quote(table.name)}"
+        target_columns = _columns(cur, TARGET_SCHEMA, table.name)
+        if target_columns is None:
+            cur.execute(f"CREATE TABLE {target} AS {_select_staged(staging, table.primary_key)}")
+            return
+        target_columns = self._evolve(cur, target, staging, target_columns, staging_columns)
+        if table.primary_key:
+            cur.execute(_delete_matching_keys(target, staging, table.primary_key, target_columns))
+        cur.execute(f"INSERT INTO {target} BY NAME {_select_staged(staging, table.primary_key)}")
+
+    def _evolve(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        target: str,
+        staging: str,
+        target_columns: Mapping[str, _Column],
+        staging_columns: Mapping[str, _Column],
+    ) -> dict[str, _Column]:
+        """Add the staged columns the target lacks and widen the ones whose staged type is wider.
+
+        Type text comes from DuckDB's own catalog, which quotes struct field names; it is never
+        built from user input.
+        """
+        evolved = dict(target_columns)
+        for folded, column in staging_columns.items():
+            current = evolved.get(folded)
+            if current is None:
+                cur.execute(f"ALTER TABLE {target} ADD COLUMN {quote(column.name)} {column.type}")
+                evolved[folded] = column
+                continue
+            wider = self._wider_type(target, staging, current, column)
+            if wider is not None:
+                cur.execute(f"ALTER TABLE {target} ALTER COLUMN {quote(current.name)} SET DATA TYPE {wider}")
+                evolved[folded] = _Column(current.name, wider)
+        return evolved
+
+    def _wider_type(self, target: str, staging: str, current: _Column, staged: _Column) -> str | None:
+        """The type `current` must widen to so it holds the staged values, None to keep it."""
+        if current.type == staged.type or current.type == "VARCHAR":
+            return None
+        if staged.type == "VARCHAR":
+            return "VARCHAR"
+        # DuckDB's own supertype of the two columns. Probed on a separate cursor (committed
+        # state; only load() changes targets, one at a time) because inside the load's
+        # transaction a failing probe (no common type) would abort it.
+        left = f"SELECT {quote(current.name)} AS c FROM {target}"  # noqa: S608
+        right = f"SELECT {quote(staged.name)} AS c FROM {staging}"  # noqa: S608
+        probe = f"DESCRIBE ({left} UNION ALL BY NAME {right})"
+        try:
+            with self._cursor() as side:
+                rows = side.execute(probe).fetchall()
+        except duckdb.Error:
+            return None  # no common type: the insert casts, or fails with a clear error
+        supertype = str(rows[0][1])
+        return None if supertype == current.type else supertype
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def has_load(self, run_key: str) -> bool:
+        """Whether the run's load committed."""
+        with self._cursor() as cur, _errors(f"run {run_key}: cannot read the load record"):
+            return _recorded_load(cur, run_key) is not None
+
+    def high_watermark(self, operation_id: int, table: str) -> str | None:
+        """The last committed high watermark of (operation, table), None if there is none."""
+        with self._cursor() as cur, _errors(f"cannot read the high watermark of table {table!r}"):
+            row = cur.execute(
+                "SELECT high_watermark FROM _runyard.state WHERE operation_id = ? AND table_name = ?",
+                [operation_id, table],
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def columns(self, table: str) -> dict[str, str] | None:
+        """Column name -> DuckDB type of a warehouse table, in order; None if it does not exist."""
+        _check_name("table", table)
+        with self._cursor() as cur, _errors(f"cannot read the columns of table {table!r}"):
+            found = _columns(cur, TARGET_SCHEMA, table)
+        return None if found is None else {column.name: column.type for column in found.values()}
+
+    def count(self, table: str) -> int:
+        """Rows in a warehouse table; WarehouseError if it does not exist."""
+        _check_name("table", table)
+        with self._cursor() as cur, _errors(f"cannot count table {table!r}"):
+            return _count(cur, f"{TARGET_SCHEMA}.{quote(table)}")
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Run one statement, return its rows. For tests and tools: this is no read-only gate."""
+        with self._cursor() as cur, _errors("query failed"):
+            return [tuple(row) for row in cur.execute(sql, list(params)).fetchall()]
+
+
+class DuckDBWarehouses:
+    """The DuckDB warehouses of a process: `<directory>/<account>.duckdb`, one open instance each."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._open: dict[str, DuckDBWarehouse] = {}
+
+    def for_account(self, account: str) -> DuckDBWarehouse:
+        """The account's warehouse, opened (and created) on first use."""
+        if not _ACCOUNT.fullmatch(account):
+            raise WarehouseError(f"account name {account!r} cannot name a warehouse file")
+        with self._lock:
+            warehouse = self._open.get(account)
+            if warehouse is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                warehouse = DuckDBWarehouse(self.directory / f"{account}.duckdb")
+                self._open[account] = warehouse
+            return warehouse
+
+    def close_all(self) -> None:
+        """Close every open warehouse; `for_account` opens them again."""
+        with self._lock:
+            warehouses, self._open = list(self._open.values()), {}
+        for warehouse in warehouses:
+            warehouse.close()
+
+
+# -- SQL helpers (cursor in, no state) ------------------------------------------------------
+
+
+def _count(cur: duckdb.DuckDBPyConnection, qualified: str) -> int:
+    row = cur.execute(f"SELECT count(*) FROM {qualified}").fetchone()  # noqa: S608
+    return int(row[0]) if row else 0
+
+
+def _columns(cur: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, _Column] | None:
+    """A table's columns keyed by folded name, resolved as DuckDB resolves names; None if absent.
+
+    Reads the catalog rather than DESCRIBE because inside a transaction a failed statement
+    (an unknown table) would abort it.
+    """
+    rows = cur.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = ? AND lower(table_name) = lower(?) "
+        "ORDER BY column_index",
+        [schema, table],
+    ).fetchall()
+    names = {name for name, _, _ in rows if _fold(name) == _fold(table)}
+    if not names:
+        return None
+    chosen = table if table in names else min(names)
+    return {_fold(column): _Column(column, data_type) for name, column, data_type in rows if name == chosen}
+
+
+def _data_columns(columns: Mapping[str, _Column]) -> dict[str, _Column]:
+    return {folded: column for folded, column in columns.items() if folded != ROW_COLUMN}
+
+
+def _select_staged(staging: str, primary_key: Sequence[str] = ()) -> str:
+    """The staged rows in staging order, one per primary key (the last staged) when there is one."""
+    row = quote(ROW_COLUMN)
+    sql = f"SELECT * EXCLUDE ({row}) FROM {staging}"  # noqa: S608
+    if primary_key:
+        keys = ", ".join(quote(key) for key in primary_key)
+        sql += f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {row} DESC) = 1"
+    return f"{sql} ORDER BY {row}"
+
+
+def _delete_matching_keys(
+    target: str, staging: str, primary_key: Sequence[str], target_columns: Mapping[str, _Column]
+) -> str:
+    """DELETE the target rows whose key is staged. NULL keys match NULL keys, as the de-duplication does.
+
+    Staged keys are cast to the target's key type: DuckDB would otherwise cast a VARCHAR key to
+    the staged (say BIGINT) type and fail on non-numeric values.
+    """
+    conditions = []
+    for key in primary_key:
+        column = quote(key)
+        staged = f"CAST(s.{column} AS {target_columns[_fold(key)].type})"
+        conditions.append(f"t.{column} IS NOT DISTINCT FROM {staged}")
+    matches = f"SELECT 1 FROM {staging} AS s WHERE {' AND '.join(conditions)}"  # noqa: S608
+    return f"DELETE FROM {target} AS t WHERE EXISTS ({matches})"  # noqa: S608
+
+
+def _recorded_load(cur: duckdb.DuckDBPyConnection, run_key: str) -> tuple[TableResult, ...] | None:
+    row = cur.execute("SELECT tables FROM _runyard.loads WHERE run_key = ?", [run_key]).fetchone()
+    if row is None:
+        return None
+    return tuple(TableResult(name=t["name"], rows=t["rows"], staged=t["staged"]) for t in json.loads(row[0]))
+
+
+def _save_high_watermark(cur: duckdb.DuckDBPyConnection, operation_id: int, table: TableLoad, now: datetime) -> None:
+    cur.execute(
+        "INSERT INTO _runyard.state (operation_id, table_name, cursor_field, high_watermark, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (operation_id, table_name) DO UPDATE SET "
+        "cursor_field = excluded.cursor_field, high_watermark = excluded.high_watermark, "
+        "updated_at = excluded.updated_at",
+        [operation_id, table.name, table.cursor_field, table.high_watermark, now],
+    )
+
+
+def _record_load(
+    cur: duckdb.DuckDBPyConnection, request: LoadRequest, results: tuple[TableResult, ...], now: datetime
+) -> None:
+    modes = {table.name: table.mode for table in request.tables}
+    tables = [{"name": r.name, "mode": modes[r.name], "rows": r.rows, "staged": r.staged} for r in results]
+    cur.execute(
+        "INSERT INTO _runyard.loads (run_key, operation_id, loaded_at, tables) VALUES (?, ?, ?, ?::JSON)",
+        [request.run_key, request.operation_id, now, json.dumps(tables)],
+    )
