@@ -184,6 +184,14 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
     return column.cast(target)
 
 
+def only_missing_columns(schema: pa.Schema, blueprint: pa.Schema) -> bool:
+    """True when every column of `schema` is in the blueprint with the same type."""
+    return all(
+        blueprint.get_field_index(field.name) >= 0 and blueprint.field(field.name).type == field.type
+        for field in schema
+    )
+
+
 def concat(tables: Sequence[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 

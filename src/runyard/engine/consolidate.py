@@ -43,7 +43,12 @@ def consolidate_metadata(ctx: StageContext, resources: EngineResources) -> None:
 
 
 def consolidate_table(ctx: StageContext, resources: EngineResources) -> None:
-    """`ep Consolidation`: align every staged part to the blueprint (parts that match are kept as they are)."""
+    """`ep Consolidation`: align every staged part to the blueprint.
+
+    A part whose columns have the blueprint's types is kept as it is, even when it lacks some
+    columns: ingestion adds them as nulls while reading, which saves rewriting it. A part with a
+    column of another type is cast and rewritten here, so a value that cannot be cast fails here.
+    """
     identity = ctx.identity
     (upstream,) = [u for u in ctx.inputs if u.succeeded]
     key = input_key(identity, upstream)
@@ -62,8 +67,8 @@ def consolidate_table(ctx: StageContext, resources: EngineResources) -> None:
             raise StageFailed(f"the staged output of {input_fields['task']} is missing")
         for part in manifest.parts:
             ctx.checkpoint()
-            if arrow.schema_from_json(part.schema).equals(blueprint):
-                parts.append(part)
+            if arrow.only_missing_columns(arrow.schema_from_json(part.schema), blueprint):
+                parts.append(part)  # ingestion fills the missing columns with nulls as it reads
             else:
                 aligned = arrow.align(resources.staging.read_part(part), blueprint)
                 parts.append(resources.staging.write_part(own, len(parts), aligned))
@@ -74,7 +79,7 @@ def consolidate_table(ctx: StageContext, resources: EngineResources) -> None:
         Manifest(own, tuple(parts), rows, arrow.schema_to_json(blueprint), {"max_cursor": document.get("max_cursor")})
     )
     if rewritten:
-        ctx.message("info", f"{rewritten} of {len(parts)} parts were aligned to the blueprint of {identity.table}")
+        ctx.message("info", f"{rewritten} of {len(parts)} parts were rewritten to the types of the blueprint")
     ctx.table(identity.table or "", rows)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from runyard.engine import arrow
 from runyard.engine.context import StageContext, StageFailed
 from runyard.engine.resources import EngineResources, document_name, input_key, output_key
-from runyard.engine.staging import Manifest, Staging
+from runyard.engine.staging import Manifest, Staging, StagingKey
 
 INGESTED = "ingested"
 
@@ -21,25 +22,30 @@ def ingest(ctx: StageContext, resources: EngineResources) -> None:
     if manifest is None:
         raise StageFailed(f"the consolidated output of {upstream.name} is missing from staging")
     schema = arrow.schema_from_json(manifest.schema)
+    key = output_key(identity)
+    if manifest.rows == 0 or len(schema) == 0:
+        ctx.message("info", f"{table}: nothing to ingest (the source returned no records)")
+        _write_document(resources, key, {"kind": INGESTED, "rows": 0, "empty": True})
+        ctx.table(table, 0)
+        return
     warehouse = resources.warehouses.for_account(identity.account)
     rows = warehouse.stage(identity.run_key, table, arrow.reader(schema, _batches(ctx, resources.staging, manifest)))
     if rows != manifest.rows:
         raise StageFailed(f"{table}: staged {rows} rows but consolidation produced {manifest.rows}")
-    key = output_key(identity)
-    resources.staging.write_document(
-        key.account,
-        key.operation_id,
-        key.run_key,
-        key.table,
-        document_name(key.task, key.attempt),
-        {"kind": INGESTED, "rows": rows, "max_cursor": manifest.extra.get("max_cursor")},
-    )
+    _write_document(resources, key, {"kind": INGESTED, "rows": rows, "max_cursor": manifest.extra.get("max_cursor")})
     ctx.table(table, rows)
 
 
+def _write_document(resources: EngineResources, key: StagingKey, data: dict[str, Any]) -> None:
+    resources.staging.write_document(
+        key.account, key.operation_id, key.run_key, key.table, document_name(key.task, key.attempt), data
+    )
+
+
 def _batches(ctx: StageContext, staging: Staging, manifest: Manifest) -> Iterator[arrow.RecordBatch]:
+    schema = arrow.schema_from_json(manifest.schema)
     for part in manifest.parts:
         ctx.checkpoint()
-        table = staging.read_part(part)
+        table = arrow.align(staging.read_part(part), schema)
         ctx.add_records(table.num_rows)
         yield from arrow.batches(table)

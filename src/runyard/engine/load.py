@@ -20,6 +20,9 @@ def data_load(ctx: StageContext, resources: EngineResources) -> None:
         if document is None:
             ctx.message("error", f"{table['name']} was not loaded: its extraction did not complete")
             continue
+        if document.get("empty"):
+            ctx.message("warning", f"{table['name']} was left as it was: the source returned no records")
+            continue
         loads.append(
             TableLoad(
                 name=table["name"],
