@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runyard.config.loader import load_specs
+from runyard.config.loader import load_specs_with_sources
 from runyard.domain.statuses import RunStatus, RunType, Trigger
 from runyard.errors import ConfigError, RunyardError
 from runyard.runtime import Runtime, open_store
@@ -97,9 +97,10 @@ def _print_bootstrap(boot: account_service.Bootstrap) -> None:
 @app.command()
 def deploy(path: Annotated[Path, typer.Argument(help="A YAML file, or a folder of them")]) -> None:
     """Create or update operations from YAML specs (all of them, or none if one is wrong)."""
-    specs = load_specs(path)
+    loaded = load_specs_with_sources(path)
     runtime = _runtime()
-    for item in deploy_specs(runtime.store, specs, runtime.registry):
+    sources, specs = [source for source, _ in loaded], [spec for _, spec in loaded]
+    for item in deploy_specs(runtime.store, specs, runtime.registry, sources):
         verb = "created" if item.created else "updated"
         out.print(f"{verb} operation {item.operation_id} ({item.configuration_id})")
 

@@ -7,20 +7,20 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from runyard.engine.registry import bind
-from runyard.engine.resources import EngineResources
-from runyard.engine.staging import Staging
 from runyard.services.runs import RunService
 from runyard.services.tasks import TaskLeases
 from runyard.services.wakeup import Wakeup
 from runyard.settings import Settings
 from runyard.store import migrate
 from runyard.store.database import Store
-from runyard.warehouse.duckdb import DuckDBWarehouses
 from runyard.worker.executors import Executor, default_registry
 from runyard.worker.scheduler import Scheduler
 from runyard.worker.worker import Worker, default_worker_id
+
+if TYPE_CHECKING:
+    from runyard.engine.resources import EngineResources
 
 _CONTROL = re.compile(r"[\r\n\x1b]")
 
@@ -53,6 +53,11 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
 
 
 def engine_resources(settings: Settings, *, extra_hosts: tuple[str, ...] = ()) -> EngineResources:
+    # Imported here: the CLI's short commands should not pay for pyarrow and duckdb.
+    from runyard.engine.resources import EngineResources
+    from runyard.engine.staging import Staging
+    from runyard.warehouse.duckdb import DuckDBWarehouses
+
     return EngineResources(
         staging=Staging(settings.resolved_staging_url),
         warehouses=DuckDBWarehouses(settings.warehouse_directory),
@@ -62,6 +67,8 @@ def engine_resources(settings: Settings, *, extra_hosts: tuple[str, ...] = ()) -
 
 
 def full_registry(resources: EngineResources) -> dict[str, Executor]:
+    from runyard.engine.registry import bind
+
     registry = default_registry()
     for name, (run, description) in bind(resources).items():
         registry[name] = Executor(name, run, description)

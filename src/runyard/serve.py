@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 
 import uvicorn
 from rich.console import Console
@@ -38,7 +40,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         _deploy_demo(runtime, demo_source.base_url)
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host=host, port=port, log_level="warning"))
+    server = _Server(uvicorn.Config(create_app(store), host=host, port=port, log_level="warning"))
     worker.start()
     scheduler.start()
     console.print(f"runyard is running at http://{host}:{port}  (store: {store.backend})")
@@ -58,6 +60,16 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         runtime.close()
         if demo_source is not None:
             demo_source.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal that stopped it; runyard stops on purpose and exits 0 after cleaning up."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def _start_demo_source(port: int) -> DemoSourceServer:

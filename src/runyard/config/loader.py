@@ -30,7 +30,12 @@ def spec_files(path: Path) -> list[Path]:
 
 def load_specs(path: Path) -> list[OperationSpec]:
     """Every operation in a file (one YAML document each) or in the YAML files of a folder."""
-    return [spec for file in spec_files(path) for spec in load_file(file)]
+    return [spec for _, spec in load_specs_with_sources(path)]
+
+
+def load_specs_with_sources(path: Path) -> list[tuple[str, OperationSpec]]:
+    """Like load_specs, with the file each operation came from (for messages at deploy time)."""
+    return [(str(file), spec) for file in spec_files(path) for spec in load_file(file)]
 
 
 def load_file(path: Path) -> list[OperationSpec]:

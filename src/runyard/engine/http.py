@@ -388,7 +388,8 @@ class SourceClient:
                 if status != 429 and status < 500:
                     return self._page(outcome, attempt)
                 problem = f"answered {status}"
-                delay = self._retry_after(outcome.response) or self._backoff_delay(attempt)
+                retry_after = self._retry_after(outcome.response)
+                delay = self._backoff_delay(attempt) if retry_after is None else retry_after
             if attempt == attempts:
                 raise TransientSourceError(
                     f"GET {self._safe(url)} {problem}; gave up after {attempts} attempt(s) (max_retries "

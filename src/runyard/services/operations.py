@@ -40,15 +40,39 @@ class Deployed:
     created: bool
 
 
-def deploy(store: Store, specs: Sequence[OperationSpec], executors: Collection[str]) -> list[Deployed]:
-    """Create or update every operation, all in one transaction: a bad spec deploys nothing."""
-    for spec in specs:
+def deploy(
+    store: Store, specs: Sequence[OperationSpec], executors: Collection[str], sources: Sequence[str] | None = None
+) -> list[Deployed]:
+    """Create or update every operation, all in one transaction: a bad spec deploys nothing.
+
+    `sources` (the file of each spec) only makes the error messages say where to look.
+    """
+    names = list(sources) if sources is not None else [spec.configuration_id for spec in specs]
+    _refuse_duplicates(specs, names)
+    for spec, source in zip(specs, names, strict=True):
         if isinstance(spec, TaskGraphOperation):
-            _check_executors(spec, executors)
-            plan_task_graph([t.model_dump() for t in spec.tasks], RunType.INCREMENTAL)  # validates the graph
+            try:
+                _check_executors(spec, executors)
+                plan_task_graph([t.model_dump() for t in spec.tasks], RunType.INCREMENTAL)  # validates the graph
+            except ConfigError as error:
+                raise ConfigError(error.reason, source=source, field=error.field) from None
     with store.write() as conn:
         now = store.now(conn)
         return [_upsert(conn, spec, now) for spec in specs]
+
+
+def _refuse_duplicates(specs: Sequence[OperationSpec], sources: Sequence[str]) -> None:
+    seen: dict[tuple[str, str, str, str], str] = {}
+    for spec, source in zip(specs, sources, strict=True):
+        identity = (spec.account, spec.environment, spec.configuration_type, spec.configuration_id)
+        if identity in seen:
+            raise ConfigError(
+                f"operation {spec.configuration_id} ({spec.environment}) is defined twice: "
+                f"here and in {seen[identity]}",
+                source=source,
+                field="configuration_id",
+            )
+        seen[identity] = source
 
 
 def _check_executors(spec: TaskGraphOperation, executors: Collection[str]) -> None:
@@ -56,7 +80,6 @@ def _check_executors(spec: TaskGraphOperation, executors: Collection[str]) -> No
         if task.executor not in executors:
             raise ConfigError(
                 f"unknown executor '{task.executor}'; known: {', '.join(sorted(executors))}",
-                source=spec.configuration_id,
                 field=f"tasks.{index}.executor",
             )
 

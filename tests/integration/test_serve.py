@@ -1,0 +1,109 @@
+"""`runyard serve` as a process: it answers /healthz, says where it runs, runs the demo, and stops on a signal."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.cli_helpers import Background, Runyard, free_port, query, wait_until
+
+STARTUP_SECONDS = 20.0
+DEMO_RUN_SECONDS = 30.0
+STOP_SECONDS = 5.0
+
+
+class Server:
+    """One `runyard serve` subprocess on a free port; always stopped (killed if need be) at teardown."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.cli = Runyard(tmp_path / "home")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: Background = self.cli.spawn("serve", "--port", str(self.port), *extra, log=tmp_path / "serve")
+
+    def health(self) -> httpx.Response:
+        """GET /healthz once it answers (bounded by STARTUP_SECONDS)."""
+
+        def answer() -> httpx.Response | None:
+            assert self.process.alive(), self.process.describe()
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=2)
+            except httpx.TransportError:
+                return None
+
+        return wait_until(answer, timeout=STARTUP_SECONDS, what=f"{self.url}/healthz to answer")
+
+    def stop_with(self, sig: int) -> tuple[int, float]:
+        """Send `sig`; the exit code and how long the process took to end."""
+        started = time.monotonic()
+        code = self.process.stop(sig, timeout=STOP_SECONDS)
+        return code, time.monotonic() - started
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path)
+    yield running
+    running.process.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path, "--demo")
+    yield running
+    running.process.stop(signal.SIGKILL)
+
+
+def assert_started(server: Server) -> None:
+    response = server.health()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"] == "sqlite"
+    out = server.process.stdout
+    assert f"runyard is running at http://127.0.0.1:{server.port}" in out, server.process.describe()
+    assert re.search(r"^administrator login: admin\s+password: \S+\s+\(shown once\)$", out, re.M), out
+    assert "Traceback" not in server.process.stderr
+
+
+def test_serve_answers_healthz_and_stops_on_sigterm(server: Server) -> None:
+    assert_started(server)
+
+    code, took = server.stop_with(signal.SIGTERM)
+
+    assert code == 0, server.process.describe()
+    assert took < STOP_SECONDS
+    assert "Traceback" not in server.process.stderr
+
+
+def test_serve_demo_deploys_and_completes_the_demo_run_then_stops_on_sigint(demo_server: Server) -> None:
+    assert_started(demo_server)
+    db = demo_server.cli.db
+    assert query(db, "SELECT id FROM operations WHERE configuration_id = 'demo-hr-sleep'"), "demo-hr-sleep not deployed"
+
+    def demo_run_status() -> str | None:
+        rows = query(
+            db,
+            "SELECT runs.status FROM runs JOIN operations ON operations.id = runs.operation_id "
+            "WHERE operations.configuration_id = 'demo-hr-sleep' ORDER BY runs.id",
+        )
+        assert len(rows) <= 1, rows  # the demo launches one run, not one per start
+        status = rows[0][0] if rows else None
+        assert status not in ("failed", "canceled", "rejected"), status
+        return "completed" if status == "completed" else None
+
+    wait_until(demo_run_status, timeout=DEMO_RUN_SECONDS, what="the demo run to complete", interval=0.25)
+    listed = demo_server.cli("runs", "--operation", "demo-hr-sleep").stdout
+    assert re.search(r"^\s*1\s+demo-hr-sleep\s+destructive\s+Completed\b", listed, re.M), listed
+
+    code, took = demo_server.stop_with(signal.SIGINT)
+
+    assert code == 0, demo_server.process.describe()
+    assert took < STOP_SECONDS
+    assert "Traceback" not in demo_server.process.stderr
