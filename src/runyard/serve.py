@@ -40,7 +40,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         _deploy_demo(runtime, demo_source.base_url)
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
-    server = _Server(uvicorn.Config(create_app(store), host=host, port=port, log_level="warning"))
+    server = _Server(uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning", access_log=False))
     worker.start()
     scheduler.start()
     console.print(f"runyard is running at http://{host}:{port}  (store: {store.backend})")

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=1.0, gt=0, description="How often an idle worker looks for work")
     sweep_seconds: float = Field(default=2.0, gt=0, description="How often the scheduler sweeps leases")
     cancel_timeout_seconds: float = Field(default=120.0, gt=0)
+    token_ttl_seconds: int = Field(default=600, ge=30, le=86_400, description="Lifetime of an access token (JWT)")
+    query_token_auth: bool = Field(
+        default=True,
+        description="Accept ?Authorization=Bearer%20<token> (spec 001); such URLs leak into proxies and history",
+    )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default=["public"],
         description="Where sources may be: host names, *.domains, IPs, CIDR networks, or 'public' (comma-separated)",

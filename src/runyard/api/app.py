@@ -1,29 +1,93 @@
-"""create_app(settings): the ASGI app `runyard serve` runs."""
+"""create_app(runtime): the ASGI app `runyard serve` runs: the JSON API, the spec adapters, health."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from runyard import __version__
+from runyard.api import auth, errors
+from runyard.api.compat import etlworks, jobs
+from runyard.api.routes import auth as auth_routes
+from runyard.api.routes import events, operations, runs, users
+from runyard.runtime import Runtime
+from runyard.services.metrics import LastChecks
 from runyard.store.database import Store
 
+access_log = logging.getLogger("runyard.access")
 
-def create_app(store: Store) -> FastAPI:
-    app = FastAPI(title="runyard", version=__version__)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> JSONResponse:
-        """200 when the runs database answers, 503 when it does not."""
+
+def create_app(runtime: Runtime) -> FastAPI:
+    settings = runtime.settings
+    app = FastAPI(
+        title="runyard",
+        version=__version__,
+        description="Run data operations and watch them run: operations, runs, tasks, loads and jobs.",
+    )
+    app.state.runtime = runtime
+    app.state.tokens = auth.TokenService(settings.signing_key(), ttl_seconds=settings.token_ttl_seconds)
+    app.state.last_checks = LastChecks()
+    auth.install(app, auth.Authenticator(runtime.store, app.state.tokens, allow_query_token=settings.query_token_auth))
+    errors.install(app)
+    for router in (
+        auth_routes.router,
+        operations.router,
+        runs.router,
+        events.router,
+        users.router,
+        jobs.router,
+        etlworks.router,
+    ):
+        app.include_router(router)
+    app.add_api_route("/healthz", _healthz(runtime.store), methods=["GET"], tags=["health"])
+    app.middleware("http")(_access_log_and_headers)
+    return app
+
+
+def _healthz(store: Store) -> Callable[[], Awaitable[JSONResponse]]:
+    def probe() -> bool:
         try:
             with store.read() as conn:
                 conn.execute(sa.text("SELECT 1"))
         except sa.exc.OperationalError:
+            return False
+        return True
+
+    async def healthz() -> JSONResponse:
+        """200 when the runs database answers, 503 when it does not."""
+        if not await run_in_threadpool(probe):
             return JSONResponse({"status": "unavailable", "detail": "the runs database does not answer"}, 503)
         body: dict[str, Any] = {"status": "ok", "version": __version__, "database": store.backend}
         return JSONResponse(body)
 
-    return app
+    return healthz
+
+
+async def _access_log_and_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    access_log.info(
+        "%s %s %d %.1fms",
+        request.method,
+        auth.redact_query_token(target),
+        response.status_code,
+        (time.perf_counter() - started) * 1000,
+    )
+    return response

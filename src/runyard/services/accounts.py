@@ -100,3 +100,13 @@ def bootstrap_admin(store: Store, password: str | None) -> Bootstrap:
         owner = _insert_account(conn, DEFAULT_ACCOUNT, now)
         _insert_user(conn, owner, DEFAULT_ADMIN, password or generated or "", Role.ADMINISTRATOR, now)
         return Bootstrap(created=True, login=DEFAULT_ADMIN, generated_password=generated)
+
+
+def deactivate_user(store: Store, account: int, user_id: int) -> None:
+    """A deactivated user can no longer log in; their tokens stop working at once."""
+    with store.write() as conn:
+        updated = conn.execute(
+            users.update().where(users.c.id == user_id, users.c.account_id == account).values(active=False)
+        ).rowcount
+    if not updated:
+        raise NotFound("user", user_id)

@@ -20,6 +20,7 @@ from runyard.domain.runs import (
     one_active_run_per_operation,
     retry_only_latest,
 )
+from runyard.domain.search import initials
 from runyard.domain.statuses import RUN_ACTIVE, TASK_SUCCEEDED, RunStatus, RunType, TaskStatus, Trigger
 from runyard.errors import Conflict, NotFound, RunRejected
 from runyard.services.history import add_message, record_event
@@ -142,6 +143,7 @@ class RunService:
                         run_id=run_id,
                         position=position,
                         name=task.name,
+                        initials=initials(task.name),
                         stage=task.stage,
                         metrics_type=task.metrics_type,
                         executor=task.executor,

@@ -114,6 +114,7 @@ runs = sa.Table(
     sa.Index(None, "account_id", "run_type", "id"),
     sa.Index(None, "account_id", "started_at"),
     sa.Index(None, "account_id", "completed_at"),
+    sa.Index(None, "account_id", "created_at"),  # migration 0002
     sa.Index(None, "status", "cancel_requested_at"),
 )
 
@@ -124,6 +125,8 @@ tasks = sa.Table(
     sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False),
     sa.Column("position", sa.Integer, nullable=False),  # order in the plan
     sa.Column("name", sa.String(300), nullable=False),
+    # runyard.domain.search.initials(name): the acronym the API Run Details search matches (migration 0002).
+    sa.Column("initials", sa.String(100), nullable=False, server_default=""),
     sa.Column("stage", sa.String(30), nullable=False),
     sa.Column("metrics_type", sa.String(20), nullable=False),
     sa.Column("executor", sa.String(50), nullable=False),
@@ -154,6 +157,8 @@ tasks = sa.Table(
     sa.UniqueConstraint("run_id", "name"),
     sa.Index(None, "status", "ready_at"),  # the claim query
     sa.Index(None, "status", "lease_expires_at"),  # the lease sweep
+    sa.Index(None, "run_id", "position"),  # the API Run Details page: a run's tasks in plan order
+    sa.Index(None, "run_id", "status"),  # ... filtered or sorted by status
 )
 
 task_dependencies = sa.Table(

@@ -1,0 +1,93 @@
+"""Spec 001: the real-time metrics of running tasks, for one flow (a run) or for all."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from runyard.api.deps import AdminDep, StoreDep
+from runyard.errors import InvalidInput
+from runyard.services.metrics import METRICS_TYPES, LastChecks, RunningTask, epoch_ms, now_utc, running_tasks
+from runyard.services.runs import get_run
+
+router = APIRouter(tags=["task metrics (spec 001)"])
+TypeQuery = Annotated[str | None, Query(description="stream, extract, load, task or hwm")]
+
+
+class TaskMetrics(BaseModel):
+    """One running task, with the field names of spec 001."""
+
+    requestId: str
+    owner: str
+    name: str
+    started: int | None
+    duration: int | None
+    code: str
+    type: str
+    tenant: str
+    language: None = None
+    latency: float | None
+    maxLatency: float | None
+    minLatency: float | None
+    avgLatency: float | None
+    recordsProcessed: int
+    recordsProcessedSinceLastCheck: int
+    lastCheck: int
+    lastTimeRecordsReceivedDate: int | None
+
+
+@router.get("/etl/rest/v1/tasks/", response_model=list[TaskMetrics])
+def all_running(request: Request, store: StoreDep, principal: AdminDep, type: TypeQuery = None) -> list[TaskMetrics]:
+    """Every task running now in your account."""
+    with store.read() as conn:
+        found = running_tasks(conn, principal.account_id, metrics_type=_type(type))
+    return [_metrics(request, principal.user_id, task) for task in found]
+
+
+@router.get("/etl/rest/v1/tasks/{audit_id}/", response_model=list[TaskMetrics])
+def flow_running(
+    audit_id: int,
+    request: Request,
+    store: StoreDep,
+    principal: AdminDep,
+    type: TypeQuery = None,
+) -> list[TaskMetrics]:
+    """The tasks running now in one run (the audit id is the run id)."""
+    with store.read() as conn:
+        get_run(conn, audit_id, account_id=principal.account_id)  # 404 for another account's run
+        found = running_tasks(conn, principal.account_id, run_id=audit_id, metrics_type=_type(type))
+    return [_metrics(request, principal.user_id, task) for task in found]
+
+
+def _type(value: str | None) -> str | None:
+    if value is not None and value not in METRICS_TYPES:
+        raise InvalidInput("type", f"'{value}' is not a metrics type; use one of: {', '.join(METRICS_TYPES)}")
+    return value
+
+
+def _metrics(request: Request, caller: int, task: RunningTask) -> TaskMetrics:
+    checks: LastChecks = request.app.state.last_checks
+    now_ms = int(now_utc().timestamp() * 1000)
+    started = epoch_ms(task.started_at)
+    duration = None if started is None else max(0, now_ms - started)
+    rate = task.records / (duration / 1000) if duration else 0.0
+    return TaskMetrics(
+        requestId=f"{task.run_key}/{task.task_id}",
+        owner=task.owner,
+        name=task.name,
+        started=started,
+        duration=duration,
+        code=f"{task.records:,} records, {rate:,.0f} records/s",
+        type=task.metrics_type,
+        tenant=task.account,
+        latency=task.latency_last,
+        maxLatency=task.latency_max,
+        minLatency=task.latency_min,
+        avgLatency=task.latency_avg,
+        recordsProcessed=task.records,
+        recordsProcessedSinceLastCheck=checks.since_last(caller, task.task_id, task.records),
+        lastCheck=now_ms,
+        lastTimeRecordsReceivedDate=epoch_ms(task.last_record_at),
+    )

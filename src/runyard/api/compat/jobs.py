@@ -1,0 +1,32 @@
+"""Spec 002: GET /api/v1/bulk_metadata/job/?id=N or ?name=<url-encoded job name>, with a TOKEN header."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from runyard.api.deps import PrincipalDep, StoreDep
+from runyard.services.jobs import find_job, job_status
+from runyard.services.runs import get_run
+
+router = APIRouter(tags=["jobs (spec 002)"])
+
+
+class JobStatusPublic(BaseModel):
+    status: str
+    msg: str
+    result: str
+
+
+@router.get("/api/v1/bulk_metadata/job/", response_model=JobStatusPublic)
+def job(
+    store: StoreDep,
+    principal: PrincipalDep,
+    id: int | None = Query(default=None, ge=1, description="The job's integer id (a run id)"),
+    name: str | None = Query(default=None, min_length=1, max_length=400, description="The job name (contains #)"),
+) -> JobStatusPublic:
+    """The status of a job: `running`, `successful` or `failed`, a message, and a JSON result string."""
+    with store.read() as conn:
+        run_id = find_job(conn, principal.account_id, job_id=id, name=name)
+        status = job_status(conn, get_run(conn, run_id))
+    return JobStatusPublic(status=status.status, msg=status.msg, result=status.result)

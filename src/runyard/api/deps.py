@@ -1,0 +1,34 @@
+"""Dependencies routes declare: the runtime's services and the caller, as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from runyard.api.auth import require_admin, require_operator, require_principal
+from runyard.runtime import Runtime
+from runyard.services.runs import RunService
+from runyard.services.tokens import Principal
+from runyard.store.database import Store
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_store(request: Request) -> Store:
+    return get_runtime(request).store
+
+
+def get_runs(request: Request) -> RunService:
+    return get_runtime(request).runs
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+StoreDep = Annotated[Store, Depends(get_store)]
+RunsDep = Annotated[RunService, Depends(get_runs)]
+PrincipalDep = Annotated[Principal, Depends(require_principal)]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
+AdminDep = Annotated[Principal, Depends(require_admin)]

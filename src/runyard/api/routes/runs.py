@@ -1,0 +1,181 @@
+"""Runs, their tasks, retry and cancel, and the data loads they made."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from runyard.api.deps import OperatorDep, PrincipalDep, RunsDep, StoreDep
+from runyard.api.schemas import RunPublic, RunsPage, TaskPublic, TasksPage
+from runyard.domain.statuses import RunStatus, RunType
+from runyard.errors import InvalidInput
+from runyard.services.listing import RunQuery, TaskQuery, list_loads, list_runs, list_tasks
+from runyard.services.runs import get_run
+
+router = APIRouter(prefix="/api/v1", tags=["runs"])
+Order = Literal["asc", "desc"]
+
+
+class LoadTable(BaseModel):
+    name: str
+    rows: int
+
+
+class LoadPublic(BaseModel):
+    id: int
+    run_id: int
+    operation_id: int
+    configuration_id: str
+    run_status: str
+    run_status_label: str
+    tables: list[LoadTable]
+    rows: int
+    created_at: datetime
+
+
+class LoadsPage(BaseModel):
+    items: list[LoadPublic]
+    total: int
+    page: int
+    page_size: int
+
+
+@router.get("/runs", response_model=RunsPage)
+def runs(
+    store: StoreDep,
+    principal: PrincipalDep,
+    operation: Annotated[int | None, Query(ge=1, description="Operation id")] = None,
+    status: Annotated[RunStatus | None, Query(description="A run status value, e.g. failed")] = None,
+    type: Annotated[RunType | None, Query(description="incremental or destructive")] = None,
+    started_from: Annotated[datetime | None, Query(description="ISO 8601 with a time zone")] = None,
+    started_to: Annotated[datetime | None, Query()] = None,
+    completed_from: Annotated[datetime | None, Query()] = None,
+    completed_to: Annotated[datetime | None, Query()] = None,
+    sort: Annotated[str, Query(max_length=40, description="id, operation, type, status, started_at, ...")] = "id",
+    order: Annotated[Order, Query()] = "desc",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RunsPage:
+    """Every run of your account: filter, sort by any column shown on the API Runs page, page."""
+    _require_zones(
+        started_from=started_from, started_to=started_to, completed_from=completed_from, completed_to=completed_to
+    )
+    query = RunQuery(
+        account_id=principal.account_id,
+        operation_id=operation,
+        status=status,
+        run_type=type,
+        started_from=started_from,
+        started_to=started_to,
+        completed_from=completed_from,
+        completed_to=completed_to,
+        sort=sort,
+        order=order,
+        page=page,
+        page_size=page_size,
+    )
+    with store.read() as conn:
+        found = list_runs(conn, query)
+    return RunsPage(
+        items=[RunPublic.of(row, row.message_count) for row in found.items],
+        total=found.total,
+        page=found.page,
+        page_size=found.page_size,
+    )
+
+
+@router.get("/runs/{run_id}", response_model=RunPublic)
+def run(run_id: int, store: StoreDep, principal: PrincipalDep) -> RunPublic:
+    with store.read() as conn:
+        return RunPublic.of(get_run(conn, run_id, account_id=principal.account_id))
+
+
+@router.get("/runs/{run_id}/tasks", response_model=TasksPage)
+def tasks(
+    run_id: int,
+    store: StoreDep,
+    principal: PrincipalDep,
+    search: Annotated[str | None, Query(max_length=200, description="Spec 000's task search")] = None,
+    sort: Annotated[str, Query(max_length=40)] = "position",
+    order: Annotated[Order, Query()] = "asc",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> TasksPage:
+    """A run's tasks. `search` matches initials, names, status labels, table names and messages."""
+    query = TaskQuery(
+        run_id=run_id,
+        account_id=principal.account_id,
+        search=search,
+        sort=sort,
+        order=order,
+        page=page,
+        page_size=page_size,
+    )
+    with store.read() as conn:
+        found = list_tasks(conn, query)
+    return TasksPage(
+        items=[TaskPublic.of(task) for task in found.items],
+        total=found.total,
+        page=found.page,
+        page_size=found.page_size,
+    )
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    status_code=202,
+    response_model=RunPublic,
+    responses={409: {"description": "Only the most recent Failed or Canceled run can be retried"}},
+)
+def retry(run_id: int, runs: RunsDep, principal: OperatorDep) -> RunPublic:
+    return RunPublic.of(runs.retry(run_id, account_id=principal.account_id, created_by=principal.user_id))
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    status_code=202,
+    response_model=RunPublic,
+    responses={409: {"description": "The run already ended or is being canceled"}},
+)
+def cancel(run_id: int, runs: RunsDep, principal: OperatorDep) -> RunPublic:
+    return RunPublic.of(runs.cancel(run_id, account_id=principal.account_id))
+
+
+@router.get("/loads", response_model=LoadsPage)
+def loads(
+    store: StoreDep,
+    principal: PrincipalDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> LoadsPage:
+    """What runs made available in the warehouse, newest first."""
+    with store.read() as conn:
+        found = list_loads(conn, principal.account_id, page, page_size)
+    return LoadsPage(
+        items=[
+            LoadPublic(
+                id=load.id,
+                run_id=load.run_id,
+                operation_id=load.operation_id,
+                configuration_id=load.configuration_id,
+                run_status=load.run_status.value,
+                run_status_label=load.run_status.label,
+                tables=[LoadTable(name=name, rows=rows) for name, rows in load.tables],
+                rows=load.rows,
+                created_at=load.created_at,
+            )
+            for load in found.items
+        ],
+        total=found.total,
+        page=found.page,
+        page_size=found.page_size,
+    )
+
+
+def _require_zones(**values: datetime | None) -> None:
+    for name, value in values.items():
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(name, "give a time zone, e.g. 2026-01-31T00:00:00Z")

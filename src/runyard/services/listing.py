@@ -1,0 +1,432 @@
+"""The API Runs, API Run Details and Data Loads lists: filtered, searched, sorted and paged in SQL.
+
+Spec 000: the API Runs page filters runs by data source (operation), status and type and sorts them by any
+column; the API Run Details page searches a run's tasks (runyard.domain.search) and sorts and pages them.
+
+Only allow-listed sort keys reach SQL, and every value a person types is a bound parameter. Text sorts
+compare lowercased text byte by byte on both backends; nulls sort last whichever the order; ties are
+broken by id in the same direction as the order, so that `desc` is `asc` reversed (apart from the nulls).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from runyard.domain.search import LIKE_ESCAPE, contains_pattern, normalize_query, prefix_pattern, statuses_starting_with
+from runyard.domain.statuses import RunStatus, RunType, TaskStatus
+from runyard.errors import InvalidInput, NotFound
+from runyard.services.views import RunView, TaskMessage, TaskView
+from runyard.store.tables import data_loads, operations, runs, task_messages, task_tables, tasks
+
+T = TypeVar("T")
+Order = Literal["asc", "desc"]
+
+RUN_PAGE_SIZE_MAX = 200
+TASK_PAGE_SIZE_MAX = 500
+LOAD_PAGE_SIZE_MAX = 200
+
+
+# --- SQL building blocks that differ between SQLite and PostgreSQL ---------------------------------------------
+
+
+class SecondsBetween(FunctionElement[float]):
+    """`end - start` in seconds (NULL when either is NULL)."""
+
+    type = sa.Float()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(SecondsBetween, "sqlite")
+def _seconds_between_sqlite(element: SecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    # SQLite keeps times to the millisecond internally: round away the floating-point noise of julianday().
+    return f"round((julianday({end}) - julianday({start})) * 86400.0, 3)"
+
+
+@compiles(SecondsBetween)
+def _seconds_between_default(element: SecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+
+
+class TextSortKey(FunctionElement[str]):
+    """lower(text), compared byte by byte: PostgreSQL's locale collation would otherwise order differently."""
+
+    type = sa.String()
+    name = "text_sort_key"
+    inherit_cache = True
+
+
+@compiles(TextSortKey, "postgresql")
+def _text_sort_key_postgresql(element: TextSortKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return f'lower({compiler.process(element.clauses, **kw)}) COLLATE "C"'
+
+
+@compiles(TextSortKey)
+def _text_sort_key_default(element: TextSortKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"  # SQLite compares with BINARY
+
+
+# --- pages and their requests -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list: `total` counts every matching row, not only this page's."""
+
+    items: tuple[T, ...]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the whole list takes (0 when it is empty)."""
+        return math.ceil(self.total / self.page_size)
+
+
+def _check_paging(page: int, page_size: int, page_size_max: int) -> None:
+    if page < 1:
+        raise InvalidInput("page", f"must be 1 or more, not {page}")
+    if not 1 <= page_size <= page_size_max:
+        raise InvalidInput("page_size", f"must be between 1 and {page_size_max}, not {page_size}")
+
+
+def _check_order(order: str) -> None:
+    if order not in ("asc", "desc"):
+        raise InvalidInput("order", "must be 'asc' or 'desc'")
+
+
+def _check_sort(sort: str, allowed: Iterable[str]) -> None:
+    names = list(allowed)
+    if sort not in names:
+        raise InvalidInput("sort", f"cannot sort by {sort[:50]!r}; allowed: {', '.join(names)}")
+
+
+def _check_aware(field: str, value: datetime | None) -> None:
+    if value is not None and value.utcoffset() is None:
+        raise InvalidInput(field, "must include a time zone")
+
+
+def _offset(page: int, page_size: int) -> int:
+    return (page - 1) * page_size
+
+
+def _ordering(key: ColumnElement[Any], tie_break: ColumnElement[Any], order: Order) -> list[ColumnElement[Any]]:
+    if order == "desc":
+        return [key.desc().nulls_last(), tie_break.desc()]
+    return [key.asc().nulls_last(), tie_break.asc()]
+
+
+# --- the API Runs page --------------------------------------------------------------------------------------------
+
+_run_message_count = (
+    sa.select(sa.func.count(task_messages.c.id))
+    .where(task_messages.c.run_id == runs.c.id)
+    .correlate(runs)
+    .scalar_subquery()
+    .label("message_count")
+)
+
+#: Sort key (an API Runs page column) -> what it sorts on.
+RUN_SORTS: dict[str, ColumnElement[Any]] = {
+    "id": runs.c.id,
+    "operation": TextSortKey(operations.c.configuration_id),
+    "type": runs.c.run_type,
+    "status": runs.c.status,
+    "started_at": runs.c.started_at,
+    "completed_at": runs.c.completed_at,
+    "duration": SecondsBetween(runs.c.started_at, runs.c.completed_at),
+    "messages": _run_message_count,
+    "created_at": runs.c.created_at,
+}
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """What the API Runs page asks for. Time bounds are inclusive and must be aware datetimes."""
+
+    account_id: int
+    operation_id: int | None = None
+    status: RunStatus | None = None
+    run_type: RunType | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None
+    completed_from: datetime | None = None
+    completed_to: datetime | None = None
+    sort: str = "id"
+    order: Order = "desc"
+    page: int = 1
+    page_size: int = 50
+
+    def __post_init__(self) -> None:
+        _check_sort(self.sort, RUN_SORTS)
+        _check_order(self.order)
+        _check_paging(self.page, self.page_size, RUN_PAGE_SIZE_MAX)
+        for name in ("started_from", "started_to", "completed_from", "completed_to"):
+            _check_aware(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class RunRow(RunView):
+    """A run as the API Runs page lists it: the run, with how many task messages it has.
+
+    `duration_seconds` (from RunView) is completed_at - started_at, None until the run has ended.
+    """
+
+    message_count: int = 0
+
+
+def _run_conditions(query: RunQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [runs.c.account_id == query.account_id]
+    if query.operation_id is not None:
+        conditions.append(runs.c.operation_id == query.operation_id)
+    if query.status is not None:
+        conditions.append(runs.c.status == query.status.value)
+    if query.run_type is not None:
+        conditions.append(runs.c.run_type == query.run_type.value)
+    bounds = (
+        (runs.c.started_at, query.started_from, query.started_to),
+        (runs.c.completed_at, query.completed_from, query.completed_to),
+    )
+    for column, start, end in bounds:
+        if start is not None:
+            conditions.append(column >= start)
+        if end is not None:
+            conditions.append(column <= end)
+    return conditions
+
+
+def _run_row(row: RowMapping) -> RunRow:
+    base = RunView.from_row(row)
+    values = {field.name: getattr(base, field.name) for field in fields(RunView)}
+    return RunRow(**values, message_count=int(row["message_count"]))
+
+
+def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
+    """The runs of `query.account_id` that pass its filters, sorted and paged."""
+    conditions = _run_conditions(query)
+    select = (
+        sa.select(
+            *runs.c,
+            operations.c.configuration_id,
+            operations.c.configuration_type,
+            operations.c.environment,
+            _run_message_count,
+        )
+        .join(operations, operations.c.id == runs.c.operation_id)
+        .where(*conditions)
+        .order_by(*_ordering(RUN_SORTS[query.sort], runs.c.id, query.order))
+        .limit(query.page_size)
+        .offset(_offset(query.page, query.page_size))
+    )
+    items = tuple(_run_row(row) for row in conn.execute(select).mappings())
+    total = conn.execute(sa.select(sa.func.count()).select_from(runs).where(*conditions)).scalar_one()
+    return Page(items=items, total=int(total), page=query.page, page_size=query.page_size)
+
+
+# --- the API Run Details page -------------------------------------------------------------------------------------
+
+_task_message_count = (
+    sa.select(sa.func.count(task_messages.c.id))
+    .where(task_messages.c.task_id == tasks.c.id)
+    .correlate(tasks)
+    .scalar_subquery()
+)
+
+#: Sort key (an API Run Details page column) -> what it sorts on.
+TASK_SORTS: dict[str, ColumnElement[Any]] = {
+    "position": tasks.c.position,
+    "name": TextSortKey(tasks.c.name),
+    "status": tasks.c.status,
+    "started_at": tasks.c.started_at,
+    "duration": SecondsBetween(tasks.c.started_at, tasks.c.completed_at),
+    "records": tasks.c.records_processed,
+    "messages": _task_message_count,
+    "attempt": tasks.c.attempt,
+}
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """What the API Run Details page asks for: one run's tasks, optionally searched (runyard.domain.search)."""
+
+    run_id: int
+    account_id: int  # the run must belong to this account, or it is not found
+    search: str | None = None
+    sort: str = "position"
+    order: Order = "asc"
+    page: int = 1
+    page_size: int = 50
+
+    def __post_init__(self) -> None:
+        _check_sort(self.sort, TASK_SORTS)
+        _check_order(self.order)
+        _check_paging(self.page, self.page_size, TASK_PAGE_SIZE_MAX)
+
+
+def task_search_condition(search: str | None) -> ColumnElement[bool] | None:
+    """The union of spec 000's five search rules as one SQL condition on `tasks`; None when nothing is searched."""
+    text = normalize_query(search)
+    if not text:
+        return None
+    contains = contains_pattern(text)
+    rules: list[ColumnElement[bool]] = [
+        sa.func.lower(tasks.c.initials).like(prefix_pattern(text), escape=LIKE_ESCAPE),
+        sa.func.lower(tasks.c.name).like(contains, escape=LIKE_ESCAPE),
+        sa.exists().where(
+            task_tables.c.task_id == tasks.c.id,
+            sa.func.lower(task_tables.c.table_name).like(contains, escape=LIKE_ESCAPE),
+        ),
+        sa.exists().where(
+            task_messages.c.task_id == tasks.c.id,
+            sa.func.lower(task_messages.c.text).like(contains, escape=LIKE_ESCAPE),
+        ),
+    ]
+    statuses = [status.value for status in statuses_starting_with(text, TaskStatus)]
+    if statuses:
+        rules.append(tasks.c.status.in_(statuses))
+    return sa.or_(*rules)
+
+
+def _require_run(conn: Connection, run_id: int, account_id: int) -> None:
+    found = conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id, runs.c.account_id == account_id)).first()
+    if found is None:
+        raise NotFound("run", run_id)
+
+
+def _tables_of(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
+    tables: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    if task_ids:
+        for row in conn.execute(
+            sa.select(task_tables.c.task_id, task_tables.c.table_name, task_tables.c.record_count)
+            .where(task_tables.c.task_id.in_(task_ids))
+            .order_by(task_tables.c.id)
+        ):
+            tables[row.task_id].append((row.table_name, int(row.record_count)))
+    return tables
+
+
+def _messages_of(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[TaskMessage]]:
+    messages: dict[int, list[TaskMessage]] = defaultdict(list)
+    if task_ids:
+        for row in conn.execute(
+            sa.select(task_messages.c.task_id, task_messages.c.level, task_messages.c.text, task_messages.c.created_at)
+            .where(task_messages.c.task_id.in_(task_ids))
+            .order_by(task_messages.c.id)
+        ):
+            messages[row.task_id].append(TaskMessage(row.level, row.text, row.created_at))
+    return messages
+
+
+def _task_view(row: Any, tables: Sequence[tuple[str, int]], messages: Sequence[TaskMessage]) -> TaskView:
+    return TaskView(
+        id=row.id,
+        run_id=row.run_id,
+        position=row.position,
+        name=row.name,
+        stage=row.stage,
+        metrics_type=row.metrics_type,
+        status=TaskStatus(row.status),
+        attempt=row.attempt,
+        worker_id=row.worker_id,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        records_processed=int(row.records_processed),
+        reused_from=row.reused_from,
+        tables=tuple(tables),
+        messages=tuple(messages),
+    )
+
+
+def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
+    """A page of a run's tasks (matching `query.search`), each with its tables and messages.
+
+    Raises NotFound when the run does not exist or belongs to another account.
+    """
+    _require_run(conn, query.run_id, query.account_id)
+    conditions: list[ColumnElement[bool]] = [tasks.c.run_id == query.run_id]
+    searched = task_search_condition(query.search)
+    if searched is not None:
+        conditions.append(searched)
+    rows = conn.execute(
+        sa.select(tasks)
+        .where(*conditions)
+        .order_by(*_ordering(TASK_SORTS[query.sort], tasks.c.id, query.order))
+        .limit(query.page_size)
+        .offset(_offset(query.page, query.page_size))
+    ).all()
+    ids = [row.id for row in rows]
+    tables, messages = _tables_of(conn, ids), _messages_of(conn, ids)
+    items = tuple(_task_view(row, tables[row.id], messages[row.id]) for row in rows)
+    total = conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*conditions)).scalar_one()
+    return Page(items=items, total=int(total), page=query.page, page_size=query.page_size)
+
+
+# --- the Data Loads page ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadRow:
+    """A data load: what a run made available in the warehouse, with its run's status and operation."""
+
+    id: int
+    run_id: int
+    operation_id: int
+    configuration_id: str
+    run_status: RunStatus
+    tables: tuple[tuple[str, int], ...]  # (table name, rows)
+    rows: int
+    created_at: datetime
+
+
+def _load_row(row: Any) -> LoadRow:
+    return LoadRow(
+        id=row.id,
+        run_id=row.run_id,
+        operation_id=row.operation_id,
+        configuration_id=row.configuration_id,
+        run_status=RunStatus(row.run_status),
+        tables=tuple((str(table["name"]), int(table["rows"])) for table in row.tables),
+        rows=int(row.rows),
+        created_at=row.created_at,
+    )
+
+
+def list_loads(conn: Connection, account_id: int, page: int = 1, page_size: int = 50) -> Page[LoadRow]:
+    """The account's data loads, newest first."""
+    _check_paging(page, page_size, LOAD_PAGE_SIZE_MAX)
+    condition = data_loads.c.account_id == account_id
+    rows = conn.execute(
+        sa.select(
+            data_loads.c.id,
+            data_loads.c.run_id,
+            data_loads.c.operation_id,
+            operations.c.configuration_id,
+            runs.c.status.label("run_status"),
+            data_loads.c.tables,
+            data_loads.c.rows,
+            data_loads.c.created_at,
+        )
+        .join(runs, runs.c.id == data_loads.c.run_id)
+        .join(operations, operations.c.id == data_loads.c.operation_id)
+        .where(condition)
+        .order_by(data_loads.c.id.desc())
+        .limit(page_size)
+        .offset(_offset(page, page_size))
+    ).all()
+    total = conn.execute(sa.select(sa.func.count()).select_from(data_loads).where(condition)).scalar_one()
+    return Page(items=tuple(_load_row(row) for row in rows), total=int(total), page=page, page_size=page_size)
