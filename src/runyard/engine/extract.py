@@ -6,7 +6,11 @@ page and written out every PART_ROWS rows. Cancellation is checked between pages
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import itertools
+import queue
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -29,6 +33,7 @@ from runyard.engine.staging import Manifest, PartInfo, Staging, StagingKey
 from runyard.faults import crash_point
 
 PART_ROWS = 100_000
+NO_PAGES = (0, -1)  # a page slice past the last page: nothing to fetch
 MAX_RETRY_MESSAGES = 50
 
 
@@ -121,7 +126,7 @@ def extract(ctx: StageContext, resources: EngineResources) -> None:
     ) as client:
         walk = _Walk(ctx, client, endpoint, writer, cursor)
         page_range = _page_range(walk, slice_, params)
-        pages = walk.run(params, page_range) if page_range != (0, -1) else 0
+        pages = walk.run(params, page_range) if page_range != NO_PAGES else 0
     writer.flush()
     _report_retries(ctx, retries)
     rows = sum(part.rows for part in writer.parts)
@@ -133,6 +138,65 @@ def extract(ctx: StageContext, resources: EngineResources) -> None:
     if rows == 0:
         ctx.message("info", f"{endpoint.name}: the source returned no records")
     ctx.table(endpoint.name, rows)
+
+
+@dataclass(frozen=True)
+class FetchedPage:
+    number: int
+    page: Page
+    records: list[object]
+
+
+_DONE = object()
+
+
+class PageFeed:
+    """Runs a page generator one page ahead in a thread.
+
+    While this thread turns a page into Arrow and Parquet, the feed thread waits on the network
+    for the next one (socket reads release the GIL). Errors raised by the generator are raised
+    again here, in the caller's thread; closing the feed stops the generator at its next page.
+    """
+
+    def __init__(self, pages: Iterator[FetchedPage | str], depth: int = 2) -> None:
+        self._pages = pages
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="runyard-page-feed", daemon=True)
+
+    def __enter__(self) -> PageFeed:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)  # unblock a producer waiting to put
+        self._thread.join()
+
+    def __iter__(self) -> Iterator[FetchedPage | str]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def _produce(self) -> None:
+        try:
+            for item in self._pages:
+                if self._stop.is_set():
+                    return
+                self._queue.put(item)
+            self._queue.put(_DONE)
+        except BaseException as error:  # handed to the consumer, which raises it
+            self._queue.put(error)
+        finally:
+            close = getattr(self._pages, "close", None)
+            if close is not None:
+                close()
 
 
 @dataclass
@@ -154,41 +218,55 @@ class _Walk:
             raise StageFailed(f"{self.endpoint.name}, page {number}: {error}") from error
 
     def run(self, params: Mapping[str, str], page_range: tuple[int, int] | None) -> int:
+        """Walk the pages; returns how many were fetched. Pages are fetched one ahead in a thread."""
+        pages = 0
+        with PageFeed(self.pages(params, page_range)) as feed:
+            for fetched in feed:
+                self.ctx.checkpoint()
+                if isinstance(fetched, str):
+                    self.ctx.message("warning", fetched)
+                    continue
+                self.take(fetched)
+                pages = fetched.number
+        return pages
+
+    def pages(self, params: Mapping[str, str], page_range: tuple[int, int] | None) -> Iterator[FetchedPage | str]:
+        """The pagination loop: fetch, select the records, ask the paginator for the next request."""
         paginator = make_paginator(self.endpoint.pagination, page_range=page_range)
         request = paginator.first_request(params)
         page: Page | None = None
-        number = 0
-        while True:
-            self.ctx.checkpoint()
-            number += 1
+        for number in itertools.count(1):
             if self.endpoint.max_pages is not None and number > self.endpoint.max_pages:
-                self.ctx.message("warning", f"{self.endpoint.name}: stopped after max_pages={self.endpoint.max_pages}")
-                return number - 1
+                yield f"{self.endpoint.name}: stopped after max_pages={self.endpoint.max_pages}"
+                return
             crash_point(f"extract.page_{number}")
             page = self.fetch(request, number, page)
-            records = self.take(page, number)
+            records = self.select(page, number)
+            yield FetchedPage(number, page, records)
             try:
-                paginator.update(page.body, page.headers, records)
+                paginator.update(page.body, page.headers, len(records))
                 if not paginator.has_next():
-                    return number
+                    return
                 request = paginator.next_request()
             except PaginationError as error:
                 raise StageFailed(f"{self.endpoint.name}, page {number}: {error}") from error
 
-    def take(self, page: Page, number: int) -> int:
+    def select(self, page: Page, number: int) -> list[object]:
         try:
-            records = select_records(page.body, self.endpoint.records)
+            return select_records(page.body, self.endpoint.records)
         except RecordSelectorError as error:
             raise StageFailed(f"{self.endpoint.name}, page {number} ({page.url}): {error}") from error
+
+    def take(self, fetched: FetchedPage) -> None:
+        records = fetched.records
         objects = [r for r in records if isinstance(r, dict)]
         if len(objects) < len(records):
-            self.reject(records, objects, number)
+            self.reject(records, objects, fetched.number)
         table = arrow.records_to_table(objects)
         self.writer.add(table)
         self.cursor.see(table)
         self.ctx.add_records(len(objects))
-        self.ctx.record_latency(page.latency_ms)
-        return len(records)
+        self.ctx.record_latency(fetched.page.latency_ms)
 
     def reject(self, records: list[object], objects: list[dict[str, Any]], number: int) -> None:
         bad = [r for r in records if not isinstance(r, dict)]
@@ -218,7 +296,7 @@ def _page_range(walk: _Walk, slice_: Mapping[str, Any] | None, params: Mapping[s
         raise StageFailed(f"{walk.endpoint.name}: the first page does not say how many pages there are")
     ranges = plan_page_slices(total, int(slice_["count"])) if total else []
     index = int(slice_["index"])
-    return ranges[index] if index < len(ranges) else (0, -1)
+    return ranges[index] if index < len(ranges) else NO_PAGES
 
 
 def _incremental_params(ctx: StageContext, resources: EngineResources, endpoint: EndpointSpec) -> dict[str, str]:

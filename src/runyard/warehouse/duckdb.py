@@ -46,6 +46,9 @@ CONFIG: dict[str, Any] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "lock_configuration": True,
+    # A bound on DuckDB's buffers: past it, large loads spill to <file>.tmp/ instead of growing the
+    # process with the size of the data (the engine's own memory is bounded by its part size).
+    "memory_limit": "512MB",
 }
 STAGING_SCHEMA = "_runyard_staging"
 META_SCHEMA = "_runyard"
@@ -267,7 +270,8 @@ class DuckDBWarehouse:
         staging = f"{STAGING_SCHEMA}.{quote(staging_name(run_key, table.name))}"
         target = f"{TARGET_SCHEMA}.{quote(table.name)}"
         if table.mode == "replace":
-            cur.execute(f"CREATE OR REPLACE TABLE {target} AS {_select_staged(staging)}")
+            unique = _keys_unique(cur, staging, table.primary_key)
+            cur.execute(f"CREATE OR REPLACE TABLE {target} AS {_select_staged(staging, table.primary_key, unique)}")
         else:
             self._merge(cur, run_key, table, staging, _data_columns(staging_columns))
         return TableResult(name=table.name, rows=_count(cur, target), staged=_count(cur, staging))
@@ -288,13 +292,14 @@ class DuckDBWarehouse:
             )
         target = f"{TARGET_SCHEMA}.{quote(table.name)}"
         target_columns = _columns(cur, TARGET_SCHEMA, table.name)
+        unique = _keys_unique(cur, staging, table.primary_key)
         if target_columns is None:
-            cur.execute(f"CREATE TABLE {target} AS {_select_staged(staging, table.primary_key)}")
+            cur.execute(f"CREATE TABLE {target} AS {_select_staged(staging, table.primary_key, unique)}")
             return
         target_columns = self._evolve(cur, target, staging, target_columns, staging_columns)
         if table.primary_key:
             cur.execute(_delete_matching_keys(target, staging, table.primary_key, target_columns))
-        cur.execute(f"INSERT INTO {target} BY NAME {_select_staged(staging, table.primary_key)}")
+        cur.execute(f"INSERT INTO {target} BY NAME {_select_staged(staging, table.primary_key, unique)}")
 
     def _evolve(
         self,
@@ -436,14 +441,29 @@ def _data_columns(columns: Mapping[str, _Column]) -> dict[str, _Column]:
     return {folded: column for folded, column in columns.items() if folded != ROW_COLUMN}
 
 
-def _select_staged(staging: str, primary_key: Sequence[str] = ()) -> str:
-    """The staged rows in staging order, one per primary key (the last staged) when there is one."""
+def _keys_unique(cur: duckdb.DuckDBPyConnection, staging: str, primary_key: Sequence[str]) -> bool:
+    """True when no primary key repeats in the staged rows (the usual case: no de-duplication needed)."""
+    if not primary_key:
+        return True
+    keys = ", ".join(quote(key) for key in primary_key)
+    row = cur.execute(
+        f"SELECT count(*) = (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {staging})) FROM {staging}"  # noqa: S608
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _select_staged(staging: str, primary_key: Sequence[str] = (), unique: bool = False) -> str:
+    """The staged rows in staging order, one per primary key (the last staged) when keys repeat.
+
+    A plain scan keeps the staging order (DuckDB preserves insertion order), so only the
+    de-duplication needs the row numbers.
+    """
     row = quote(ROW_COLUMN)
     sql = f"SELECT * EXCLUDE ({row}) FROM {staging}"  # noqa: S608
-    if primary_key:
+    if primary_key and not unique:
         keys = ", ".join(quote(key) for key in primary_key)
-        sql += f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {row} DESC) = 1"
-    return f"{sql} ORDER BY {row}"
+        sql += f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {row} DESC) = 1 ORDER BY {row}"
+    return sql
 
 
 def _delete_matching_keys(
