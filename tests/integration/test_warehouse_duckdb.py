@@ -315,8 +315,10 @@ def test_drop_staging_drops_only_that_runs_tables(wh: DuckDBWarehouse) -> None:
     wh.drop_staging("r1")
     wh.drop_staging("r1")  # idempotent
 
-    staged = rows(wh, "SELECT table_name FROM duckdb_tables() WHERE schema_name = '_runyard_staging' ORDER BY ALL")
-    assert staged == [("r10__a",), ("r10__b",)]
+    staged = rows(
+        wh, "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, '_runyard_staging__') ORDER BY ALL"
+    )
+    assert staged == [("_runyard_staging__r10__a",), ("_runyard_staging__r10__b",)]
     with pytest.raises(WarehouseError, match="not staged"):
         wh.load(LoadRequest("r1", 1, (replace("a"),)))
 

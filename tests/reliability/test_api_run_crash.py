@@ -171,7 +171,7 @@ def warehouse_facts(home: Path, run_key: str) -> tuple[dict[str, int], dict[str,
         (of_run,) = con.execute("SELECT count(*) FROM _runyard.loads WHERE run_key = ?", [run_key]).fetchone()  # type: ignore[misc]
         (total,) = con.execute("SELECT count(*) FROM _runyard.loads").fetchone()  # type: ignore[misc]
         (staging,) = con.execute(  # type: ignore[misc]
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = '_runyard_staging'"
+            "SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_runyard_staging__')"
         ).fetchone()
     return counts, duplicates, int(of_run), int(total), int(staging)
 

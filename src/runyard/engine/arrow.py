@@ -211,7 +211,9 @@ def describe(schema: pa.Schema) -> dict[str, str]:
 
 
 def write_parquet(table: pa.Table, sink: IO[bytes]) -> None:
-    pq.write_table(table, sink, compression="zstd", compression_level=1)
+    # Staged parts live minutes, not years: snappy without dictionaries writes twice as fast as zstd
+    # and reads as fast, for files about twice as large.
+    pq.write_table(table, sink, compression="snappy", use_dictionary=False)
 
 
 def read_parquet(source: IO[bytes]) -> pa.Table:

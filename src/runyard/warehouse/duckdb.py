@@ -7,7 +7,9 @@ on a cursor: DuckDB scans them in memory, which external access does not restric
 
 Threads: one connection per file per process (DuckDB admits one writing process); every call
 runs on its own `cursor()` (a connection of its own to the same database); `load()` calls are
-serialised. Staging tables live in `_runyard_staging` as `<run_key>__<table>`; load records and
+serialised. Staging tables live beside the tables, as `_runyard_staging__<run_key>__<table>`, so a
+replacing load can rename one into place instead of copying it (DuckDB cannot move a table
+between schemas); load records and
 high watermarks in `_runyard`.
 
 Every name that comes from a user or a source (tables, columns, keys) reaches SQL only as a
@@ -50,7 +52,8 @@ CONFIG: dict[str, Any] = {
     # process with the size of the data (the engine's own memory is bounded by its part size).
     "memory_limit": "512MB",
 }
-STAGING_SCHEMA = "_runyard_staging"
+STAGING_SCHEMA = "main"
+STAGING_PREFIX = "_runyard_staging__"
 META_SCHEMA = "_runyard"
 TARGET_SCHEMA = "main"
 # Staging order, added to every staging table: "the last staged row of a key wins" needs it, and
@@ -62,7 +65,6 @@ _ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 _ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 _METADATA_DDL = (
-    f"CREATE SCHEMA IF NOT EXISTS {STAGING_SCHEMA}",
     f"CREATE SCHEMA IF NOT EXISTS {META_SCHEMA}",
     f"""CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
         run_key VARCHAR PRIMARY KEY,
@@ -88,7 +90,7 @@ def quote(identifier: str) -> str:
 
 def staging_name(run_key: str, table: str) -> str:
     """The name (unquoted) of a run's staging table for `table`."""
-    return f"{run_key}{RUN_KEY_SEPARATOR}{table}"
+    return f"{STAGING_PREFIX}{run_key}{RUN_KEY_SEPARATOR}{table}"
 
 
 def _fold(name: str) -> str:
@@ -217,7 +219,7 @@ class DuckDBWarehouse:
             rows = cur.execute(
                 "SELECT table_name FROM duckdb_tables() "
                 "WHERE database_name = current_database() AND schema_name = ? AND starts_with(table_name, ?)",
-                [STAGING_SCHEMA, run_key + RUN_KEY_SEPARATOR],
+                [STAGING_SCHEMA, STAGING_PREFIX + run_key + RUN_KEY_SEPARATOR],
             ).fetchall()
             for (name,) in rows:
                 cur.execute(f"DROP TABLE IF EXISTS {STAGING_SCHEMA}.{quote(name)}")
@@ -269,12 +271,18 @@ class DuckDBWarehouse:
             raise WarehouseError(f"run {run_key}: table {table.name!r} was not staged")
         staging = f"{STAGING_SCHEMA}.{quote(staging_name(run_key, table.name))}"
         target = f"{TARGET_SCHEMA}.{quote(table.name)}"
+        staged = _count(cur, staging)
+        if table.mode == "replace" and _keys_unique(cur, staging, table.primary_key):
+            # The staged table becomes the table: a rename, not a copy of every row.
+            cur.execute(f"DROP TABLE IF EXISTS {target}")
+            cur.execute(f"ALTER TABLE {staging} DROP COLUMN {quote(ROW_COLUMN)}")
+            cur.execute(f"ALTER TABLE {staging} RENAME TO {quote(table.name)}")
+            return TableResult(name=table.name, rows=staged, staged=staged)
         if table.mode == "replace":
-            unique = _keys_unique(cur, staging, table.primary_key)
-            cur.execute(f"CREATE OR REPLACE TABLE {target} AS {_select_staged(staging, table.primary_key, unique)}")
+            cur.execute(f"CREATE OR REPLACE TABLE {target} AS {_select_staged(staging, table.primary_key)}")
         else:
             self._merge(cur, run_key, table, staging, _data_columns(staging_columns))
-        return TableResult(name=table.name, rows=_count(cur, target), staged=_count(cur, staging))
+        return TableResult(name=table.name, rows=_count(cur, target), staged=staged)
 
     def _merge(
         self,
