@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from runyard.api.auth import require_admin, require_operator, require_principal
 from runyard.runtime import Runtime
@@ -32,3 +32,7 @@ RunsDep = Annotated[RunService, Depends(get_runs)]
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
 OperatorDep = Annotated[Principal, Depends(require_operator)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+
+# Ids are 32-bit integer columns: a larger number is no id (a 422, not a database error).
+MAX_ID = 2**31 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -61,6 +61,11 @@ def install(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(sa.exc.DataError)
+    async def _out_of_range(_request: Request, error: sa.exc.DataError) -> JSONResponse:
+        # A value the database cannot hold (a number too large, say): the request is wrong, not the server.
+        return JSONResponse({"detail": "A value in the request is out of range"}, status_code=422)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)

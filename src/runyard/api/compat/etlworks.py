@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from runyard.api.deps import AdminDep, StoreDep
+from runyard.api.deps import AdminDep, IdPath, StoreDep
 from runyard.errors import InvalidInput
 from runyard.services.metrics import METRICS_TYPES, LastChecks, RunningTask, epoch_ms, now_utc, running_tasks
 from runyard.services.runs import get_run
@@ -48,7 +48,7 @@ def all_running(request: Request, store: StoreDep, principal: AdminDep, type: Ty
 
 @router.get("/etl/rest/v1/tasks/{audit_id}/", response_model=list[TaskMetrics])
 def flow_running(
-    audit_id: int,
+    audit_id: IdPath,
     request: Request,
     store: StoreDep,
     principal: AdminDep,

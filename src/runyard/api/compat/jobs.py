@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from runyard.api.deps import PrincipalDep, StoreDep
+from runyard.api.deps import MAX_ID, PrincipalDep, StoreDep
 from runyard.services.jobs import find_job, job_status
 from runyard.services.runs import get_run
 
@@ -22,7 +22,7 @@ class JobStatusPublic(BaseModel):
 def job(
     store: StoreDep,
     principal: PrincipalDep,
-    id: int | None = Query(default=None, ge=1, description="The job's integer id (a run id)"),
+    id: int | None = Query(default=None, ge=1, le=MAX_ID, description="The job's integer id (a run id)"),
     name: str | None = Query(default=None, min_length=1, max_length=400, description="The job name (contains #)"),
 ) -> JobStatusPublic:
     """The status of a job: `running`, `successful` or `failed`, a message, and a JSON result string."""

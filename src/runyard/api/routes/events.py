@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from runyard.api.deps import PrincipalDep, StoreDep
+from runyard.api.deps import IdPath, PrincipalDep, StoreDep
 from runyard.api.schemas import RunPublic
 from runyard.domain.statuses import RunStatus, TaskStatus
 from runyard.services.events import RunEvent, events_after
@@ -27,7 +27,7 @@ KEEPALIVE_SECONDS = 15.0
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "A stream of run and task events"}},
 )
-async def run_events(run_id: int, request: Request, store: StoreDep, principal: PrincipalDep) -> StreamingResponse:
+async def run_events(run_id: IdPath, request: Request, store: StoreDep, principal: PrincipalDep) -> StreamingResponse:
     """`event: run` carries the run; `event: task_*` a task's change; `event: end` closes a finished run's stream.
 
     Reconnecting clients send Last-Event-ID and get only what they missed.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from runyard.api.deps import OperatorDep, PrincipalDep, RunsDep, StoreDep
+from runyard.api.deps import IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
 from runyard.api.schemas import OperationPublic, RejectedRun, RunCreate, RunPublic
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import RunRejected
@@ -38,7 +38,7 @@ def operations(store: StoreDep, principal: PrincipalDep) -> list[OperationPublic
 
 
 @router.get("/{operation_id}", response_model=OperationPublic, responses={404: {"description": "No such operation"}})
-def operation(operation_id: int, store: StoreDep, principal: PrincipalDep) -> OperationPublic:
+def operation(operation_id: IdPath, store: StoreDep, principal: PrincipalDep) -> OperationPublic:
     with store.read() as conn:
         return _public(get_operation(conn, operation_id, account=principal.account_id))
 
@@ -49,7 +49,7 @@ def operation(operation_id: int, store: StoreDep, principal: PrincipalDep) -> Op
     response_model=RunPublic,
     responses={409: {"model": RejectedRun, "description": "Another run of the operation is active"}},
 )
-def launch(operation_id: int, body: RunCreate, runs: RunsDep, principal: OperatorDep) -> RunPublic | JSONResponse:
+def launch(operation_id: IdPath, body: RunCreate, runs: RunsDep, principal: OperatorDep) -> RunPublic | JSONResponse:
     """Launch a run. 409 with the Rejected run when another run of the operation is still active."""
     request = LaunchRequest(
         operation_id=operation_id,

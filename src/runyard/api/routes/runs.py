@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from runyard.api.deps import OperatorDep, PrincipalDep, RunsDep, StoreDep
+from runyard.api.deps import MAX_ID, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
 from runyard.api.schemas import RunPublic, RunsPage, TaskPublic, TasksPage
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput
@@ -47,7 +47,7 @@ class LoadsPage(BaseModel):
 def runs(
     store: StoreDep,
     principal: PrincipalDep,
-    operation: Annotated[int | None, Query(ge=1, description="Operation id")] = None,
+    operation: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Operation id")] = None,
     status: Annotated[RunStatus | None, Query(description="A run status value, e.g. failed")] = None,
     type: Annotated[RunType | None, Query(description="incremental or destructive")] = None,
     started_from: Annotated[datetime | None, Query(description="ISO 8601 with a time zone")] = None,
@@ -88,14 +88,14 @@ def runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
-def run(run_id: int, store: StoreDep, principal: PrincipalDep) -> RunPublic:
+def run(run_id: IdPath, store: StoreDep, principal: PrincipalDep) -> RunPublic:
     with store.read() as conn:
         return RunPublic.of(get_run(conn, run_id, account_id=principal.account_id))
 
 
 @router.get("/runs/{run_id}/tasks", response_model=TasksPage)
 def tasks(
-    run_id: int,
+    run_id: IdPath,
     store: StoreDep,
     principal: PrincipalDep,
     search: Annotated[str | None, Query(max_length=200, description="Spec 000's task search")] = None,
@@ -130,7 +130,7 @@ def tasks(
     response_model=RunPublic,
     responses={409: {"description": "Only the most recent Failed or Canceled run can be retried"}},
 )
-def retry(run_id: int, runs: RunsDep, principal: OperatorDep) -> RunPublic:
+def retry(run_id: IdPath, runs: RunsDep, principal: OperatorDep) -> RunPublic:
     return RunPublic.of(runs.retry(run_id, account_id=principal.account_id, created_by=principal.user_id))
 
 
@@ -140,7 +140,7 @@ def retry(run_id: int, runs: RunsDep, principal: OperatorDep) -> RunPublic:
     response_model=RunPublic,
     responses={409: {"description": "The run already ended or is being canceled"}},
 )
-def cancel(run_id: int, runs: RunsDep, principal: OperatorDep) -> RunPublic:
+def cancel(run_id: IdPath, runs: RunsDep, principal: OperatorDep) -> RunPublic:
     return RunPublic.of(runs.cancel(run_id, account_id=principal.account_id))
 
 

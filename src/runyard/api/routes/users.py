@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from runyard.api.deps import AdminDep, StoreDep
+from runyard.api.deps import AdminDep, IdPath, StoreDep
 from runyard.api.schemas import StrictBody
 from runyard.services import accounts, tokens
 
@@ -71,7 +71,7 @@ def create_user(body: UserCreate, store: StoreDep, principal: AdminDep) -> UserP
 
 
 @router.delete("/users/{user_id}", status_code=204)
-def deactivate_user(user_id: int, store: StoreDep, principal: AdminDep) -> Response:
+def deactivate_user(user_id: IdPath, store: StoreDep, principal: AdminDep) -> Response:
     """Revoke a user: they can no longer log in, and their tokens stop working."""
     accounts.deactivate_user(store, principal.account_id, user_id)
     return Response(status_code=204)
@@ -102,6 +102,6 @@ def create_token(body: TokenCreate, store: StoreDep, principal: AdminDep) -> Tok
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, store: StoreDep, principal: AdminDep) -> Response:
+def revoke_token(token_id: IdPath, store: StoreDep, principal: AdminDep) -> Response:
     tokens.revoke_api_token(store, principal.account_id, token_id)
     return Response(status_code=204)
