@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import pydantic
 import sqlalchemy as sa
@@ -13,6 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from runyard.api.schemas import RunPublic, TaskPublic
+from runyard.client import ClientError, RunyardClient
+from runyard.client import login as request_token
 from runyard.config.loader import load_specs_with_sources
 from runyard.domain.statuses import RunStatus, RunType, Trigger
 from runyard.errors import ConfigError, RunyardError
@@ -21,7 +29,7 @@ from runyard.services import accounts as account_service
 from runyard.services.operations import deploy as deploy_specs
 from runyard.services.operations import find_operation
 from runyard.services.queries import RunFilter, list_runs, list_tasks
-from runyard.services.runs import LaunchRequest, RunService
+from runyard.services.runs import LaunchRequest
 from runyard.settings import Settings
 from runyard.store import migrate
 
@@ -67,6 +75,178 @@ def _runtime() -> Runtime:
     return Runtime(settings, open_store(settings))
 
 
+# --- local or through a server ------------------------------------------------------------------------------
+
+URL_VARIABLE = "RUNYARD_URL"
+TOKEN_VARIABLE = "RUNYARD_TOKEN"  # noqa: S105 - the name of the variable, not a secret
+SAVED_LOGIN_FILE = "cli.json"
+DEFAULT_URL = "http://127.0.0.1:8000"
+LOGIN_EXPIRED = "your login expired: run `runyard login` again"
+TOKEN_REFUSED = f"the server refused the token in {TOKEN_VARIABLE} (Authentication failed)"
+
+
+class SavedLogin(pydantic.BaseModel):
+    """What `runyard login` keeps in RUNYARD_HOME/cli.json (mode 0600)."""
+
+    url: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    token: str
+    auth_hint: str  # what to say when the server refuses the token
+
+
+def _remote(home: Path) -> Remote | None:
+    """The mode rule: through a server when RUNYARD_URL is set or a login is saved in RUNYARD_HOME; else None
+    (direct mode on the local store). RUNYARD_TOKEN, when set, is the token; else the saved login's."""
+    url = _normal_url(os.environ.get(URL_VARIABLE, ""))
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if url and token:
+        return Remote(url, token, TOKEN_REFUSED)
+    saved = _saved_login(home)
+    if not url:
+        if saved is None:
+            return None
+        url = saved.url
+    if token:
+        return Remote(url, token, TOKEN_REFUSED)
+    if saved is None or saved.url != url:
+        raise ClientError(f"not logged in to {url}: run `runyard login` or set {TOKEN_VARIABLE}")
+    return Remote(url, saved.token, LOGIN_EXPIRED)
+
+
+def _normal_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def _saved_login(home: Path) -> SavedLogin | None:
+    path = home / SAVED_LOGIN_FILE
+    try:
+        return SavedLogin.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, pydantic.ValidationError):
+        raise ConfigError("unreadable saved login: run `runyard login` again", source=str(path)) from None
+
+
+def _last_url(home: Path) -> str:
+    """The server of the saved login (a broken file is about to be replaced), else the default."""
+    try:
+        saved = _saved_login(home)
+    except ConfigError:
+        saved = None
+    return saved.url if saved else DEFAULT_URL
+
+
+def _save_login(home: Path, saved: SavedLogin) -> Path:
+    """Write cli.json readable by its owner only, replacing any previous login in one step."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / SAVED_LOGIN_FILE
+    partial = path.with_name(f".{SAVED_LOGIN_FILE}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when a stale partial file was there with other bits
+    with os.fdopen(fd, "w") as handle:
+        json.dump(saved.model_dump(), handle)
+    os.replace(partial, path)
+    return path
+
+
+class Backend(Protocol):
+    """What run, runs, retry and cancel need, answered by the local store or by a server."""
+
+    def launch(self, ref: str, run_type: RunType, environment: str | None) -> RunPublic: ...
+    def runs(
+        self, ref: str | None, status: RunStatus | None, run_type: RunType | None, limit: int
+    ) -> tuple[list[RunPublic], int]: ...
+    def show(self, run_id: int) -> tuple[RunPublic, list[TaskPublic]]: ...
+    def retry(self, run_id: int) -> RunPublic: ...
+    def cancel(self, run_id: int) -> RunPublic: ...
+    def follow(self, run_id: int) -> RunPublic: ...
+
+
+@dataclass(frozen=True)
+class LocalBackend:
+    """Direct mode: the store under RUNYARD_HOME, no server (a worker runs the tasks)."""
+
+    runtime: Runtime
+
+    def launch(self, ref: str, run_type: RunType, environment: str | None) -> RunPublic:
+        with self.runtime.store.read() as conn:
+            found = find_operation(conn, ref, environment=environment)
+        request = LaunchRequest(operation_id=found.id, run_type=run_type, trigger=Trigger.MANUAL)
+        return RunPublic.of(self.runtime.runs.launch(request))
+
+    def runs(
+        self, ref: str | None, status: RunStatus | None, run_type: RunType | None, limit: int
+    ) -> tuple[list[RunPublic], int]:
+        with self.runtime.store.read() as conn:
+            operation_id = find_operation(conn, ref).id if ref else None
+            where = RunFilter(operation_id=operation_id, status=status, run_type=run_type)
+            items, total = list_runs(conn, where, limit=limit)
+        return [RunPublic.of(item) for item in items], total
+
+    def show(self, run_id: int) -> tuple[RunPublic, list[TaskPublic]]:
+        view = self.runtime.runs.get_run(run_id)
+        with self.runtime.store.read() as conn:
+            return RunPublic.of(view), [TaskPublic.of(task) for task in list_tasks(conn, run_id)]
+
+    def retry(self, run_id: int) -> RunPublic:
+        return RunPublic.of(self.runtime.runs.retry(run_id))
+
+    def cancel(self, run_id: int) -> RunPublic:
+        return RunPublic.of(self.runtime.runs.cancel(run_id))
+
+    def follow(self, run_id: int) -> RunPublic:
+        from runyard.progress import follow_run
+
+        return follow_run(self.runtime.runs, run_id, out)
+
+
+@dataclass(frozen=True)
+class HttpBackend:
+    """HTTP mode: a running `runyard serve`, which holds the store and the warehouse."""
+
+    client: RunyardClient
+
+    def launch(self, ref: str, run_type: RunType, environment: str | None) -> RunPublic:
+        return self.client.launch(self.client.find_operation(ref, environment=environment).id, run_type)
+
+    def runs(
+        self, ref: str | None, status: RunStatus | None, run_type: RunType | None, limit: int
+    ) -> tuple[list[RunPublic], int]:
+        operation_id = self.client.find_operation(ref).id if ref else None
+        page = self.client.runs(operation=operation_id, status=status, type=run_type, page_size=limit)
+        return page.items, page.total
+
+    def show(self, run_id: int) -> tuple[RunPublic, list[TaskPublic]]:
+        return self.client.run(run_id), self.client.tasks(run_id)
+
+    def retry(self, run_id: int) -> RunPublic:
+        return self.client.retry(run_id)
+
+    def cancel(self, run_id: int) -> RunPublic:
+        return self.client.cancel(run_id)
+
+    def follow(self, run_id: int) -> RunPublic:
+        from runyard.progress import follow_events
+
+        return follow_events(self.client, run_id, out)
+
+
+@contextmanager
+def _backend() -> Iterator[Backend]:
+    settings = _settings()
+    remote = _remote(settings.home)
+    if remote is None:
+        yield LocalBackend(Runtime(settings, open_store(settings)))
+        return
+    with RunyardClient(remote.url, remote.token, auth_hint=remote.auth_hint) as client:
+        yield HttpBackend(client)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the runs database to the latest schema."""
@@ -105,6 +285,19 @@ def deploy(path: Annotated[Path, typer.Argument(help="A YAML file, or a folder o
         out.print(f"{verb} operation {item.operation_id} ({item.configuration_id})")
 
 
+@app.command("login")
+def login_command(
+    login: Annotated[str, typer.Option("--login", prompt=True, help="Your login")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, help="Asked for when not given")],
+    url: Annotated[str | None, typer.Option(help="The server: default RUNYARD_URL, else the last login's")] = None,
+) -> None:
+    """Log in to a runyard server: run, runs, retry and cancel then go through it (for about 10 minutes)."""
+    home = _settings().home
+    server = _normal_url(url or os.environ.get(URL_VARIABLE) or _last_url(home))
+    path = _save_login(home, SavedLogin(url=server, token=request_token(server, login, password)))
+    out.print(f"logged in to {server} as {login}; saved in {path}")
+
+
 @app.command()
 def run(
     operation: Annotated[str, typer.Argument(help="Operation id or configuration_id")],
@@ -113,14 +306,13 @@ def run(
     environment: Annotated[str | None, typer.Option(help="Pick the operation of this environment")] = None,
 ) -> None:
     """Launch a run of OPERATION."""
-    runtime = _runtime()
-    with runtime.store.read() as conn:
-        found = find_operation(conn, operation, environment=environment)
     run_type = RunType.DESTRUCTIVE if destructive else RunType.INCREMENTAL
-    view = runtime.runs.launch(LaunchRequest(operation_id=found.id, run_type=run_type, trigger=Trigger.MANUAL))
-    out.print(f"run {view.id} of {found.configuration_id} launched ({run_type.value}); job name {view.job_name}")
-    if wait:
-        _follow(runtime.runs, view.id)
+    with _backend() as backend:
+        launched = backend.launch(operation, run_type, environment)
+        name, job = launched.configuration_id, launched.job_name
+        out.print(f"run {launched.id} of {name} launched ({run_type.value}); job name {job}")
+        if wait:
+            _finish(backend.follow(launched.id))
 
 
 @runs_app.callback()
@@ -134,18 +326,14 @@ def runs(
     """List the most recent runs."""
     if ctx.invoked_subcommand is not None:
         return
-    runtime = _runtime()
-    with runtime.store.read() as conn:
-        operation_id = find_operation(conn, operation).id if operation else None
-        items, total = list_runs(
-            conn, RunFilter(operation_id=operation_id, status=status, run_type=run_type), limit=limit
-        )
+    with _backend() as backend:
+        items, total = backend.runs(operation, status, run_type, limit)
     table = Table("ID", "Operation", "Type", "Status", "Started", "Completed", "Duration", box=None)
     for item in items:
         table.add_row(
             str(item.id),
             escape(item.configuration_id),
-            item.run_type.value,
+            item.type,
             _status(item.status),
             _when(item.started_at),
             _when(item.completed_at),
@@ -158,12 +346,10 @@ def runs(
 @runs_app.command("show")
 def runs_show(run_id: Annotated[int, typer.Argument(help="The run's id")]) -> None:
     """One run and its tasks."""
-    runtime = _runtime()
-    view = runtime.runs.get_run(run_id)
-    with runtime.store.read() as conn:
-        task_views = list_tasks(conn, run_id)
-    out.print(f"run {view.id}  {view.configuration_id}  {view.run_type.value}  {_status(view.status)}")
-    out.print(f"job name {view.job_name}  run key {view.run_key}  trigger {view.trigger.value}")
+    with _backend() as backend:
+        view, task_views = backend.show(run_id)
+    out.print(f"run {view.id}  {view.configuration_id}  {view.type}  {_status(view.status)}")
+    out.print(f"job name {view.job_name}  run key {view.run_key}  trigger {view.trigger}")
     for label, value in (("retry of", view.retry_of), ("blocked by", view.blocked_by)):
         if value is not None:
             out.print(f"{label} run {value}")
@@ -171,10 +357,10 @@ def runs_show(run_id: Annotated[int, typer.Argument(help="The run's id")]) -> No
         out.print(view.message)
     table = Table("Task", "Status", "Attempt", "Records", "Duration", "Tables", "Messages", box=None)
     for task in task_views:
-        tables = escape(", ".join(f"{name} ({count})" for name, count in task.tables))
+        tables = escape(", ".join(f"{table.name} ({table.record_count})" for table in task.tables))
         table.add_row(
             escape(task.name),
-            task.status.label,
+            task.status_label,
             str(task.attempt),
             str(task.records_processed),
             _duration(task.duration_seconds),
@@ -193,18 +379,19 @@ def retry(
     wait: Annotated[bool, typer.Option("--wait", help="Follow the new run until it ends")] = False,
 ) -> None:
     """Retry a Failed or Canceled run (the most recent of its operation)."""
-    runtime = _runtime()
-    view = runtime.runs.retry(run_id)
-    out.print(f"run {view.id} launched as a retry of run {run_id}")
-    if wait:
-        _follow(runtime.runs, view.id)
+    with _backend() as backend:
+        view = backend.retry(run_id)
+        out.print(f"run {view.id} launched as a retry of run {run_id}")
+        if wait:
+            _finish(backend.follow(view.id))
 
 
 @app.command()
 def cancel(run_id: Annotated[int, typer.Argument(help="The run to cancel")]) -> None:
     """Cancel a waiting or running run."""
-    view = _runtime().runs.cancel(run_id)
-    out.print(f"run {run_id} is {view.status.label}")
+    with _backend() as backend:
+        view = backend.cancel(run_id)
+    out.print(f"run {run_id} is {view.status_label}")
 
 
 @accounts_app.command("create")
@@ -251,16 +438,14 @@ def worker(
     run_worker(settings)
 
 
-def _follow(service: RunService, run_id: int) -> None:
-    from runyard.progress import follow_run
-
-    final = follow_run(service, run_id, out)
-    out.print(f"run {run_id} ended {_status(final.status)}")
-    if final.status not in (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_ERRORS):
+def _finish(final: RunPublic) -> None:
+    out.print(f"run {final.id} ended {_status(final.status)}")
+    if RunStatus(final.status) not in (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_ERRORS):
         raise typer.Exit(1)
 
 
-def _status(status: RunStatus) -> str:
+def _status(value: str) -> str:
+    status = RunStatus(value)
     style = _STATUS_STYLE.get(status)
     return f"[{style}]{status.label}[/]" if style else status.label
 

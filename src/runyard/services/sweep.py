@@ -42,6 +42,7 @@ def _end_expired(conn: Connection, now: datetime, *, canceling: bool) -> int:
         sa.select(tasks.c.id, tasks.c.run_id, tasks.c.lease_token, tasks.c.attempt, tasks.c.worker_id)
         .join(runs, runs.c.id == tasks.c.run_id)
         .where(tasks.c.status == _RUNNING, tasks.c.lease_expires_at < now)
+        .order_by(tasks.c.id)  # every sweeper locks rows in the same order: sweepers never deadlock
     )
     if canceling:
         query = query.where(runs.c.status == RunStatus.CANCELING.value)
@@ -92,7 +93,7 @@ def _force_canceled(conn: Connection, now: datetime, timeout: timedelta) -> int:
                     "Canceled: the task did not stop in time, so its lease was revoked",
                     now,
                 )
-        settle_run(conn, run_id, now)
+        # The cancel already ended the waiting tasks; finishing here keeps the reason on the run.
         finish_run(
             conn,
             run_id,

@@ -27,6 +27,15 @@ from runyard.store import dialect
 from runyard.store.database import Store
 from runyard.store.tables import accounts, data_loads, runs, task_attempts, task_dependencies, task_tables, tasks
 
+_FRESH_METRICS: dict[str, Any] = {
+    "records_processed": 0,
+    "last_record_at": None,
+    "latency_ms_last": None,
+    "latency_ms_min": None,
+    "latency_ms_max": None,
+    "latency_ms_sum": 0.0,
+    "latency_count": 0,
+}
 _CLAIMABLE_RUNS = [RunStatus.WAITING_TO_START.value, RunStatus.RUNNING.value]
 _RUNNING = TaskStatus.RUNNING.value
 
@@ -138,6 +147,7 @@ class TaskLeases:
                 worker_id=worker_id,
                 started_at=row.started_at or now,
                 updated_at=now,
+                **(_FRESH_METRICS if reclaim else {}),  # a new attempt starts over: so do its counts
             )
         ).rowcount
         if not taken:
