@@ -9,7 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from runyard import __version__
@@ -52,10 +54,42 @@ def create_app(runtime: Runtime) -> FastAPI:
         jobs.router,
         etlworks.router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     app.add_api_route("/healthz", _healthz(runtime.store), methods=["GET"], tags=["health"])
     app.middleware("http")(_access_log_and_headers)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class ErrorDetail(BaseModel):
+    """Every error runyard answers: one sentence that names what is wrong."""
+
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorDetail, "description": description}
+    for status, description in (
+        (400, "A parameter is invalid"),
+        (401, "No credentials, or invalid ones"),
+        (403, "Your role does not allow this"),
+        (404, "Not found (or not in your account)"),
+        (409, "The state of the run or operation forbids it"),
+        (422, "The request is malformed"),
+        (503, "The runs database is unavailable"),
+    )
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents 422 as a list of errors; runyard answers every error as {"detail": "..."}."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["HTTPValidationError"] = ErrorDetail.model_json_schema()
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _healthz(store: Store) -> Callable[[], Awaitable[JSONResponse]]:
