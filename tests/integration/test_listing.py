@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from runyard.domain.search import initials
 from runyard.domain.statuses import RunStatus, RunType, TaskStatus
 from runyard.errors import InvalidInput, NotFound
+from runyard.services.history import add_message
 from runyard.services.listing import (
     RUN_SORTS,
     TASK_SORTS,
@@ -33,7 +34,7 @@ from runyard.services.listing import (
 )
 from runyard.store import migrate
 from runyard.store.database import Store
-from runyard.store.tables import accounts, data_loads, operations, runs, task_messages, task_tables, tasks
+from runyard.store.tables import accounts, data_loads, operations, runs, task_tables, tasks
 
 BASE = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 ORDERS: tuple[Order, ...] = ("asc", "desc")
@@ -128,9 +129,7 @@ def _insert_task(conn: Connection, run_id: int, task: Row) -> int:
             task_tables.insert().values(task_id=task_id, run_id=run_id, table_name=table_name, record_count=count)
         )
     for text in task["messages"]:
-        conn.execute(
-            task_messages.insert().values(task_id=task_id, run_id=run_id, level="info", text=text, created_at=BASE)
-        )
+        add_message(conn, run_id, task_id, "info", text, BASE)  # keeps the message counts, as runyard does
     return task_id
 
 

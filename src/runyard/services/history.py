@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from runyard.store.tables import run_events, task_attempts, task_messages
+from runyard.store.tables import run_events, runs, task_attempts, task_messages, tasks
 
 
 def record_event(
@@ -27,7 +27,10 @@ def record_event(
 
 
 def add_message(conn: Connection, run_id: int, task_id: int, level: str, text: str, now: datetime) -> None:
+    """A message on a task; the run's and the task's message counts follow in the same transaction."""
     conn.execute(task_messages.insert().values(run_id=run_id, task_id=task_id, level=level, text=text, created_at=now))
+    conn.execute(runs.update().where(runs.c.id == run_id).values(message_count=runs.c.message_count + 1))
+    conn.execute(tasks.update().where(tasks.c.id == task_id).values(message_count=tasks.c.message_count + 1))
 
 
 def close_attempt(conn: Connection, task_id: int, attempt: int, outcome: str, now: datetime) -> None:

@@ -80,6 +80,30 @@ def _text_sort_key_default(element: TextSortKey, compiler: SQLCompiler, **kw: An
     return f"lower({compiler.process(element.clauses, **kw)})"  # SQLite compares with BINARY
 
 
+class CaseInsensitiveLike(FunctionElement[bool]):
+    """`text LIKE pattern`, ignoring case, the pattern already lowercased and escaped with LIKE_ESCAPE.
+
+    PostgreSQL: ILIKE. SQLite: its own LIKE, which ignores the case of ASCII letters natively, so no
+    function runs per row (non-ASCII letters then match case-sensitively: "é" does not find "É").
+    """
+
+    type = sa.Boolean()
+    name = "case_insensitive_like"
+    inherit_cache = True
+
+
+@compiles(CaseInsensitiveLike, "postgresql")
+def _ilike_postgresql(element: CaseInsensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
+    text, pattern = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"{text} ILIKE {pattern} ESCAPE '{LIKE_ESCAPE}'"
+
+
+@compiles(CaseInsensitiveLike)
+def _ilike_default(element: CaseInsensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
+    text, pattern = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"{text} LIKE {pattern} ESCAPE '{LIKE_ESCAPE}'"
+
+
 # --- pages and their requests -----------------------------------------------------------------------------------
 
 
@@ -125,21 +149,17 @@ def _offset(page: int, page_size: int) -> int:
     return (page - 1) * page_size
 
 
-def _ordering(key: ColumnElement[Any], tie_break: ColumnElement[Any], order: Order) -> list[ColumnElement[Any]]:
-    if order == "desc":
-        return [key.desc().nulls_last(), tie_break.desc()]
-    return [key.asc().nulls_last(), tie_break.asc()]
+def _ordering(
+    key: ColumnElement[Any], tie_break: ColumnElement[Any], order: Order, *, nullable: bool = True
+) -> list[ColumnElement[Any]]:
+    # NULLS LAST only where nulls can be: on PostgreSQL it stops an index from serving the sort.
+    ordered = key.desc() if order == "desc" else key.asc()
+    tie = tie_break.desc() if order == "desc" else tie_break.asc()
+    return [ordered.nulls_last() if nullable else ordered, tie]
 
 
 # --- the API Runs page --------------------------------------------------------------------------------------------
 
-_run_message_count = (
-    sa.select(sa.func.count(task_messages.c.id))
-    .where(task_messages.c.run_id == runs.c.id)
-    .correlate(runs)
-    .scalar_subquery()
-    .label("message_count")
-)
 
 #: Sort key (an API Runs page column) -> what it sorts on.
 RUN_SORTS: dict[str, ColumnElement[Any]] = {
@@ -150,9 +170,10 @@ RUN_SORTS: dict[str, ColumnElement[Any]] = {
     "started_at": runs.c.started_at,
     "completed_at": runs.c.completed_at,
     "duration": SecondsBetween(runs.c.started_at, runs.c.completed_at),
-    "messages": _run_message_count,
+    "messages": runs.c.message_count,
     "created_at": runs.c.created_at,
 }
+NULLABLE_RUN_SORTS = frozenset({"started_at", "completed_at", "duration"})
 
 
 @dataclass(frozen=True)
@@ -225,11 +246,10 @@ def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
             operations.c.configuration_id,
             operations.c.configuration_type,
             operations.c.environment,
-            _run_message_count,
         )
         .join(operations, operations.c.id == runs.c.operation_id)
         .where(*conditions)
-        .order_by(*_ordering(RUN_SORTS[query.sort], runs.c.id, query.order))
+        .order_by(*_ordering(RUN_SORTS[query.sort], runs.c.id, query.order, nullable=query.sort in NULLABLE_RUN_SORTS))
         .limit(query.page_size)
         .offset(_offset(query.page, query.page_size))
     )
@@ -240,12 +260,6 @@ def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
 
 # --- the API Run Details page -------------------------------------------------------------------------------------
 
-_task_message_count = (
-    sa.select(sa.func.count(task_messages.c.id))
-    .where(task_messages.c.task_id == tasks.c.id)
-    .correlate(tasks)
-    .scalar_subquery()
-)
 
 #: Sort key (an API Run Details page column) -> what it sorts on.
 TASK_SORTS: dict[str, ColumnElement[Any]] = {
@@ -255,9 +269,10 @@ TASK_SORTS: dict[str, ColumnElement[Any]] = {
     "started_at": tasks.c.started_at,
     "duration": SecondsBetween(tasks.c.started_at, tasks.c.completed_at),
     "records": tasks.c.records_processed,
-    "messages": _task_message_count,
+    "messages": tasks.c.message_count,
     "attempt": tasks.c.attempt,
 }
+NULLABLE_TASK_SORTS = frozenset({"started_at", "duration"})
 
 
 @dataclass(frozen=True)
@@ -285,16 +300,10 @@ def task_search_condition(search: str | None) -> ColumnElement[bool] | None:
         return None
     contains = contains_pattern(text)
     rules: list[ColumnElement[bool]] = [
-        sa.func.lower(tasks.c.initials).like(prefix_pattern(text), escape=LIKE_ESCAPE),
-        sa.func.lower(tasks.c.name).like(contains, escape=LIKE_ESCAPE),
-        sa.exists().where(
-            task_tables.c.task_id == tasks.c.id,
-            sa.func.lower(task_tables.c.table_name).like(contains, escape=LIKE_ESCAPE),
-        ),
-        sa.exists().where(
-            task_messages.c.task_id == tasks.c.id,
-            sa.func.lower(task_messages.c.text).like(contains, escape=LIKE_ESCAPE),
-        ),
+        tasks.c.initials.like(prefix_pattern(text), escape=LIKE_ESCAPE),  # stored lowercased
+        CaseInsensitiveLike(tasks.c.name, contains),
+        sa.exists().where(task_tables.c.task_id == tasks.c.id, CaseInsensitiveLike(task_tables.c.table_name, contains)),
+        sa.exists().where(task_messages.c.task_id == tasks.c.id, CaseInsensitiveLike(task_messages.c.text, contains)),
     ]
     statuses = [status.value for status in statuses_starting_with(text, TaskStatus)]
     if statuses:
@@ -365,7 +374,9 @@ def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
     rows = conn.execute(
         sa.select(tasks)
         .where(*conditions)
-        .order_by(*_ordering(TASK_SORTS[query.sort], tasks.c.id, query.order))
+        .order_by(
+            *_ordering(TASK_SORTS[query.sort], tasks.c.id, query.order, nullable=query.sort in NULLABLE_TASK_SORTS)
+        )
         .limit(query.page_size)
         .offset(_offset(query.page, query.page_size))
     ).all()

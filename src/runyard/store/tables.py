@@ -98,6 +98,7 @@ runs = sa.Table(
     sa.Column("started_at", UtcDateTime()),
     sa.Column("completed_at", UtcDateTime()),
     sa.Column("cancel_requested_at", UtcDateTime()),
+    sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),  # kept by add_message
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     # The one-active-run rule, enforced by the database whatever the application does.
     sa.Index(
@@ -116,6 +117,7 @@ runs = sa.Table(
     sa.Index(None, "account_id", "completed_at"),
     sa.Index(None, "account_id", "created_at"),  # migration 0002
     sa.Index(None, "status", "cancel_requested_at"),
+    sa.Index(None, "account_id", "message_count"),
 )
 
 tasks = sa.Table(
@@ -153,6 +155,7 @@ tasks = sa.Table(
     sa.Column("latency_ms_max", sa.Float),
     sa.Column("latency_ms_sum", sa.Float, nullable=False, default=0.0),
     sa.Column("latency_count", sa.Integer, nullable=False, default=0),
+    sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),  # kept by add_message
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.UniqueConstraint("run_id", "name"),
     sa.Index(None, "status", "ready_at"),  # the claim query
