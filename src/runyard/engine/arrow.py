@@ -54,36 +54,47 @@ _DATE_ONLY = f"^{_ISO_DATE}$"
 _ZONED = f"^{_ISO_DATE}{_ISO_TIME}{_ISO_ZONE}$"
 _NAIVE = f"^{_ISO_DATE}{_ISO_TIME}$"
 _TEMPORAL_TYPES = (
-    (_DATE_ONLY, pa.date32()),
-    (_ZONED, pa.timestamp("us", tz="UTC")),
-    (_NAIVE, pa.timestamp("us")),
+    (re.compile(_DATE_ONLY), pa.date32()),
+    (re.compile(_ZONED), pa.timestamp("us", tz="UTC")),
+    (re.compile(_NAIVE), pa.timestamp("us")),
 )
 
 
 def detect_temporal(table: pa.Table) -> pa.Table:
-    """String columns whose every value is an ISO date or timestamp become DATE or TIMESTAMP columns."""
+    """String columns whose every value is an ISO date or timestamp become DATE or TIMESTAMP columns.
+
+    The first value picks the candidate type; the cast itself checks every value (it refuses
+    anything that is not ISO 8601), so no column is scanned twice.
+    """
     for index, field in enumerate(table.schema):
         if not pa.types.is_string(field.type):
             continue
         column = table.column(index)
-        target = _temporal_type(column)
+        target = _temporal_type(_first_value(column))
         if target is not None:
             try:
                 table = table.set_column(index, field.name, column.cast(target))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue  # e.g. an impossible date such as 2023-02-30: keep the text
+                continue  # a value that is not ISO 8601 (or an impossible date): keep the text
     return table
 
 
-def _temporal_type(column: pa.ChunkedArray) -> pa.DataType | None:
-    valid = column.drop_null()
-    if len(valid) == 0:
-        return None
-    first = valid[0].as_py()
+def _first_value(column: pa.ChunkedArray) -> Any:
+    for chunk in column.chunks:
+        if chunk.null_count < len(chunk):
+            head = chunk.slice(0, 64).to_pylist()
+            found = next((v for v in head if v is not None), None)
+            if found is not None:
+                return found
+            return chunk.drop_null()[0].as_py()
+    return None
+
+
+def _temporal_type(first: Any) -> pa.DataType | None:
     if not (isinstance(first, str) and first[:4].isdigit()):
         return None
     for pattern, target in _TEMPORAL_TYPES:
-        if re.match(pattern, first) and pc.all(pc.match_substring_regex(valid, pattern)).as_py():
+        if pattern.match(first):
             return target
     return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import queue
+import statistics
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from runyard.engine.staging import Manifest, PartInfo, Staging, StagingKey
 from runyard.faults import crash_point
 
 PART_ROWS = 100_000
+PROBE_PAGES = 3  # pages walked before deciding whether to fetch ahead
+SLOW_PAGE_MS = 20.0  # a page that takes this long to arrive is worth fetching ahead
 NO_PAGES = (0, -1)  # a page slice past the last page: nothing to fetch
 MAX_RETRY_MESSAGES = 50
 
@@ -151,7 +154,7 @@ _DONE = object()
 
 
 class PageFeed:
-    """Runs a page generator one page ahead in a thread.
+    """Runs a page generator one page ahead in a thread (for sources that make us wait).
 
     While this thread turns a page into Arrow and Parquet, the feed thread waits on the network
     for the next one (socket reads release the GIL). Errors raised by the generator are raised
@@ -207,6 +210,7 @@ class _Walk:
     writer: PartWriter
     cursor: CursorTracker
     rejected: int = 0
+    fetched: int = 0
 
     def fetch(self, request: PageRequest, number: int, previous: Page | None) -> Page:
         target = request.url or self.endpoint.path
@@ -218,17 +222,30 @@ class _Walk:
             raise StageFailed(f"{self.endpoint.name}, page {number}: {error}") from error
 
     def run(self, params: Mapping[str, str], page_range: tuple[int, int] | None) -> int:
-        """Walk the pages; returns how many were fetched. Pages are fetched one ahead in a thread."""
-        pages = 0
-        with PageFeed(self.pages(params, page_range)) as feed:
-            for fetched in feed:
-                self.ctx.checkpoint()
-                if isinstance(fetched, str):
-                    self.ctx.message("warning", fetched)
-                    continue
-                self.take(fetched)
-                pages = fetched.number
-        return pages
+        """Walk the pages; returns how many were fetched.
+
+        A source that makes us wait for each page (a remote API) gets its next page fetched while
+        this one is converted. A fast one (on this machine or next to it) is walked in this thread:
+        there, a second thread would only contend for the GIL.
+        """
+        pages = self.pages(params, page_range)
+        latencies = [self.consume(item) for item in itertools.islice(pages, PROBE_PAGES)]
+        if latencies and statistics.median(latencies) >= SLOW_PAGE_MS:
+            with PageFeed(pages) as feed:
+                latencies.extend(self.consume(item) for item in feed)
+        else:
+            latencies.extend(self.consume(item) for item in pages)
+        return self.fetched
+
+    def consume(self, item: FetchedPage | str) -> float:
+        """Take one page (or report a note from the walk); returns the page's latency in ms."""
+        self.ctx.checkpoint()
+        if isinstance(item, str):
+            self.ctx.message("warning", item)
+            return 0.0
+        self.take(item)
+        self.fetched = item.number
+        return item.page.latency_ms
 
     def pages(self, params: Mapping[str, str], page_range: tuple[int, int] | None) -> Iterator[FetchedPage | str]:
         """The pagination loop: fetch, select the records, ask the paginator for the next request."""

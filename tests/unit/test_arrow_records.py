@@ -1,0 +1,63 @@
+"""Records to Arrow: nested objects flattened, lists kept, types inferred, ISO dates and times detected."""
+
+from __future__ import annotations
+
+import gc
+
+import pyarrow as pa
+import pytest
+
+from runyard.engine.arrow import RecordShapeError, align, detect_temporal, records_to_table, unify
+from runyard.runtime import tuned_gc
+
+
+def test_nested_objects_flatten_and_a_null_parent_gives_null_children() -> None:
+    table = records_to_table([{"id": 1, "d": {"x": 1, "y": {"z": "a"}}, "s": ["a"]}, {"id": 2, "d": None, "s": []}])
+    assert table.column_names == ["id", "d__x", "d__y__z", "s"]
+    assert table.to_pylist()[1] == {"id": 2, "d__x": None, "d__y__z": None, "s": []}
+    assert pa.types.is_list(table.schema.field("s").type)
+
+
+def test_a_key_with_mixed_types_becomes_text() -> None:
+    table = records_to_table([{"v": 1}, {"v": "two"}, {"v": {"three": 3}}])
+    assert table.schema.field("v").type == pa.string()
+    assert table.column("v").to_pylist() == ["1", "two", '{"three":3}']
+
+
+def test_records_must_be_objects() -> None:
+    with pytest.raises(RecordShapeError, match="record 2 is a int"):
+        records_to_table([{"a": 1}, 5])
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["2024-01-01", None, "2024-02-03"], pa.date32()),
+        (["2024-01-01T00:00:00Z", "2024-01-01T00:00:00.5+02:00", None], pa.timestamp("us", tz="UTC")),
+        (["2024-01-01T10:00:00", "2024-01-01 11:00", None], pa.timestamp("us")),
+        (["2024-01-01", "not a date", None], pa.string()),
+        (["2023-02-30", None, None], pa.string()),  # an impossible date stays text
+        ([None, None, "2024-01-01"], pa.date32()),  # the first value that is there decides
+        (["20240101", None, None], pa.string()),
+    ],
+)
+def test_iso_dates_and_times_are_detected_and_checked(values: list[str | None], expected: pa.DataType) -> None:
+    table = detect_temporal(pa.table({"c": pa.array(values, type=pa.string())}))
+    assert table.schema.field("c").type == expected
+
+
+def test_unify_promotes_and_align_fills_missing_columns() -> None:
+    first = records_to_table([{"id": 1, "n": 1}])
+    second = records_to_table([{"id": 2, "n": 1.5, "extra": True}])
+    blueprint = unify([first.schema, second.schema])
+    assert blueprint.field("n").type == pa.float64()
+    assert align(first, blueprint).to_pylist() == [{"id": 1, "n": 1.0, "extra": None}]
+
+
+def test_tuned_gc_gives_the_collector_back_its_settings() -> None:
+    before = gc.get_threshold()
+    with tuned_gc():
+        assert gc.get_threshold() == (100_000, 50, 100)
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
