@@ -12,7 +12,8 @@ import queue
 import statistics
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
@@ -40,16 +41,28 @@ NO_PAGES = (0, -1)  # a page slice past the last page: nothing to fetch
 MAX_RETRY_MESSAGES = 50
 
 
-@dataclass
 class PartWriter:
-    """Buffers page tables and writes a Parquet part every `part_rows` rows."""
+    """Buffers page tables; every `part_rows` rows, a Parquet part is written in the background.
 
-    staging: Staging
-    key: StagingKey
-    part_rows: int = PART_ROWS
-    parts: list[PartInfo] = field(default_factory=list)
-    _buffer: list[arrow.Table] = field(default_factory=list)
-    _buffered: int = 0
+    Encoding Parquet releases the GIL, so the next pages are parsed while a part is written. One
+    part is written at a time (the next waits for it), so memory holds at most two parts.
+    """
+
+    def __init__(self, staging: Staging, key: StagingKey, part_rows: int = PART_ROWS) -> None:
+        self.staging = staging
+        self.key = key
+        self.part_rows = part_rows
+        self.parts: list[PartInfo] = []
+        self._buffer: list[arrow.Table] = []
+        self._buffered = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-part-writer")
+        self._pending: Future[PartInfo] | None = None
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pool.shutdown(wait=True)
 
     def add(self, table: arrow.Table) -> None:
         if table.num_rows == 0:
@@ -63,8 +76,20 @@ class PartWriter:
         if not self._buffer:
             return
         combined = arrow.concat(self._buffer)
-        self.parts.append(self.staging.write_part(self.key, len(self.parts), combined))
         self._buffer, self._buffered = [], 0
+        self._collect()
+        self._pending = self._pool.submit(self.staging.write_part, self.key, len(self.parts), combined)
+
+    def close(self) -> list[PartInfo]:
+        """Write what is buffered and wait for every part; a failed write raises here."""
+        self.flush()
+        self._collect()
+        return self.parts
+
+    def _collect(self) -> None:
+        if self._pending is not None:
+            self.parts.append(self._pending.result())
+            self._pending = None
 
 
 @dataclass
@@ -117,20 +142,22 @@ def extract(ctx: StageContext, resources: EngineResources) -> None:
     slice_ = ctx.params.get("slice")
     if slice_ and slice_["by"] == "date_window":
         params.update({slice_["param_from"]: slice_["from"], slice_["param_to"]: slice_["to"]})
-    writer = PartWriter(resources.staging, output_key(identity))
     cursor = CursorTracker(_cursor_column(endpoint))
     retries: list[str] = []
-    with SourceClient(
-        spec,
-        environ=resources.environ,
-        allowed_hosts=resources.allowed_hosts,
-        transport=resources.transport,
-        on_retry=retries.append,
-    ) as client:
+    with (
+        PartWriter(resources.staging, output_key(identity)) as writer,
+        SourceClient(
+            spec,
+            environ=resources.environ,
+            allowed_hosts=resources.allowed_hosts,
+            transport=resources.transport,
+            on_retry=retries.append,
+        ) as client,
+    ):
         walk = _Walk(ctx, client, endpoint, writer, cursor)
         page_range = _page_range(walk, slice_, params)
         pages = walk.run(params, page_range) if page_range != NO_PAGES else 0
-    writer.flush()
+        writer.close()
     _report_retries(ctx, retries)
     rows = sum(part.rows for part in writer.parts)
     schema = arrow.unify(arrow.schema_from_json(part.schema) for part in writer.parts)
