@@ -7,7 +7,16 @@ import gc
 import pyarrow as pa
 import pytest
 
-from runyard.engine.arrow import RecordShapeError, align, detect_temporal, records_to_table, unify
+from runyard.engine.arrow import (
+    RecordShapeError,
+    align,
+    detect_temporal,
+    records_to_table,
+    schema_to_json,
+    unify,
+)
+from runyard.engine.consolidate import schema_change
+from runyard.engine.staging import Manifest, StagingKey
 from runyard.runtime import tuned_gc
 
 
@@ -61,3 +70,21 @@ def test_tuned_gc_gives_the_collector_back_its_settings() -> None:
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def _manifest(task: str, schema: pa.Schema) -> Manifest:
+    key = StagingKey(account="a", operation_id=1, run_key="r", table="t", task=task, attempt=1)
+    return Manifest(key=key, parts=(), rows=0, schema=schema_to_json(schema), extra={})
+
+
+def test_the_schema_change_names_new_columns_new_types_and_who_brought_them() -> None:
+    old_part = pa.schema([("id", pa.int64()), ("salary", pa.int64())])
+    new_part = pa.schema([("id", pa.int64()), ("salary", pa.float64()), ("cost_center", pa.string())])
+    manifests = [_manifest("Process [e] 1/2", old_part), _manifest("Process [e] 2/2", new_part)]
+    blueprint = unify([old_part, new_part])
+    message = schema_change("e", blueprint, {"id": "BIGINT", "salary": "BIGINT"}, manifests)
+    assert "1 new column: cost_center (string, from Process [e] 2/2)" in message
+    assert "salary (BIGINT -> DOUBLE, from Process [e] 1/2, Process [e] 2/2)" in message
+    same = schema_change("e", blueprint, {"id": "BIGINT", "salary": "DOUBLE", "cost_center": "VARCHAR"}, manifests)
+    assert same == "e: same columns and types as in the warehouse (3 columns)"
+    assert schema_change("e", blueprint, None, manifests).startswith("e is a new table with 3 columns")

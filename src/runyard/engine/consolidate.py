@@ -102,15 +102,32 @@ def _max_cursor(manifests: list[Manifest]) -> Any:
 def schema_change(
     table: str, blueprint: arrow.Schema, existing: dict[str, str] | None, manifests: list[Manifest]
 ) -> str:
-    """A sentence on how the incoming schema differs from the table already in the warehouse."""
+    """A sentence on how the incoming schema differs from the table already in the warehouse:
+    new columns and columns whose type changed, each with the extraction tasks that brought it."""
     if existing is None:
         return f"{table} is a new table with {len(blueprint)} columns: {', '.join(blueprint.names)}"
-    known = {name.lower() for name in existing}
+    known = {name.lower(): kind for name, kind in existing.items()}
     new = [field for field in blueprint if field.name.lower() not in known]
-    if not new:
-        return f"{table}: no new columns ({len(blueprint)} columns, all already in the warehouse)"
-    described = ", ".join(f"{f.name} ({f.type}, from {', '.join(_bringers(f.name, manifests))})" for f in new)
-    return f"{table}: {len(new)} new column{'s' if len(new) > 1 else ''}: {described}"
+    changed = [
+        (field, known[field.name.lower()], sql)
+        for field in blueprint
+        if field.name.lower() in known
+        and (sql := arrow.sql_type_name(field.type)) is not None
+        and sql != known[field.name.lower()].upper()
+    ]
+    if not new and not changed:
+        return f"{table}: same columns and types as in the warehouse ({len(blueprint)} columns)"
+    parts = []
+    if new:
+        described = ", ".join(f"{f.name} ({f.type}, from {', '.join(_bringers(f.name, manifests))})" for f in new)
+        parts.append(f"{len(new)} new column{'s' if len(new) > 1 else ''}: {described}")
+    if changed:
+        described = ", ".join(
+            f"{f.name} ({before} -> {after}, from {', '.join(_bringers(f.name, manifests))})"
+            for f, before, after in changed
+        )
+        parts.append(f"{len(changed)} column{'s' if len(changed) > 1 else ''} with a new type: {described}")
+    return f"{table}: " + "; ".join(parts)
 
 
 def _bringers(column: str, manifests: list[Manifest]) -> list[str]:
