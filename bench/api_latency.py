@@ -342,6 +342,16 @@ class Filler:
                 self.add("task_messages", (self.message_id, self.task_id, run_id, level, text, time_(ended or started)))
 
 
+def _count_messages(conn: Connection) -> None:
+    """The message counts runyard keeps on runs and tasks (its add_message does it as it writes)."""
+    for table, key in (("runs", "run_id"), ("tasks", "task_id")):
+        conn.exec_driver_sql(
+            f"UPDATE {table} SET message_count = counted.n FROM "
+            f"(SELECT {key} AS owner, count(*) AS n FROM task_messages GROUP BY {key}) AS counted "
+            f"WHERE {table}.id = counted.owner"
+        )
+
+
 def _fill_engine(url: str) -> sa.Engine:
     """An engine for the fill only: on SQLite, WAL and synchronous=OFF (runyard's own engines use NORMAL)."""
     engine = sa.create_engine(url)
@@ -427,6 +437,7 @@ def fill(url: str, run_count: int, task_count: int, big_run_tasks: int) -> Fille
                 names = [normal[(offset + i) % len(normal)] for i in range(size)]
                 filler.add_tasks(run_id, status, names, began or created, big=False)
         filler.flush()
+        _count_messages(conn)
         if conn.dialect.name == "postgresql":
             for table in COLUMNS:
                 conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"))

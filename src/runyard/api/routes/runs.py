@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from runyard.api.deps import MAX_ID, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
-from runyard.api.schemas import RunPublic, RunsPage, TaskPublic, TasksPage
+from runyard.api.schemas import RunPublic, RunsPage, TaskPublic, TasksPage, json_response
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput
 from runyard.services.listing import RunQuery, TaskQuery, list_loads, list_runs, list_tasks
@@ -58,7 +58,7 @@ def runs(
     order: Annotated[Order, Query()] = "desc",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> RunsPage:
+) -> Response:
     """Every run of your account: filter, sort by any column shown on the API Runs page, page."""
     _require_zones(
         started_from=started_from, started_to=started_to, completed_from=completed_from, completed_to=completed_to
@@ -79,11 +79,13 @@ def runs(
     )
     with store.read() as conn:
         found = list_runs(conn, query)
-    return RunsPage(
-        items=[RunPublic.of(row, row.message_count) for row in found.items],
-        total=found.total,
-        page=found.page,
-        page_size=found.page_size,
+    return json_response(
+        RunsPage(
+            items=[RunPublic.of(row, row.message_count) for row in found.items],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )
     )
 
 
@@ -103,7 +105,7 @@ def tasks(
     order: Annotated[Order, Query()] = "asc",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> TasksPage:
+) -> Response:
     """A run's tasks. `search` matches initials, names, status labels, table names and messages."""
     query = TaskQuery(
         run_id=run_id,
@@ -116,11 +118,13 @@ def tasks(
     )
     with store.read() as conn:
         found = list_tasks(conn, query)
-    return TasksPage(
-        items=[TaskPublic.of(task) for task in found.items],
-        total=found.total,
-        page=found.page,
-        page_size=found.page_size,
+    return json_response(
+        TasksPage(
+            items=[TaskPublic.of(task) for task in found.items],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )
     )
 
 
@@ -150,28 +154,30 @@ def loads(
     principal: PrincipalDep,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> LoadsPage:
+) -> Response:
     """What runs made available in the warehouse, newest first."""
     with store.read() as conn:
         found = list_loads(conn, principal.account_id, page, page_size)
-    return LoadsPage(
-        items=[
-            LoadPublic(
-                id=load.id,
-                run_id=load.run_id,
-                operation_id=load.operation_id,
-                configuration_id=load.configuration_id,
-                run_status=load.run_status.value,
-                run_status_label=load.run_status.label,
-                tables=[LoadTable(name=name, rows=rows) for name, rows in load.tables],
-                rows=load.rows,
-                created_at=load.created_at,
-            )
-            for load in found.items
-        ],
-        total=found.total,
-        page=found.page,
-        page_size=found.page_size,
+    return json_response(
+        LoadsPage(
+            items=[
+                LoadPublic(
+                    id=load.id,
+                    run_id=load.run_id,
+                    operation_id=load.operation_id,
+                    configuration_id=load.configuration_id,
+                    run_status=load.run_status.value,
+                    run_status_label=load.run_status.label,
+                    tables=[LoadTable(name=name, rows=rows) for name, rows in load.tables],
+                    rows=load.rows,
+                    created_at=load.created_at,
+                )
+                for load in found.items
+            ],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )
     )
 
 
