@@ -11,18 +11,15 @@ thread and starts the runtime's worker and scheduler. Everything is stopped when
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 from pydantic import SecretStr
 
@@ -37,6 +34,7 @@ from runyard.services.operations import deploy
 from runyard.settings import Settings
 from runyard.store import migrate
 from runyard.store.database import Store
+from tests import live_server
 from tests.conftest import drop_postgres, new_postgres_url
 from tests.factories import sleep_task
 
@@ -119,24 +117,8 @@ def database(kind: str, directory: Path, pg_template: Callable[[], str]) -> Iter
 # --- uvicorn in a thread ------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 on a port bound before uvicorn starts; its base URL. Stopped with should_exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-rest", daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started or not thread.is_alive(), timeout=STARTUP_SECONDS, what="uvicorn", poll=0.01)
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_SECONDS)
-        sock.close()
-    assert not thread.is_alive(), "uvicorn did not stop"
+def serving(app: Any) -> AbstractContextManager[str]:
+    return live_server.serving(app, name="uvicorn-rest")
 
 
 # --- the stack ----------------------------------------------------------------------------------------------------

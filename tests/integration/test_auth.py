@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -48,6 +44,7 @@ from runyard.services.tokens import (
 )
 from runyard.store.database import Store
 from runyard.store.tables import api_tokens, users
+from tests import live_server
 
 KEY = b"integration-test-signing-key-32-bytes!"
 FAILED = {"detail": "Authentication failed"}
@@ -69,35 +66,8 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # --- a uvicorn server in a thread ---------------------------------------------------------------
 
 
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 (a port the OS picks, bound before uvicorn starts: no race); its base URL.
-
-    uvicorn runs in a thread (it installs no signal handlers off the main thread) and is stopped
-    with `should_exit`, the way its own signal handler stops it, so no socket or task is left behind.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=True))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
-    thread.start()
-    try:
-        _wait_started(server, thread)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_SECONDS)
-        sock.close()
-    assert not thread.is_alive(), "uvicorn did not stop"
-
-
-def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, f"uvicorn did not start within {STARTUP_SECONDS} s"
-        time.sleep(0.01)
+def serving(app: FastAPI) -> AbstractContextManager[str]:
+    return live_server.serving(app, access_log=True)
 
 
 # --- the app under test -------------------------------------------------------------------------

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
@@ -48,6 +44,7 @@ from runyard.services.accounts import bootstrap_admin
 from runyard.services.runs import LaunchRequest
 from runyard.settings import Settings
 from runyard.store.tables import users
+from tests import live_server
 from tests.factories import make_operation, sleep_task
 
 pytestmark = pytest.mark.slow
@@ -81,29 +78,8 @@ CHECKS = [
 # --- a live server ----------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 on a port the OS picks (bound before uvicorn starts); its base URL."""
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the listening socket says
-    # it is TCP; without it every keep-alive response waits ~40 ms (Nagle's algorithm and delayed ACKs).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-fuzz", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not server.started:
-            assert thread.is_alive(), "uvicorn stopped while starting"
-            assert time.monotonic() < deadline, f"uvicorn did not start within {STARTUP_SECONDS} s"
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_SECONDS)
-        sock.close()
-    assert not thread.is_alive(), "uvicorn did not stop"
+def serving(app: FastAPI) -> AbstractContextManager[str]:
+    return live_server.serving(app, name="uvicorn-fuzz")
 
 
 @dataclass

@@ -317,7 +317,7 @@ def _require_run(conn: Connection, run_id: int, account_id: int) -> None:
         raise NotFound("run", run_id)
 
 
-def _tables_of(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
+def tables_of(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
     tables: dict[int, list[tuple[str, int]]] = defaultdict(list)
     if task_ids:
         for row in conn.execute(
@@ -329,7 +329,7 @@ def _tables_of(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[tupl
     return tables
 
 
-def _messages_of(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[TaskMessage]]:
+def messages_of(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[TaskMessage]]:
     messages: dict[int, list[TaskMessage]] = defaultdict(list)
     if task_ids:
         for row in conn.execute(
@@ -341,7 +341,7 @@ def _messages_of(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[Ta
     return messages
 
 
-def _task_view(row: Any, tables: Sequence[tuple[str, int]], messages: Sequence[TaskMessage]) -> TaskView:
+def task_view(row: Any, tables: Sequence[tuple[str, int]], messages: Sequence[TaskMessage]) -> TaskView:
     return TaskView(
         id=row.id,
         run_id=row.run_id,
@@ -381,8 +381,8 @@ def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
         .offset(_offset(query.page, query.page_size))
     ).all()
     ids = [row.id for row in rows]
-    tables, messages = _tables_of(conn, ids), _messages_of(conn, ids)
-    items = tuple(_task_view(row, tables[row.id], messages[row.id]) for row in rows)
+    tables, messages = tables_of(conn, ids), messages_of(conn, ids)
+    items = tuple(task_view(row, tables[row.id], messages[row.id]) for row in rows)
     total = conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*conditions)).scalar_one()
     return Page(items=items, total=int(total), page=query.page, page_size=query.page_size)
 

@@ -1,19 +1,22 @@
-"""Lists of runs and tasks, filtered and sorted by allow-listed columns only."""
+"""Runs and tasks as the CLI's embedded mode lists them: every account, straight from the local store.
+
+The API's lists, scoped to the caller's account and paged, are in runyard.services.listing.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runyard.domain.statuses import RunStatus, RunType, TaskStatus
+from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput
+from runyard.services.listing import messages_of, tables_of, task_view
 from runyard.services.runs import RUN_COLUMNS
-from runyard.services.views import RunView, TaskMessage, TaskView
-from runyard.store.tables import operations, runs, task_messages, task_tables, tasks
+from runyard.services.views import RunView, TaskView
+from runyard.store.tables import operations, runs, tasks
 
 RUN_SORTS: dict[str, Any] = {
     "id": runs.c.id,
@@ -69,36 +72,8 @@ def list_runs(
 
 
 def list_tasks(conn: Connection, run_id: int) -> list[TaskView]:
-    tables: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for row in conn.execute(
-        sa.select(task_tables.c.task_id, task_tables.c.table_name, task_tables.c.record_count)
-        .where(task_tables.c.run_id == run_id)
-        .order_by(task_tables.c.id)
-    ):
-        tables[row.task_id].append((row.table_name, int(row.record_count)))
-    messages: dict[int, list[TaskMessage]] = defaultdict(list)
-    for row in conn.execute(
-        sa.select(task_messages).where(task_messages.c.run_id == run_id).order_by(task_messages.c.id)
-    ):
-        messages[row.task_id].append(TaskMessage(row.level, row.text, row.created_at))
-    rows = conn.execute(sa.select(tasks).where(tasks.c.run_id == run_id).order_by(tasks.c.position))
-    return [
-        TaskView(
-            id=row.id,
-            run_id=row.run_id,
-            position=row.position,
-            name=row.name,
-            stage=row.stage,
-            metrics_type=row.metrics_type,
-            status=TaskStatus(row.status),
-            attempt=row.attempt,
-            worker_id=row.worker_id,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-            records_processed=int(row.records_processed),
-            reused_from=row.reused_from,
-            tables=tuple(tables[row.id]),
-            messages=tuple(messages[row.id]),
-        )
-        for row in rows
-    ]
+    """Every task of a run, in plan order, with its tables and messages (no account check: local use)."""
+    rows = conn.execute(sa.select(tasks).where(tasks.c.run_id == run_id).order_by(tasks.c.position)).all()
+    ids = [row.id for row in rows]
+    tables, messages = tables_of(conn, ids), messages_of(conn, ids)
+    return [task_view(row, tables[row.id], messages[row.id]) for row in rows]
