@@ -102,8 +102,13 @@ def bootstrap_admin(store: Store, password: str | None) -> Bootstrap:
         return Bootstrap(created=True, login=DEFAULT_ADMIN, generated_password=generated)
 
 
-def deactivate_user(store: Store, account: int, user_id: int) -> None:
-    """A deactivated user can no longer log in; their tokens stop working at once."""
+def deactivate_user(store: Store, account: int, user_id: int, *, acting_user_id: int | None = None) -> None:
+    """A deactivated user can no longer log in; their tokens stop working at once.
+
+    Nobody deactivates themselves: an account must not lose its last administrator by a slip.
+    """
+    if acting_user_id == user_id:
+        raise Conflict("you cannot deactivate your own user; another administrator can")
     with store.write() as conn:
         updated = conn.execute(
             users.update().where(users.c.id == user_id, users.c.account_id == account).values(active=False)

@@ -73,7 +73,7 @@ def create_user(body: UserCreate, store: StoreDep, principal: AdminDep) -> UserP
 @router.delete("/users/{user_id}", status_code=204)
 def deactivate_user(user_id: IdPath, store: StoreDep, principal: AdminDep) -> Response:
     """Revoke a user: they can no longer log in, and their tokens stop working."""
-    accounts.deactivate_user(store, principal.account_id, user_id)
+    accounts.deactivate_user(store, principal.account_id, user_id, acting_user_id=principal.user_id)
     return Response(status_code=204)
 
 
