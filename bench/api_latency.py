@@ -25,10 +25,8 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -48,6 +46,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from benchlib import code_version, command_line, machine, percentile, postgres_database, sqlite_database
 from runyard.config.specs import TaskGraphOperation
 from runyard.domain.runs import make_job_name, make_run_key
 from runyard.domain.search import initials
@@ -544,17 +543,6 @@ class Measured:
     items: int | None = None
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """Linear interpolation between the closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    rank = (len(ordered) - 1) * p / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def queries(filled: Filled) -> list[Query]:
     account = filled.account_id
     run_id = filled.big_run_id
@@ -777,72 +765,6 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
 # --- the databases, the machine, the report ---------------------------------------------------------------------
 
 
-def _psycopg_dsn(url: sa.URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh, empty database on the server of `admin_url`, dropped afterwards."""
-    import psycopg
-
-    admin = sa.make_url(admin_url)
-    name = f"runyard_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_psycopg_dsn(admin), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(_psycopg_dsn(admin), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-
-
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-") as folder:
-        yield f"sqlite:///{Path(folder) / 'runyard.db'}"
-
-
-def machine(postgres_url: str | None) -> dict[str, Any]:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "load_average": os.getloadavg(),
-    }
-    if postgres_url:
-        import psycopg
-
-        with psycopg.connect(_psycopg_dsn(sa.make_url(postgres_url))) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        info["postgresql"] = str(row[0]) if row else "?"
-    return info
-
-
-def code_version() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return done.stdout.strip()
-
-
 def markdown_table(result: dict[str, Any]) -> str:
     lines = [
         f"| Query ({result['backend']}) | 1 client p50 ms | Clients | p50 ms | p90 ms | p99 ms "
@@ -857,11 +779,6 @@ def markdown_table(result: dict[str, Any]) -> str:
             f"| {q['p90_ms']:.1f} | {q['p99_ms']:.1f} | {q['requests_per_second']:.0f} | {sql} | {total} |"
         )
     return "\n".join(lines)
-
-
-def _command(argv: Sequence[str], postgres: str | None) -> str:
-    masked = sa.make_url(postgres).render_as_string(hide_password=True) if postgres else ""
-    return " ".join(["python", "bench/api_latency.py", *(masked if postgres and a == postgres else a for a in argv)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -904,13 +821,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nworst p99: {worst['p99_ms']:.1f} ms ({worst['label']}), {verdict} the {TARGET_P99_MS:.0f} ms target")
     info = machine(args.postgres)
     print(f"\n{started_at:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s, code {code_version()}; {json.dumps(info)}")
-    print(f"command: {_command(argv, args.postgres)}")
+    print(f"command: {command_line('bench/api_latency.py', argv, args.postgres)}")
     if args.json:
         report = {
             "date": started_at.isoformat(timespec="seconds"),
             "seconds": round(elapsed, 1),
             "code": code_version(),
-            "command": _command(argv, args.postgres),
+            "command": command_line("bench/api_latency.py", argv, args.postgres),
             "machine": info,
             "target_p99_ms": TARGET_P99_MS,
             "results": results,

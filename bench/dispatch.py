@@ -22,25 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import random
-import sqlite3
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from benchlib import code_version, command_line, machine, postgres_database, sqlite_database, summarize
 from runyard.config.specs import TaskGraphOperation
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.operations import deploy
@@ -87,26 +81,6 @@ class Probe:
             if not self._condition.wait_for(lambda: run_id in self._started, timeout=timeout):
                 raise RuntimeError(f"run {run_id}: its task did not start within {timeout} s")
             return self._started.pop(run_id)
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Linear interpolation between the closest ranks (numpy's default); monotone in p."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    rank = (len(ordered) - 1) * p / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "median": percentile(values, 50),
-        "p90": percentile(values, 90),
-        "p99": percentile(values, 99),
-        "max": max(values) if values else math.nan,
-    }
 
 
 def _deploy_probe_operation(store: Store, registry: dict[str, Executor]) -> int:
@@ -219,78 +193,6 @@ def measure(
     }
 
 
-def _psycopg_dsn(url: sa.URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh, empty database on the server of `admin_url`, dropped afterwards."""
-    import psycopg
-
-    admin = sa.make_url(admin_url)
-    name = f"runyard_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_psycopg_dsn(admin), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(_psycopg_dsn(admin), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-") as folder:
-        yield f"sqlite:///{Path(folder) / 'runyard.db'}"
-
-
-def _postgres_version(admin_url: str) -> str:
-    import psycopg
-
-    with psycopg.connect(_psycopg_dsn(sa.make_url(admin_url))) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "?"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
-def code_version() -> str:
-    """The commit measured, `-dirty` when the working tree has changes (what was imported may differ)."""
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return done.stdout.strip()
-
-
-def machine(postgres_url: str | None) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-    }
-    if postgres_url:
-        info["postgresql"] = _postgres_version(postgres_url)
-    return info
-
-
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     lines = [
         "| Database | Dispatch | Clock | Runs | Median ms | p90 ms | p99 ms | Max ms |",
@@ -317,12 +219,6 @@ def ratios(results: Sequence[dict[str, Any]]) -> list[str]:
                 f"({'within' if woken['p99'] <= TARGET_MS else 'over'} the {TARGET_MS:.0f} ms target at p99)"
             )
     return lines
-
-
-def _command(argv: Sequence[str], postgres: str | None) -> str:
-    """The command line as run, with any password in the PostgreSQL URL masked."""
-    masked = sa.make_url(postgres).render_as_string(hide_password=True) if postgres else ""
-    return " ".join(["python", "bench/dispatch.py", *(masked if postgres and a == postgres else a for a in argv)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {
             "date": started_at.isoformat(timespec="seconds"),
             "elapsed_seconds": elapsed,
-            "command": _command(argv if argv is not None else sys.argv[1:], args.postgres),
+            "command": command_line("bench/dispatch.py", argv if argv is not None else sys.argv[1:], args.postgres),
             "code": code,
             "machine": machine(args.postgres),
             "results": results,

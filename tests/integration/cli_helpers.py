@@ -30,6 +30,17 @@ T = TypeVar("T")
 Dump = dict[str, list[tuple[Any, ...]]]
 
 
+# An operation whose second task fails: the failure, retry and reuse paths of both CLI modes.
+BROKEN = """\
+configuration_type: tasks
+configuration_id: broken
+tasks:
+  - {name: "Process [employees]", executor: noop, reusable: true}
+  - {name: "Fetch [departments]", executor: fail, max_attempts: 1,
+     params: {message: "the source answered 500"}, depends_on: ["Process [employees]"]}
+"""
+
+
 def runyard_env(home: Path, **extra: str) -> dict[str, str]:
     """The caller's environment without any RUNYARD_* setting, pointed at `home`, colours off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_") and k not in ("FORCE_COLOR",)}

@@ -18,6 +18,8 @@ def dispatch() -> ModuleType:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    if str(BENCH.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH.parent))  # as `python bench/dispatch.py` has it: benchlib beside it
     sys.modules[spec.name] = module  # dataclasses and typing look modules up by name
     try:
         spec.loader.exec_module(module)

@@ -16,6 +16,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from tests.integration.cli_helpers import (
+    BROKEN,
     Background,
     Dump,
     Runyard,
@@ -36,15 +37,6 @@ tasks:
   - {name: "Process [employees]", executor: sleep,
      params: {seconds: 0.2, units: 2, records_per_unit: 15, table: employees}}
   - {name: "Data Load", executor: noop, depends_on: ["Process [employees]"]}
-"""
-
-BROKEN = """\
-configuration_type: tasks
-configuration_id: broken
-tasks:
-  - {name: "Process [employees]", executor: noop, reusable: true}
-  - {name: "Fetch [departments]", executor: fail, max_attempts: 1,
-     params: {message: "the source answered 500"}, depends_on: ["Process [employees]"]}
 """
 
 SLOW = """\

@@ -18,7 +18,7 @@ import pytest
 
 from runyard import client as client_module
 from runyard.client import ClientError, RunyardClient
-from tests.integration.cli_helpers import Background, Runyard, error_line, free_port, run_status, wait_until
+from tests.integration.cli_helpers import BROKEN, Background, Runyard, error_line, free_port, run_status, wait_until
 
 PASSWORD = "correct-horse-battery-staple"
 STARTUP_SECONDS = 20.0
@@ -37,15 +37,6 @@ tasks:
   - {name: "Process [employees]", executor: sleep,
      params: {seconds: 0.3, units: 3, records_per_unit: 10, table: employees}}
   - {name: "Data Load", executor: noop, depends_on: ["Process [employees]"]}
-"""
-
-BROKEN = """\
-configuration_type: tasks
-configuration_id: broken
-tasks:
-  - {name: "Process [employees]", executor: noop, reusable: true}
-  - {name: "Fetch [departments]", executor: fail, max_attempts: 1,
-     params: {message: "the source answered 500"}, depends_on: ["Process [employees]"]}
 """
 
 

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from runyard.domain.statuses import RunStatus, TaskStatus
 from runyard.services.views import RunView, TaskView
 
 
@@ -162,19 +161,6 @@ class OperationPublic(BaseModel):
     archived: bool
     schedule: str | None
     spec: dict[str, Any]
-
-
-class StatusOption(BaseModel):
-    value: str
-    label: str
-
-
-def run_statuses() -> list[StatusOption]:
-    return [StatusOption(value=s.value, label=s.label) for s in RunStatus]
-
-
-def task_statuses() -> list[StatusOption]:
-    return [StatusOption(value=s.value, label=s.label) for s in TaskStatus]
 
 
 def json_response(body: BaseModel, status_code: int = 200) -> Response:

@@ -61,7 +61,3 @@ def check_task_transition(current: TaskStatus, target: TaskStatus) -> None:
 def run_sources(target: RunStatus) -> frozenset[RunStatus]:
     """The statuses a run may be in to move to `target`: the guard of a conditional UPDATE."""
     return frozenset(s for s, allowed in _RUN_TRANSITIONS.items() if target in allowed)
-
-
-def task_sources(target: TaskStatus) -> frozenset[TaskStatus]:
-    return frozenset(s for s, allowed in _TASK_TRANSITIONS.items() if target in allowed)

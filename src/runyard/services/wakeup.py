@@ -28,10 +28,3 @@ class Wakeup:
         with self._condition:
             seen = self._generation if since is None else since
             return self._condition.wait_for(lambda: self._generation != seen, timeout=timeout)
-
-
-class NoWakeup(Wakeup):
-    """For processes with no local workers (the CLI)."""
-
-    def notify(self) -> None:
-        return None

@@ -16,18 +16,7 @@ router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
 
 
 def _public(operation: OperationView) -> OperationPublic:
-    return OperationPublic(
-        id=operation.id,
-        account=operation.account,
-        environment=operation.environment,
-        configuration_type=operation.configuration_type,
-        configuration_id=operation.configuration_id,
-        description=operation.description,
-        activated=operation.activated,
-        archived=operation.archived,
-        schedule=operation.schedule,
-        spec=operation.spec,
-    )
+    return OperationPublic.model_validate(operation, from_attributes=True)
 
 
 @router.get("", response_model=list[OperationPublic])
