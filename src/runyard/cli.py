@@ -470,6 +470,9 @@ def main() -> None:
     except sa.exc.OperationalError as error:
         err.print(f"error: the runs database is unreachable: {str(error.orig).splitlines()[0]}", markup=False)
         sys.exit(1)
+    except OSError as error:  # a port already in use, a folder that cannot be written...
+        err.print(f"error: {error.strerror or error}" + (f": {error.filename}" if error.filename else ""), markup=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -74,8 +74,14 @@ class _Server(uvicorn.Server):
 
 
 def _start_demo_source(port: int) -> DemoSourceServer:
-    server = DemoSourceServer(DemoSourceConfig(), port=port)
-    server.start()
+    """The demo source on `port` (the app's port + 1), or on any free port when that one is taken."""
+    try:
+        server = DemoSourceServer(DemoSourceConfig(), port=port)
+        server.start()
+    except OSError:
+        log.info("demo: port %d is taken; the demo source listens on a free port instead", port)
+        server = DemoSourceServer(DemoSourceConfig(), port=0)
+        server.start()
     return server
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,9 @@ STOP_SECONDS = 5.0
 class Server:
     """One `runyard serve` subprocess on a free port; always stopped (killed if need be) at teardown."""
 
-    def __init__(self, tmp_path: Path, *extra: str) -> None:
+    def __init__(self, tmp_path: Path, *extra: str, port: int | None = None) -> None:
         self.cli = Runyard(tmp_path / "home")
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: Background = self.cli.spawn("serve", "--port", str(self.port), *extra, log=tmp_path / "serve")
 
@@ -107,3 +108,43 @@ def test_serve_demo_deploys_and_completes_the_demo_run_then_stops_on_sigint(demo
     assert code == 0, demo_server.process.describe()
     assert took < STOP_SECONDS
     assert "Traceback" not in demo_server.process.stderr
+
+
+def _port_with_next_taken() -> tuple[int, socket.socket]:
+    """A free port P whose neighbour P+1 is held by a socket of ours (the caller closes it)."""
+    for _ in range(50):
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1] - 1
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return port, holder
+        except OSError:
+            holder.close()
+        finally:
+            probe.close()
+    raise AssertionError("no free port with a neighbour to hold")
+
+
+def test_serve_demo_starts_its_source_elsewhere_when_the_next_port_is_taken(tmp_path: Path) -> None:
+    port, holder = _port_with_next_taken()
+    server = Server(tmp_path, "--demo", port=port)
+    try:
+        assert server.health().status_code == 200
+
+        def demo_hr_completed() -> bool | None:
+            rows = query(
+                server.cli.db,
+                "SELECT runs.status FROM runs JOIN operations ON operations.id = runs.operation_id "
+                "WHERE operations.configuration_id = 'demo-hr'",
+            )
+            assert not rows or rows[0][0] not in ("failed", "canceled", "rejected"), rows
+            return True if rows and rows[0][0] == "completed" else None
+
+        wait_until(demo_hr_completed, timeout=DEMO_RUN_SECONDS, what="demo-hr to complete", interval=0.25)
+        assert f"http://127.0.0.1:{port + 1}" not in server.process.stdout  # the taken port was not used
+    finally:
+        server.process.stop(signal.SIGTERM, timeout=STOP_SECONDS)
+        holder.close()
