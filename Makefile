@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+# The UI's front-end assets (htmx) come from npm, pinned in package-lock.json; nothing is built.
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | sha1sum | cut -c1-12)
 PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -15,7 +17,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: install
 	$(BIN)/runyard db upgrade

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs: PostgreSQL (the scale-out store's tests).
+# Debian packages the test suite needs: PostgreSQL (the scale-out store's tests) and chromium
+# (the browser tests drive Debian's /usr/bin/chromium with Playwright).
 # Installs only what is missing, so a second `make test` costs nothing here.
 set -euo pipefail
 
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+test -x /usr/bin/chromium || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default=True,
         description="Accept ?Authorization=Bearer%20<token> (spec 001); such URLs leak into proxies and history",
     )
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="How long a web UI login lasts")
+    cookie_secure: bool = Field(default=False, description="Send the UI's cookies over HTTPS only (behind TLS)")
+    stalled_after_seconds: float = Field(
+        default=300.0, gt=0, description="A running task that received no record for this long shows as Stalled"
+    )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default=["public"],
         description="Where sources may be: host names, *.domains, IPs, CIDR networks, or 'public' (comma-separated)",

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from runyard import __version__
+from runyard import __version__, ui
 from runyard.api import auth, errors
 from runyard.api.compat import etlworks, jobs
 from runyard.api.routes import auth as auth_routes
@@ -56,6 +56,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_api_route("/healthz", _healthz(runtime.store), methods=["GET"], tags=["health"])
+    ui.install(app, runtime)
     app.middleware("http")(_access_log_and_headers)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -74,3 +74,13 @@ def make_run_key(created_at: datetime, uid: uuid.UUID | None = None) -> str:
 def make_job_name(configuration_id: str, run_key: str) -> str:
     """The job name of spec 002: contains '#', so clients URL-encode it."""
     return f"{configuration_id}#{run_key}"
+
+
+def retry_allowed(run: RunSnapshot, latest_run_id: int | None) -> bool:
+    """Whether retry_only_latest would accept `run`: for showing a Retry button only where it works."""
+    return run.status in RUN_RETRYABLE and (latest_run_id is None or latest_run_id == run.id)
+
+
+def cancel_allowed(status: RunStatus) -> bool:
+    """Whether cancel_target would accept a run in `status`."""
+    return status in (RunStatus.WAITING_TO_START, RunStatus.RUNNING)

@@ -26,7 +26,7 @@ from runyard.services.accounts import hash_password, verify_password
 from runyard.store.database import Store
 from runyard.store.tables import accounts, api_tokens, users
 
-Via = Literal["jwt", "api_token"]
+Via = Literal["jwt", "api_token", "session"]
 
 API_CREDENTIAL_MARK = "ry_"
 PREFIX_HEX_CHARS = 8

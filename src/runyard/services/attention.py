@@ -1,0 +1,103 @@
+"""What needs a data admin's attention: sources whose latest run Failed or was Canceled, and stalled tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from runyard.domain.stalls import quiet_since
+from runyard.domain.statuses import RUN_RETRYABLE, TaskStatus
+from runyard.services.sources import latest_run_ids, runs_by_id
+from runyard.services.views import RunView
+from runyard.store.tables import operations, runs, task_messages, tasks
+
+
+@dataclass(frozen=True)
+class AttentionItem:
+    run: RunView  # the most recent run of its source, Failed or Canceled
+    failing_task: str | None  # the first task (in plan order) that failed, if any did
+    first_message: str | None  # that task's first message, else the run's own message
+
+
+@dataclass(frozen=True)
+class StalledTask:
+    run_id: int
+    configuration_id: str
+    task_id: int
+    task_name: str
+    records_processed: int
+    quiet_since: datetime
+    quiet_seconds: float
+
+
+def needs_attention(conn: Connection, account_id: int) -> list[AttentionItem]:
+    """Sources whose most recent run (Rejected ones aside) Failed or was Canceled, newest run first."""
+    latest = runs_by_id(conn, latest_run_ids(conn, account_id).values())
+    failing = [run for run in latest.values() if run.status in RUN_RETRYABLE]
+    failing.sort(key=lambda run: run.id, reverse=True)
+    return [_item(conn, run) for run in failing]
+
+
+def _item(conn: Connection, run: RunView) -> AttentionItem:
+    task = conn.execute(
+        sa.select(tasks.c.id, tasks.c.name)
+        .where(tasks.c.run_id == run.id, tasks.c.status == TaskStatus.FAILED.value)
+        .order_by(tasks.c.position, tasks.c.id)
+        .limit(1)
+    ).first()
+    message = None
+    if task is not None:
+        message = conn.execute(
+            sa.select(task_messages.c.text)
+            .where(task_messages.c.task_id == task.id)
+            .order_by(task_messages.c.id)
+            .limit(1)
+        ).scalar()
+    return AttentionItem(
+        run=run, failing_task=task.name if task else None, first_message=message or run.message or None
+    )
+
+
+def stalled_tasks(
+    conn: Connection, account_id: int, now: datetime, threshold: timedelta, *, run_id: int | None = None
+) -> list[StalledTask]:
+    """Running tasks that received no record (or, before the first one, started) at least `threshold` ago."""
+    cutoff = now - threshold
+    quiet = sa.func.coalesce(tasks.c.last_record_at, tasks.c.started_at)
+    query = (
+        sa.select(
+            tasks.c.id,
+            tasks.c.run_id,
+            tasks.c.name,
+            tasks.c.records_processed,
+            tasks.c.started_at,
+            tasks.c.last_record_at,
+            operations.c.configuration_id,
+        )
+        .join(runs, runs.c.id == tasks.c.run_id)
+        .join(operations, operations.c.id == runs.c.operation_id)
+        .where(runs.c.account_id == account_id, tasks.c.status == TaskStatus.RUNNING.value, quiet <= cutoff)
+        .order_by(tasks.c.run_id, tasks.c.position)
+    )
+    if run_id is not None:
+        query = query.where(tasks.c.run_id == run_id)
+    found = []
+    for row in conn.execute(query):
+        since = quiet_since(row.started_at, row.last_record_at)
+        if since is None:
+            continue
+        found.append(
+            StalledTask(
+                run_id=row.run_id,
+                configuration_id=row.configuration_id,
+                task_id=row.id,
+                task_name=row.name,
+                records_processed=int(row.records_processed),
+                quiet_since=since,
+                quiet_seconds=(now - since).total_seconds(),
+            )
+        )
+    return found

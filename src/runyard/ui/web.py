@@ -1,0 +1,239 @@
+"""What every page shares: templates, the signed-in user, CSRF-checked forms, redirects with a flash message."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from runyard.domain.statuses import RunStatus, RunType, TaskStatus
+from runyard.runtime import Runtime
+from runyard.services.tokens import Principal, get_principal
+from runyard.ui.charts import format_seconds
+from runyard.ui.sessions import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    FLASH_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    SessionSigner,
+)
+
+TEMPLATES = Path(__file__).parent / "templates"
+MAX_FORM_BYTES = 64 * 1024
+PAGE_SIZES = (10, 25, 50, 100, 200)
+
+# Pages allow only our own scripts and styles: no inline script, no eval (htmx's allowEval is off too).
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+@dataclass(frozen=True)
+class UiState:
+    runtime: Runtime
+    signer: SessionSigner
+    secure_cookies: bool
+    htmx_available: bool
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in user of a page request, with the CSRF token their forms carry."""
+
+    principal: Principal
+    session: Session
+    csrf_token: str
+
+    @property
+    def can_operate(self) -> bool:
+        return self.principal.can_operate
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+class FormRejected(Exception):
+    """A form post without a valid CSRF token, or from another origin, or not a form at all."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def ui_state(request: Request) -> UiState:
+    state: UiState = request.app.state.ui
+    return state
+
+
+def _format_datetime(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _format_number(value: int | float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["dt"] = _format_datetime
+    env.filters["duration"] = format_seconds
+    env.filters["number"] = _format_number
+    env.globals.update(RunStatus=RunStatus, TaskStatus=TaskStatus, RunType=RunType, PAGE_SIZES=PAGE_SIZES)
+    return env
+
+
+templates = _environment()
+
+
+def current_path(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def viewer(request: Request) -> Viewer:
+    """Dependency: the signed-in, active user; LoginRequired (a redirect to /login) otherwise."""
+    state = ui_state(request)
+    session = state.signer.read(request.cookies.get(SESSION_COOKIE), time.time())
+    if session is not None:
+        principal = get_principal(state.runtime.store, session.user_id, via="session")
+        if principal is not None and principal.account_id == session.account_id:
+            return Viewer(principal, session, state.signer.csrf_token(session))
+    # After signing in, come back to the page; a form post cannot be replayed by a GET, so go home instead.
+    raise LoginRequired(current_path(request) if request.method == "GET" else "/sources")
+
+
+ViewerDep = Annotated[Viewer, Depends(viewer)]
+
+
+async def form_fields(request: Request) -> dict[str, list[str]]:
+    """Dependency: the posted form (application/x-www-form-urlencoded, at most 64 KiB)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise FormRejected("the request is not a form")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_FORM_BYTES:
+            raise FormRejected("the form is too large")
+    try:
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
+    except (UnicodeDecodeError, ValueError):
+        raise FormRejected("the form could not be read") from None
+
+
+FormDep = Annotated[dict[str, list[str]], Depends(form_fields)]
+
+
+def check_form(request: Request, who: Viewer, form: Mapping[str, list[str]]) -> None:
+    """Refuse a post from another origin or without this session's CSRF token (FormRejected)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null" and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise FormRejected(f"the form was sent from another site ({origin[:100]})")
+    token = request.headers.get(CSRF_HEADER) or first(form, CSRF_FIELD)
+    if not ui_state(request).signer.csrf_valid(who.session, token):
+        raise FormRejected("the form has expired or did not come from runyard")
+
+
+def first(form: Mapping[str, list[str]], name: str, default: str | None = None) -> str | None:
+    values = form.get(name)
+    return values[0] if values else default
+
+
+def safe_next(value: str | None, default: str) -> str:
+    """A local path to go back to: absolute path, same site, no scheme or host tricks."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")) or any(c in value for c in "\r\n\\"):
+        return default
+    return value
+
+
+def url_with(request: Request, **changes: object) -> str:
+    """The current page's URL with some query parameters changed (None or "" removes one)."""
+    params: dict[str, str] = dict(request.query_params)
+    for name, value in changes.items():
+        if value is None or value == "":
+            params.pop(name, None)
+        else:
+            params[name] = str(value)
+    query = urlencode(params)
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def render(
+    request: Request,
+    template: str,
+    who: Viewer | None,
+    *,
+    status_code: int = 200,
+    active: str = "",
+    **context: Any,
+) -> HTMLResponse:
+    state = ui_state(request)
+    flash = state.signer.read_flash(request.cookies.get(FLASH_COOKIE))
+    html = templates.get_template(template).render(
+        request=request,
+        viewer=who,
+        active=active,
+        flash=flash,
+        htmx=state.htmx_available,
+        url_with=lambda **changes: url_with(request, **changes),
+        here=current_path(request),
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status_code)
+    page_headers(response)
+    if flash is not None:
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+def page_headers(response: Response) -> None:
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Cache-Control"] = "no-store"
+
+
+def see_other(request: Request, location: str, *, notice: str | None = None, error: str | None = None) -> Response:
+    """303 to `location`, with a one-time message shown there."""
+    response = RedirectResponse(location, status_code=303)
+    state = ui_state(request)
+    if notice is not None or error is not None:
+        kind, text = ("error", error) if error is not None else ("notice", notice or "")
+        response.set_cookie(
+            FLASH_COOKIE,
+            state.signer.flash(kind, text),
+            max_age=60,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=state.secure_cookies,
+        )
+    return response
+
+
+def parse_int(value: str | None, name: str, *, default: int | None = None, low: int = 1) -> int | None:
+    """A whole number from the query string; ValueError naming the parameter otherwise."""
+    if value is None or value == "":
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 10 or int(value) < low:
+        raise ValueError(f"{name} must be a whole number of at least {low}, not {value[:40]!r}")
+    return int(value)
