@@ -192,6 +192,13 @@ def test_forms_without_the_sessions_csrf_token_or_from_another_site_are_refused(
         assert "This form was refused" in response.text
     assert "another site" in cross_site.text
     assert stack.as_user("default", "operator").get("/api/v1/runs", params={"operation": op_id}).json()["total"] == 0
+    # Behind a TLS-terminating proxy the browser's origin says https for our own host: that is this site.
+    proxied = operator.http.post(
+        action,
+        data={"type": "incremental", "csrf_token": csrf_of(operator.get("/sources").text)},
+        headers={"Origin": stack.base_url.replace("http://", "https://")},
+    )
+    assert proxied.status_code == 303, proxied.text
 
 
 # --- roles and accounts ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -147,8 +147,9 @@ FormDep = Annotated[dict[str, list[str]], Depends(form_fields)]
 
 def check_form(request: Request, who: Viewer, form: Mapping[str, list[str]]) -> None:
     """Refuse a post from another origin or without this session's CSRF token (FormRejected)."""
+    # Host, not scheme: behind a TLS-terminating proxy the browser says https while we see http.
     origin = request.headers.get("origin")
-    if origin is not None and origin != "null" and origin != f"{request.url.scheme}://{request.url.netloc}":
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise FormRejected(f"the form was sent from another site ({origin[:100]})")
     token = request.headers.get(CSRF_HEADER) or first(form, CSRF_FIELD)
     if not ui_state(request).signer.csrf_valid(who.session, token):

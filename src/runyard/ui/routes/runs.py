@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from runyard.api.deps import IdPath
 from runyard.domain.runs import RunSnapshot, cancel_allowed, retry_allowed
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import NotFound, RunyardError
@@ -120,7 +121,7 @@ def runs_page(request: Request, who: ViewerDep) -> Response:
 
 
 @router.get("/runs/{run_id}")
-def run_page(request: Request, run_id: int, who: ViewerDep) -> Response:
+def run_page(request: Request, run_id: IdPath, who: ViewerDep) -> Response:
     state = ui_state(request)
     params = request.query_params
     account = who.principal.account_id
@@ -174,7 +175,7 @@ def run_page(request: Request, run_id: int, who: ViewerDep) -> Response:
 
 
 @router.get("/runs/{run_id}/tasks/{task_id}/messages")
-def task_messages_page(request: Request, run_id: int, task_id: int, who: ViewerDep) -> Response:
+def task_messages_page(request: Request, run_id: IdPath, task_id: IdPath, who: ViewerDep) -> Response:
     store = ui_state(request).runtime.store
     with store.read() as conn:
         try:
@@ -198,7 +199,7 @@ def _refuse_viewer(request: Request, who: Viewer, back: str, action: str) -> Res
 
 
 @router.post("/runs/{run_id}/retry")
-def retry(request: Request, run_id: int, who: ViewerDep, form: FormDep) -> Response:
+def retry(request: Request, run_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
     check_form(request, who, form)
     back = safe_next(first(form, "next"), f"/runs/{run_id}")
     refused = _refuse_viewer(request, who, back, "retry runs")
@@ -215,7 +216,7 @@ def retry(request: Request, run_id: int, who: ViewerDep, form: FormDep) -> Respo
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel(request: Request, run_id: int, who: ViewerDep, form: FormDep) -> Response:
+def cancel(request: Request, run_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
     check_form(request, who, form)
     back = safe_next(first(form, "next"), f"/runs/{run_id}")
     refused = _refuse_viewer(request, who, back, "cancel runs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from runyard.api.deps import IdPath
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import NotFound, RunRejected, RunyardError
 from runyard.services.durations import run_durations
@@ -26,7 +27,7 @@ def sources_page(request: Request, who: ViewerDep) -> Response:
 
 
 @router.post("/sources/{operation_id}/launch")
-def launch(request: Request, operation_id: int, who: ViewerDep, form: FormDep) -> Response:
+def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
     check_form(request, who, form)
     if not who.can_operate:
         return see_other(request, "/sources", error=f"Your role ({who.principal.role.value}) cannot launch runs.")
@@ -52,7 +53,7 @@ def launch(request: Request, operation_id: int, who: ViewerDep, form: FormDep) -
 
 
 @router.get("/sources/{operation_id}/history")
-def history_page(request: Request, operation_id: int, who: ViewerDep) -> Response:
+def history_page(request: Request, operation_id: IdPath, who: ViewerDep) -> Response:
     account = who.principal.account_id
     with ui_state(request).runtime.store.read() as conn:
         try:
