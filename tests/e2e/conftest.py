@@ -47,6 +47,7 @@ class UiServer:
     source_url: str
     process: Background
     api: httpx.Client
+    cli: Runyard
 
     def run(self, run_id: int) -> dict[str, Any]:
         response = self.api.get(f"/api/v1/runs/{run_id}")
@@ -96,7 +97,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         token = api.post("/api/v1/auth/token", json={"login": "admin", "password": ADMIN_PASSWORD})
         assert token.status_code == 200, token.text
         api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-        server = UiServer(url=url, source_url=found.group(1), process=process, api=api)
+        server = UiServer(url=url, source_url=found.group(1), process=process, api=api, cli=cli)
         for run in api.get("/api/v1/runs").json()["items"]:
             assert server.wait_final(run["id"])["status"] == "completed"
         created = api.post("/api/v1/users", json={"login": VIEWER[0], "password": VIEWER[1], "role": "viewer"})

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 
+import yaml
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.e2e.conftest import ADMIN_PASSWORD, VIEWER, UiServer, screenshot, sign_in
@@ -281,3 +283,41 @@ def test_sign_out(admin_page: Page, ui_server: UiServer) -> None:
     admin_page.goto(f"{ui_server.url}/runs")
     expect(admin_page).to_have_url(re.compile(r"/login\?next=/runs$"))
     assert ADMIN_PASSWORD not in admin_page.content()
+
+
+# --- untrusted text ---------------------------------------------------------------------------------------------------
+
+XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+
+
+def test_untrusted_names_and_messages_render_as_text_and_never_run(
+    admin_page: Page, ui_server: UiServer, tmp_path: Path
+) -> None:
+    spec = tmp_path / "hostile.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "configuration_type": "tasks",
+                "configuration_id": "hostile",
+                "description": XSS,
+                "tasks": [
+                    {"name": f"Process [{XSS}]", "executor": "fail", "max_attempts": 1, "params": {"message": XSS}}
+                ],
+            }
+        )
+    )
+    ui_server.cli("deploy", str(spec))
+    run_id = ui_server.launch("hostile")
+    assert ui_server.wait_final(run_id)["status"] == "failed"
+    dialogs: list[str] = []
+    admin_page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+
+    for path in ("/sources", f"/runs/{run_id}", "/attention"):
+        admin_page.goto(f"{ui_server.url}{path}")
+        expect(admin_page.get_by_text(XSS).first).to_be_visible()
+        assert admin_page.evaluate("window.__xss") is None, path
+    admin_page.goto(f"{ui_server.url}/runs/{run_id}")
+    admin_page.locator("a.message-count").first.click()
+    expect(admin_page.locator("#messages-panel")).to_contain_text(XSS)
+    assert admin_page.evaluate("window.__xss") is None
+    assert dialogs == []

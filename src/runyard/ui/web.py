@@ -148,8 +148,9 @@ FormDep = Annotated[dict[str, list[str]], Depends(form_fields)]
 def check_form(request: Request, who: Viewer, form: Mapping[str, list[str]]) -> None:
     """Refuse a post from another origin or without this session's CSRF token (FormRejected)."""
     # Host, not scheme: behind a TLS-terminating proxy the browser says https while we see http.
+    # "null" is what a browser says when a referrer policy hides the origin: the CSRF token decides then.
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+    if origin not in (None, "null") and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise FormRejected(f"the form was sent from another site ({origin[:100]})")
     token = request.headers.get(CSRF_HEADER) or first(form, CSRF_FIELD)
     if not ui_state(request).signer.csrf_valid(who.session, token):
@@ -211,6 +212,8 @@ def render(
 def page_headers(response: Response) -> None:
     response.headers["Content-Security-Policy"] = PAGE_CSP
     response.headers["Cache-Control"] = "no-store"
+    # The API's no-referrer would make browsers send `Origin: null` on our own form posts.
+    response.headers["Referrer-Policy"] = "same-origin"
 
 
 def see_other(request: Request, location: str, *, notice: str | None = None, error: str | None = None) -> Response:
