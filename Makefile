@@ -9,7 +9,7 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format system-deps pg pg-stop bench clean
+.PHONY: install run test lint format system-deps pg pg-stop bench screenshots clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ test: install system-deps
 	  echo "test PostgreSQL: $$RUNYARD_TEST_POSTGRES_URL"; \
 	  $(MAKE) --no-print-directory lint && \
 	  $(BIN)/pytest -p no:cacheprovider
+
+screenshots: install system-deps
+	RUNYARD_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -p no:cacheprovider tests/e2e
 
 bench: install
 	$(BIN)/python bench/dispatch.py
