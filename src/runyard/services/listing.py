@@ -13,22 +13,22 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from runyard.domain.search import LIKE_ESCAPE, contains_pattern, normalize_query, prefix_pattern, statuses_starting_with
-from runyard.domain.statuses import RunStatus, RunType, TaskStatus
+from runyard.domain.statuses import RunStatus, RunType, TaskStatus, Trigger
 from runyard.errors import InvalidInput, NotFound
 from runyard.services.views import RunView, TaskMessage, TaskView
-from runyard.store.tables import data_loads, operations, runs, task_messages, task_tables, tasks
+from runyard.store.tables import SecondsBetween, data_loads, operations, runs, task_messages, task_tables, tasks
 
 T = TypeVar("T")
 Order = Literal["asc", "desc"]
@@ -39,27 +39,6 @@ LOAD_PAGE_SIZE_MAX = 200
 
 
 # --- SQL building blocks that differ between SQLite and PostgreSQL ---------------------------------------------
-
-
-class SecondsBetween(FunctionElement[float]):
-    """`end - start` in seconds (NULL when either is NULL)."""
-
-    type = sa.Float()
-    name = "seconds_between"
-    inherit_cache = True
-
-
-@compiles(SecondsBetween, "sqlite")
-def _seconds_between_sqlite(element: SecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
-    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    # SQLite keeps times to the millisecond internally: round away the floating-point noise of julianday().
-    return f"round((julianday({end}) - julianday({start})) * 86400.0, 3)"
-
-
-@compiles(SecondsBetween)
-def _seconds_between_default(element: SecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
-    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"EXTRACT(EPOCH FROM ({end} - {start}))"
 
 
 class TextSortKey(FunctionElement[str]):
@@ -169,7 +148,7 @@ RUN_SORTS: dict[str, ColumnElement[Any]] = {
     "status": runs.c.status,
     "started_at": runs.c.started_at,
     "completed_at": runs.c.completed_at,
-    "duration": SecondsBetween(runs.c.started_at, runs.c.completed_at),
+    "duration": runs.c.duration_seconds,  # completed_at - started_at, stored (or indexed) by the database
     "messages": runs.c.message_count,
     "created_at": runs.c.created_at,
 }
@@ -231,31 +210,138 @@ def _run_conditions(query: RunQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _run_row(row: RowMapping) -> RunRow:
-    base = RunView.from_row(row)
-    values = {field.name: getattr(base, field.name) for field in fields(RunView)}
-    return RunRow(**values, message_count=int(row["message_count"]))
+#: What a runs page reads: the run as RunView has it, its operation's identity, its message count (not the
+#: columns nobody shows, such as updated_at: fewer values to convert per row).
+_RUN_ROW_COLUMNS: tuple[ColumnElement[Any], ...] = (
+    runs.c.id,
+    runs.c.run_key,
+    runs.c.job_name,
+    runs.c.account_id,
+    runs.c.operation_id,
+    operations.c.configuration_id,
+    operations.c.configuration_type,
+    operations.c.environment,
+    runs.c.run_type,
+    runs.c.trigger,
+    runs.c.status,
+    runs.c.retry_of,
+    runs.c.blocked_by,
+    runs.c.message,
+    runs.c.created_at,
+    runs.c.started_at,
+    runs.c.completed_at,
+    runs.c.cancel_requested_at,
+    runs.c.message_count,
+)
+
+
+def _run_row(row: Row[Any]) -> RunRow:
+    (
+        run_id,
+        run_key,
+        job_name,
+        account_id,
+        operation_id,
+        configuration_id,
+        configuration_type,
+        environment,
+        run_type,
+        trigger,
+        status,
+        retry_of,
+        blocked_by,
+        message,
+        created_at,
+        started_at,
+        completed_at,
+        cancel_requested_at,
+        message_count,
+    ) = tuple(row)
+    return RunRow(
+        id=run_id,
+        run_key=run_key,
+        job_name=job_name,
+        account_id=account_id,
+        operation_id=operation_id,
+        configuration_id=configuration_id,
+        configuration_type=configuration_type,
+        environment=environment,
+        run_type=RunType(run_type),
+        trigger=Trigger(trigger),
+        status=RunStatus(status),
+        retry_of=retry_of,
+        blocked_by=blocked_by,
+        message=message,
+        created_at=created_at,
+        started_at=started_at,
+        completed_at=completed_at,
+        cancel_requested_at=cancel_requested_at,
+        message_count=int(message_count),
+    )
+
+
+def _runs_select(conditions: Sequence[ColumnElement[bool]]) -> sa.Select[Any]:
+    return sa.select(*_RUN_ROW_COLUMNS).join(operations, operations.c.id == runs.c.operation_id).where(*conditions)
+
+
+def _count_runs(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(runs).where(*conditions)).scalar_one())
+
+
+def _runs_nulls_last(
+    conn: Connection,
+    conditions: Sequence[ColumnElement[bool]],
+    key: ColumnElement[Any],
+    order: Order,
+    offset: int,
+    limit: int,
+) -> list[Row[Any]]:
+    """A page of runs sorted by a nullable `key`, nulls last: the runs with a value, then the others by id.
+
+    Two plain sorts instead of one `ORDER BY key NULLS LAST`, so that an index on `key` serves each, in both
+    directions and on both backends: PostgreSQL walks a b-tree backwards as `DESC NULLS FIRST`, so it would
+    otherwise read and sort every matching run for `DESC NULLS LAST`. The runs without a value are only read
+    when the page reaches them (the last pages).
+    """
+    valued = list(
+        conn.execute(
+            _runs_select([*conditions, key.is_not(None)])
+            .order_by(*_ordering(key, runs.c.id, order, nullable=False))
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    if len(valued) == limit:
+        return valued
+    # This page ends the valued runs: the others start right after them, or `offset - valued runs` into theirs.
+    skip = 0 if valued or offset == 0 else offset - _count_runs(conn, [*conditions, key.is_not(None)])
+    nulls = conn.execute(
+        _runs_select([*conditions, key.is_(None)])
+        .order_by(runs.c.id.desc() if order == "desc" else runs.c.id.asc())
+        .limit(limit - len(valued))
+        .offset(skip)
+    )
+    return valued + list(nulls)
 
 
 def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
     """The runs of `query.account_id` that pass its filters, sorted and paged."""
     conditions = _run_conditions(query)
-    select = (
-        sa.select(
-            *runs.c,
-            operations.c.configuration_id,
-            operations.c.configuration_type,
-            operations.c.environment,
+    key = RUN_SORTS[query.sort]
+    offset, limit = _offset(query.page, query.page_size), query.page_size
+    if query.sort in NULLABLE_RUN_SORTS:
+        rows = _runs_nulls_last(conn, conditions, key, query.order, offset, limit)
+    else:
+        rows = list(
+            conn.execute(
+                _runs_select(conditions)
+                .order_by(*_ordering(key, runs.c.id, query.order, nullable=False))
+                .limit(limit)
+                .offset(offset)
+            )
         )
-        .join(operations, operations.c.id == runs.c.operation_id)
-        .where(*conditions)
-        .order_by(*_ordering(RUN_SORTS[query.sort], runs.c.id, query.order, nullable=query.sort in NULLABLE_RUN_SORTS))
-        .limit(query.page_size)
-        .offset(_offset(query.page, query.page_size))
-    )
-    items = tuple(_run_row(row) for row in conn.execute(select).mappings())
-    total = conn.execute(sa.select(sa.func.count()).select_from(runs).where(*conditions)).scalar_one()
-    return Page(items=items, total=int(total), page=query.page, page_size=query.page_size)
+    items = tuple(_run_row(row) for row in rows)
+    return Page(items=items, total=_count_runs(conn, conditions), page=query.page, page_size=query.page_size)
 
 
 # --- the API Run Details page -------------------------------------------------------------------------------------
@@ -293,8 +379,14 @@ class TaskQuery:
         _check_paging(self.page, self.page_size, TASK_PAGE_SIZE_MAX)
 
 
-def task_search_condition(search: str | None) -> ColumnElement[bool] | None:
-    """The union of spec 000's five search rules as one SQL condition on `tasks`; None when nothing is searched."""
+def task_search_condition(run_id: int, search: str | None) -> ColumnElement[bool] | None:
+    """The union of spec 000's five search rules as one SQL condition on the tasks of run `run_id`.
+
+    None when nothing is searched. The status rule is decided here, not per row: the labels are a fixed list,
+    so it becomes `status IN (the statuses whose label starts with the text)`, or nothing. Table names and
+    messages are looked up among the run's rows only (task_tables.run_id and task_messages.run_id are their
+    task's run: runyard writes them so), once per query, instead of once per task.
+    """
     text = normalize_query(search)
     if not text:
         return None
@@ -302,8 +394,16 @@ def task_search_condition(search: str | None) -> ColumnElement[bool] | None:
     rules: list[ColumnElement[bool]] = [
         tasks.c.initials.like(prefix_pattern(text), escape=LIKE_ESCAPE),  # stored lowercased
         CaseInsensitiveLike(tasks.c.name, contains),
-        sa.exists().where(task_tables.c.task_id == tasks.c.id, CaseInsensitiveLike(task_tables.c.table_name, contains)),
-        sa.exists().where(task_messages.c.task_id == tasks.c.id, CaseInsensitiveLike(task_messages.c.text, contains)),
+        tasks.c.id.in_(
+            sa.select(task_tables.c.task_id).where(
+                task_tables.c.run_id == run_id, CaseInsensitiveLike(task_tables.c.table_name, contains)
+            )
+        ),
+        tasks.c.id.in_(
+            sa.select(task_messages.c.task_id).where(
+                task_messages.c.run_id == run_id, CaseInsensitiveLike(task_messages.c.text, contains)
+            )
+        ),
     ]
     statuses = [status.value for status in statuses_starting_with(text, TaskStatus)]
     if statuses:
@@ -361,30 +461,66 @@ def task_view(row: Any, tables: Sequence[tuple[str, int]], messages: Sequence[Ta
     )
 
 
+#: What a task page reads: the columns of TaskView (not the params, leases and latencies nobody lists).
+_TASK_VIEW_COLUMNS: tuple[ColumnElement[Any], ...] = (
+    tasks.c.id,
+    tasks.c.run_id,
+    tasks.c.position,
+    tasks.c.name,
+    tasks.c.stage,
+    tasks.c.metrics_type,
+    tasks.c.status,
+    tasks.c.attempt,
+    tasks.c.worker_id,
+    tasks.c.started_at,
+    tasks.c.completed_at,
+    tasks.c.records_processed,
+    tasks.c.reused_from,
+)
+
+
 def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
     """A page of a run's tasks (matching `query.search`), each with its tables and messages.
 
     Raises NotFound when the run does not exist or belongs to another account.
     """
     _require_run(conn, query.run_id, query.account_id)
-    conditions: list[ColumnElement[bool]] = [tasks.c.run_id == query.run_id]
-    searched = task_search_condition(query.search)
-    if searched is not None:
-        conditions.append(searched)
-    rows = conn.execute(
-        sa.select(tasks)
-        .where(*conditions)
-        .order_by(
-            *_ordering(TASK_SORTS[query.sort], tasks.c.id, query.order, nullable=query.sort in NULLABLE_TASK_SORTS)
-        )
-        .limit(query.page_size)
-        .offset(_offset(query.page, query.page_size))
-    ).all()
+    in_run = tasks.c.run_id == query.run_id
+    ordering = _ordering(TASK_SORTS[query.sort], tasks.c.id, query.order, nullable=query.sort in NULLABLE_TASK_SORTS)
+    offset, limit = _offset(query.page, query.page_size), query.page_size
+    searched = task_search_condition(query.run_id, query.search)
+    if searched is None:
+        rows = conn.execute(
+            sa.select(*_TASK_VIEW_COLUMNS).where(in_run).order_by(*ordering).limit(limit).offset(offset)
+        ).all()
+        total = _count_tasks(conn, [in_run])
+    else:
+        # The page's ids and the total in one statement: the database evaluates the five rules once per task of
+        # the run and returns only the page (a separate count would evaluate them all again; returning every
+        # match costs a round trip per row between Python and the driver, which threads contend for).
+        found = conn.execute(
+            sa.select(tasks.c.id, sa.func.count().over())
+            .where(in_run, searched)
+            .order_by(*ordering)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        total = found[0][1] if found else 0 if offset == 0 else _count_tasks(conn, [in_run, searched])
+        rows = _tasks_by_id(conn, [task_id for task_id, _ in found]) if found else []
     ids = [row.id for row in rows]
     tables, messages = tables_of(conn, ids), messages_of(conn, ids)
     items = tuple(task_view(row, tables[row.id], messages[row.id]) for row in rows)
-    total = conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*conditions)).scalar_one()
-    return Page(items=items, total=int(total), page=query.page, page_size=query.page_size)
+    return Page(items=items, total=total, page=query.page, page_size=query.page_size)
+
+
+def _tasks_by_id(conn: Connection, ids: Sequence[int]) -> list[Row[Any]]:
+    """The tasks of `ids`, in that order."""
+    found = {row.id: row for row in conn.execute(sa.select(*_TASK_VIEW_COLUMNS).where(tasks.c.id.in_(ids)))}
+    return [found[task_id] for task_id in ids]
+
+
+def _count_tasks(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*conditions)).scalar_one())
 
 
 # --- the Data Loads page ------------------------------------------------------------------------------------------
