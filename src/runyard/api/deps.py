@@ -1,4 +1,8 @@
-"""Dependencies routes declare: the runtime's services and the caller, as Annotated aliases."""
+"""Dependencies routes declare: the runtime's services and the caller, as Annotated aliases.
+
+The runtime's services are read from app.state and do no I/O, so they are `async def`: FastAPI calls those on
+the event loop, where a plain `def` would cost each request one trip through the thread pool per dependency.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,19 @@ from runyard.services.tokens import Principal
 from runyard.store.database import Store
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_store(request: Request) -> Store:
-    return get_runtime(request).store
+async def get_store(request: Request) -> Store:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.store
 
 
-def get_runs(request: Request) -> RunService:
-    return get_runtime(request).runs
+async def get_runs(request: Request) -> RunService:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.runs
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
