@@ -11,7 +11,9 @@ and measures with real HTTP over loopback:
 - throughput: `--throughput-clients` concurrent clients, `--throughput-requests` each: requests/s;
 - raw SQL: the same query through `services.listing.list_runs` / `list_tasks` on one connection in
   this process, without HTTP, authentication or JSON (median of `--sql-repeats`), with the time of
-  each SQL statement it ran (cursor execute to fetch done) so that the count(*) for totals shows.
+  each SQL statement it ran (cursor execute to fetch done) so that the count(*) for totals shows;
+- the server's CPU time per request during the latency run (what it works, whatever the queueing), and the
+  machine's 1-minute load average before and after each query (the VM is shared: read latencies with it).
 
     python bench/api_latency.py [--runs 100000 --tasks 2000000] [--postgres URL] [--json out.json]
 
@@ -442,7 +444,9 @@ def fill(url: str, run_count: int, task_count: int, big_run_tasks: int) -> Fille
                 conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"))
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("ANALYZE"))  # what autovacuum would do after such a load
+            # What autovacuum does after such a load: statistics, and the visibility map that lets a count(*)
+            # read an index alone (a store that has lived a while has both for all but its newest rows).
+            conn.execute(sa.text("VACUUM ANALYZE"))
     engine.dispose()
     window_start = first + timedelta(minutes=10 * run_count // 2)
     return Filled(
@@ -482,9 +486,20 @@ def serve_child(database_url: str, home: str) -> None:
         runtime.close()
 
 
+@dataclass
+class Served:
+    base_url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def served(database_url: str, home: Path) -> Iterator[str]:
-    """The app in a child process; its base URL. The child is stopped (SIGTERM) when the block ends."""
+def served(database_url: str, home: Path) -> Iterator[Served]:
+    """The app in a child process. The child is stopped (SIGTERM) when the block ends."""
     log = (home / "server.log").open("w")
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve-child", database_url, str(home)],
@@ -508,7 +523,7 @@ def served(database_url: str, home: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not answer /healthz")
             time.sleep(0.1)
-        yield base_url
+        yield Served(base_url, child.pid)
     finally:
         child.terminate()
         try:
@@ -541,6 +556,8 @@ class Measured:
     statements_ms: list[tuple[str, float]] = field(default_factory=list)
     total: int | None = None
     items: int | None = None
+    server_cpu_ms: float = math.nan  # server CPU time per request during the latency run
+    load_average: tuple[float, float] = (math.nan, math.nan)  # 1-minute load average before and after
 
 
 def queries(filled: Filled) -> list[Query]:
@@ -707,7 +724,8 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
     print(f"[{backend}] filled in {filled.seconds:.0f} s: {filled.counts}", file=sys.stderr, flush=True)
     measured: list[Measured] = []
     store = Store(url)
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-home-") as home, served(url, Path(home)) as base_url:
+    with tempfile.TemporaryDirectory(prefix="runyard-bench-home-") as home, served(url, Path(home)) as server:
+        base_url = server.base_url
         login = httpx.post(
             f"{base_url}/api/v1/auth/token", json={"login": "admin", "password": ADMIN_PASSWORD}, timeout=30
         )
@@ -716,10 +734,14 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
         for query in queries(filled):
             target = f"{query.path}?{urlencode(query.params)}" if query.params else query.path
             result = Measured(query)
+            load_before = os.getloadavg()[0]
             _hammer(base_url, target, headers, 2, 5)  # warm-up: caches, connections
             result.serial_ms, _ = _hammer(base_url, target, headers, 1, args.serial_requests)
+            cpu_before = server.cpu_seconds()
             result.latency_ms, _ = _hammer(base_url, target, headers, args.clients, args.requests)
+            result.server_cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / len(result.latency_ms)
             _, result.throughput = _hammer(base_url, target, headers, args.throughput_clients, args.throughput_requests)
+            result.load_average = (load_before, os.getloadavg()[0])
             if query.sql is not None:
                 result.sql_ms, result.statements_ms, result.total, result.items = _raw_sql(
                     store, query, args.sql_repeats
@@ -728,7 +750,8 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
             print(
                 f"[{backend}] {query.label}: p50 {percentile(result.latency_ms, 50):.1f} "
                 f"p99 {percentile(result.latency_ms, 99):.1f} ms, {result.throughput:.0f} req/s, "
-                f"SQL {result.sql_ms:.1f} ms",
+                f"SQL {result.sql_ms:.1f} ms, server CPU {result.server_cpu_ms:.1f} ms/request, "
+                f"load {result.load_average[0]:.1f}-{result.load_average[1]:.1f}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -755,6 +778,8 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
                 "sql_statements_ms": [(text, round(ms, 2)) for text, ms in m.statements_ms],
                 "total": m.total,
                 "items": m.items,
+                "server_cpu_ms_per_request": round(m.server_cpu_ms, 2),
+                "load_average_1min": [round(value, 2) for value in m.load_average],
                 "latency_ms": [round(ms, 3) for ms in m.latency_ms],
             }
             for m in measured
@@ -768,15 +793,17 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
 def markdown_table(result: dict[str, Any]) -> str:
     lines = [
         f"| Query ({result['backend']}) | 1 client p50 ms | Clients | p50 ms | p90 ms | p99 ms "
-        f"| req/s ({result['throughput_clients']} clients) | Raw SQL ms | Total |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| req/s ({result['throughput_clients']} clients) | Raw SQL ms | Server CPU ms/req | Load | Total |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for q in result["queries"]:
         sql = "—" if q["sql_ms"] is None else f"{q['sql_ms']:.1f}"
         total = "" if q["total"] is None else f"{q['total']:,}"
+        load = " to ".join(f"{value:.1f}" for value in q["load_average_1min"])
         lines.append(
             f"| {q['label']} | {q['serial_p50_ms']:.1f} | {result['clients']} | {q['p50_ms']:.1f} "
-            f"| {q['p90_ms']:.1f} | {q['p99_ms']:.1f} | {q['requests_per_second']:.0f} | {sql} | {total} |"
+            f"| {q['p90_ms']:.1f} | {q['p99_ms']:.1f} | {q['requests_per_second']:.0f} | {sql} "
+            f"| {q['server_cpu_ms_per_request']:.1f} | {load} | {total} |"
         )
     return "\n".join(lines)
 
