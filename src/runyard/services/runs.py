@@ -196,7 +196,8 @@ class RunService:
     def cancel(self, run_id: int, *, account_id: int | None = None) -> RunView:
         """Waiting and running runs go to Canceling; the run is Canceled once no task runs."""
         with self.store.write() as conn:
-            snapshot = self._snapshot(conn, run_id, account_id)
+            # The run's row is locked first, then its tasks written: the lock order of runyard.services.settle.
+            snapshot = self._snapshot(conn, run_id, account_id, lock=True)
             target = cancel_target(snapshot)
             now = self.store.now(conn)
             conn.execute(
@@ -235,10 +236,12 @@ class RunService:
             )
         )
 
-    def _snapshot(self, conn: Connection, run_id: int, account_id: int | None) -> RunSnapshot:
+    def _snapshot(self, conn: Connection, run_id: int, account_id: int | None, *, lock: bool = False) -> RunSnapshot:
         query = sa.select(runs.c.id, runs.c.operation_id, runs.c.status).where(runs.c.id == run_id)
         if account_id is not None:
             query = query.where(runs.c.account_id == account_id)
+        if lock:
+            query = dialect.lock_for_write(query, conn)
         row = conn.execute(query).first()
         if row is None:
             raise NotFound("run", run_id)

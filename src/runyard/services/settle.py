@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -12,6 +13,7 @@ from runyard.domain.graph import TaskNode, advance, run_outcome
 from runyard.domain.statuses import RunStatus, TaskStatus
 from runyard.domain.transitions import run_sources
 from runyard.services.history import record_event
+from runyard.store import dialect
 from runyard.store.tables import runs, task_dependencies, tasks
 
 
@@ -39,9 +41,39 @@ def load_nodes(conn: Connection, run_id: int) -> list[TaskNode]:
     ]
 
 
+# Lock order. Every transaction that writes about an existing run (claim, finish, release, cancel, sweep)
+# locks the run's row first, before it writes or references any of the run's tasks, and locks one run
+# per transaction. On PostgreSQL that serializes the writers of one run, so a settle always sees the
+# tasks the previous writer of the run ended (two tasks ending at once no longer each see the other
+# still running). On SQLite BEGIN IMMEDIATE already runs one writer at a time.
+#
+# Why it cannot deadlock: a deadlock needs a cycle of transactions each holding a lock while waiting.
+# - A claim never waits: it locks a ready task together with its run, skipping locked rows
+#   (dialect.lock_for_claim), then writes only rows of that task and run, which nobody else is
+#   writing (they would hold the run).
+# - A heartbeat writes one task row and nothing else, so it never holds a lock while waiting.
+# - Any other writer waits for its run's row while holding nothing; holding it, it can wait only for
+#   task rows of that run, held by claims or heartbeats, which never wait: each wait ends. That is
+#   also why the order among a run's tasks does not matter once the run is held.
+# A launch writes only the run and tasks it inserts, which no one else sees yet.
+# The lock is FOR NO KEY UPDATE, so rows inserted by others that reference the run (FOR KEY SHARE)
+# neither block it nor are blocked by it. Locking the run inside settle_run only, after the finish had
+# written its task and inserted an event referencing the run, is what deadlocked before.
+
+
+def lock_run(conn: Connection, run_id: int) -> sa.Row[Any]:
+    """Lock run `run_id` for the rest of the transaction (PostgreSQL); its status and cancel request."""
+    query = sa.select(runs.c.id, runs.c.status, runs.c.cancel_requested_at).where(runs.c.id == run_id)
+    return conn.execute(dialect.lock_for_write(query, conn)).one()
+
+
 def settle_run(conn: Connection, run_id: int, now: datetime) -> bool:
-    """Apply the graph rules to run `run_id`. Returns True when tasks became ready to claim."""
-    run = conn.execute(sa.select(runs.c.status, runs.c.cancel_requested_at).where(runs.c.id == run_id)).one()
+    """Apply the graph rules to run `run_id`. Returns True when tasks became ready to claim.
+
+    The caller has locked the run with lock_run before touching its tasks (see the lock order above);
+    the run is read here under that lock again, which PostgreSQL grants at once to its holder.
+    """
+    run = lock_run(conn, run_id)
     status = RunStatus(run.status)
     if status.is_final:
         return False

@@ -1,24 +1,27 @@
 """The scheduler's sweep: tasks whose workers died, and cancellations that never finished.
 
-Each change is a conditional UPDATE on what was read, so several sweepers running at once
-each expire a lease at most once.
+The sweep finds its candidates without locks, then handles one run per transaction: it locks the
+run first and reads again under that lock (the lock order of runyard.services.settle), so several
+sweepers running at once, and the workers, each end a task at most once and never deadlock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from runyard.domain.statuses import RunStatus, TaskStatus
 from runyard.services.history import add_message, close_attempt, record_event
-from runyard.services.settle import finish_run, settle_run
+from runyard.services.settle import finish_run, lock_run, settle_run
 from runyard.store.database import Store
 from runyard.store.tables import runs, tasks
 
 _RUNNING = TaskStatus.RUNNING.value
+_CANCELING = RunStatus.CANCELING.value
 
 
 @dataclass(frozen=True)
@@ -29,25 +32,54 @@ class SweepReport:
 
 
 def sweep(store: Store, *, cancel_timeout_seconds: float) -> SweepReport:
-    with store.write() as conn:
+    timeout = timedelta(seconds=cancel_timeout_seconds)
+    with store.read() as conn:
         now = store.now(conn)
-        exhausted = _end_expired(conn, now, canceling=False)
-        canceled = _end_expired(conn, now, canceling=True)
-        forced = _force_canceled(conn, now, timedelta(seconds=cancel_timeout_seconds))
+        lapsed_runs = list(
+            conn.execute(
+                sa.select(tasks.c.run_id)
+                .distinct()
+                .where(tasks.c.status == _RUNNING, tasks.c.lease_expires_at < now)
+                .order_by(tasks.c.run_id)
+            ).scalars()
+        )
+        stuck_runs = list(
+            conn.execute(
+                sa.select(runs.c.id)
+                .where(runs.c.status == _CANCELING, runs.c.cancel_requested_at < now - timeout)
+                .order_by(runs.c.id)
+            ).scalars()
+        )
+    exhausted = canceled = forced = 0
+    for run_id in lapsed_runs:
+        with store.write() as conn:
+            run = lock_run(conn, run_id)
+            ended = _end_expired(conn, run, store.now(conn))
+        if run.status == _CANCELING:
+            canceled += ended
+        else:
+            exhausted += ended
+    for run_id in stuck_runs:
+        with store.write() as conn:
+            lock_run(conn, run_id)
+            forced += _force_canceled(conn, run_id, store.now(conn), timeout)
     return SweepReport(exhausted=exhausted, canceled=canceled, forced_runs=forced)
 
 
-def _end_expired(conn: Connection, now: datetime, *, canceling: bool) -> int:
+def _end_expired(conn: Connection, run: sa.Row[Any], now: datetime) -> int:
+    """End the lapsed tasks of a run locked by lock_run: Canceled if the run is canceling, else Failed once
+    out of attempts. How many it ended."""
+    run_id = run.id
+    canceling = run.status == _CANCELING
+    if RunStatus(run.status).is_final:
+        return 0
     query = (
-        sa.select(tasks.c.id, tasks.c.run_id, tasks.c.lease_token, tasks.c.attempt, tasks.c.worker_id)
-        .join(runs, runs.c.id == tasks.c.run_id)
-        .where(tasks.c.status == _RUNNING, tasks.c.lease_expires_at < now)
-        .order_by(tasks.c.id)  # every sweeper locks rows in the same order: sweepers never deadlock
+        sa.select(tasks.c.id, tasks.c.lease_token, tasks.c.attempt, tasks.c.worker_id)
+        .where(tasks.c.run_id == run_id, tasks.c.status == _RUNNING, tasks.c.lease_expires_at < now)
+        .order_by(tasks.c.id)
     )
-    if canceling:
-        query = query.where(runs.c.status == RunStatus.CANCELING.value)
-    else:
-        query = query.where(tasks.c.attempt >= tasks.c.max_attempts, runs.c.status != RunStatus.CANCELING.value)
+    if not canceling:
+        query = query.where(tasks.c.attempt >= tasks.c.max_attempts)  # others are claimed again (attempt + 1)
     target = TaskStatus.CANCELED if canceling else TaskStatus.FAILED
     count = 0
     for row in conn.execute(query).all():
@@ -60,48 +92,48 @@ def _end_expired(conn: Connection, now: datetime, *, canceling: bool) -> int:
             else f"Failed: the worker stopped responding on each of its {row.attempt} attempts "
             f"(last on worker {row.worker_id}); it was not tried again"
         )
-        add_message(conn, row.run_id, row.id, "error" if not canceling else "warning", text, now)
-        record_event(conn, row.run_id, "task_expired", now, task_id=row.id, status=target.value)
-        settle_run(conn, row.run_id, now)
+        add_message(conn, run_id, row.id, "error" if not canceling else "warning", text, now)
+        record_event(conn, run_id, "task_expired", now, task_id=row.id, status=target.value)
         count += 1
+    if count:
+        settle_run(conn, run_id, now)
     return count
 
 
-def _force_canceled(conn: Connection, now: datetime, timeout: timedelta) -> int:
-    stuck = (
-        conn.execute(
-            sa.select(runs.c.id).where(
-                runs.c.status == RunStatus.CANCELING.value, runs.c.cancel_requested_at < now - timeout
-            )
+def _force_canceled(conn: Connection, run_id: int, now: datetime, timeout: timedelta) -> int:
+    """Force a run locked by lock_run, still in Canceling past the timeout, to Canceled, revoking its
+    running tasks' leases."""
+    still_stuck = conn.execute(
+        sa.select(runs.c.id).where(
+            runs.c.id == run_id, runs.c.status == _CANCELING, runs.c.cancel_requested_at < now - timeout
         )
-        .scalars()
-        .all()
+    ).first()
+    if still_stuck is None:
+        return 0
+    for row in conn.execute(
+        sa.select(tasks.c.id, tasks.c.lease_token, tasks.c.attempt)
+        .where(tasks.c.run_id == run_id, tasks.c.status == _RUNNING)
+        .order_by(tasks.c.id)
+    ).all():
+        if _end_task(conn, row.id, row.lease_token, TaskStatus.CANCELED, now):
+            close_attempt(conn, row.id, row.attempt, "lease_revoked", now)
+            add_message(
+                conn,
+                run_id,
+                row.id,
+                "warning",
+                "Canceled: the task did not stop in time, so its lease was revoked",
+                now,
+            )
+    # The cancel already ended the waiting tasks; finishing here keeps the reason on the run.
+    finished = finish_run(
+        conn,
+        run_id,
+        RunStatus.CANCELED,
+        now,
+        message=f"Forced to Canceled: its tasks did not stop within {int(timeout.total_seconds())} s",
     )
-    for run_id in stuck:
-        for row in conn.execute(
-            sa.select(tasks.c.id, tasks.c.lease_token, tasks.c.attempt).where(
-                tasks.c.run_id == run_id, tasks.c.status == _RUNNING
-            )
-        ).all():
-            if _end_task(conn, row.id, row.lease_token, TaskStatus.CANCELED, now):
-                close_attempt(conn, row.id, row.attempt, "lease_revoked", now)
-                add_message(
-                    conn,
-                    run_id,
-                    row.id,
-                    "warning",
-                    "Canceled: the task did not stop in time, so its lease was revoked",
-                    now,
-                )
-        # The cancel already ended the waiting tasks; finishing here keeps the reason on the run.
-        finish_run(
-            conn,
-            run_id,
-            RunStatus.CANCELED,
-            now,
-            message=f"Forced to Canceled: its tasks did not stop within {int(timeout.total_seconds())} s",
-        )
-    return len(stuck)
+    return int(finished)
 
 
 def _end_task(conn: Connection, task_id: int, lease_token: str | None, target: TaskStatus, now: datetime) -> bool:

@@ -7,6 +7,7 @@ the lease has lapsed, the old worker's writes change nothing and raise LeaseLost
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from runyard.domain.transitions import check_task_transition
 from runyard.engine.context import TaskOutput
 from runyard.errors import LeaseLost
 from runyard.services.history import add_message, close_attempt, record_event
-from runyard.services.settle import settle_run
+from runyard.services.settle import lock_run, settle_run
 from runyard.services.wakeup import Wakeup
 from runyard.store import dialect
 from runyard.store.database import Store
@@ -38,6 +39,8 @@ _FRESH_METRICS: dict[str, Any] = {
 }
 _CLAIMABLE_RUNS = [RunStatus.WAITING_TO_START.value, RunStatus.RUNNING.value]
 _RUNNING = TaskStatus.RUNNING.value
+_CLAIM_LOOKS = 4  # a claim that skipped locked work looks again, at most this many times in all
+_CLAIM_LOOK_PAUSE_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -88,15 +91,28 @@ class TaskLeases:
         self.wakeup = wakeup
 
     def claim(self, worker_id: str) -> Claim | None:
-        """Take the oldest ready task, or one whose lease lapsed (attempt + 1). None when there is none."""
-        with self.store.write() as conn:
-            now = self.store.now(conn)
-            for pick in (self._ready, self._expired):
-                row = conn.execute(dialect.lock_for_claim(pick(now), conn)).first()
-                if row is not None:
-                    claim = self._take(conn, row, worker_id, now)
-                    if claim is not None:
-                        return claim
+        """Take the oldest ready task, or one whose lease lapsed (attempt + 1). None when there is none.
+
+        The task and its run are locked together, skipping rows other transactions hold, so a claim never
+        waits (see the lock order in runyard.services.settle). A run is held only for one short write,
+        so when everything claimable was skipped, the claim looks again a few times before giving up.
+        """
+        for look in range(_CLAIM_LOOKS):
+            if look:
+                time.sleep(_CLAIM_LOOK_PAUSE_SECONDS * look)
+            with self.store.write() as conn:
+                now = self.store.now(conn)
+                for pick in (self._ready, self._expired):
+                    row = conn.execute(dialect.lock_for_claim(pick(now), conn)).first()
+                    if row is not None:
+                        claim = self._take(conn, row, worker_id, now)
+                        if claim is not None:
+                            return claim
+                skipped = dialect.skips_locked_rows(conn) and any(
+                    conn.execute(pick(now)).first() is not None for pick in (self._ready, self._expired)
+                )
+            if not skipped:
+                return None
         return None
 
     def _ready(self, now: datetime) -> sa.Select[Any]:
@@ -206,7 +222,10 @@ class TaskLeases:
         )
 
     def heartbeat(self, claim: Claim, progress: Progress | None = None) -> bool:
-        """Extend the lease and write metrics. True when the run is being canceled. Raises LeaseLost."""
+        """Extend the lease and write metrics. True when the run is being canceled. Raises LeaseLost.
+
+        It writes the task's row only and locks nothing else, so it does not take the run's lock.
+        """
         with self.store.write() as conn:
             now = self.store.now(conn)
             values: dict[str, Any] = {"heartbeat_at": now, "lease_expires_at": now + self.lease, "updated_at": now}
@@ -219,7 +238,8 @@ class TaskLeases:
         """Record the task's end, then move its run along. Raises LeaseLost if the lease is gone."""
         check_task_transition(TaskStatus.RUNNING, outcome.status)
         with self.store.write() as conn:
-            now = self.store.now(conn)
+            lock_run(conn, claim.run_id)  # first: the lock order of runyard.services.settle
+            now = self.store.now(conn)  # read after the lock: the lease is judged when the write happens
             values: dict[str, Any] = {
                 "status": outcome.status.value,
                 "completed_at": now,
@@ -250,7 +270,8 @@ class TaskLeases:
     def release(self, claim: Claim, *, delay_seconds: float = 0.0, reason: str = "") -> None:
         """Give the task back (shutdown, or a transient failure to try again later)."""
         with self.store.write() as conn:
-            now = self.store.now(conn)
+            lock_run(conn, claim.run_id)  # first: the lock order of runyard.services.settle
+            now = self.store.now(conn)  # read after the lock: the lease is judged when the write happens
             self._fenced_update(
                 conn,
                 claim,

@@ -56,10 +56,32 @@ def database_now(conn: Connection) -> datetime:
 
 
 def lock_for_claim(query: sa.Select[Any], conn: Connection) -> sa.Select[Any]:
-    """PostgreSQL: skip rows another worker is claiming. SQLite: BEGIN IMMEDIATE already serializes."""
-    if conn.dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True)
+    """PostgreSQL: lock the rows of every table in the query (a task and its run), skipping rows another
+    transaction holds, so a claim never waits. SQLite: BEGIN IMMEDIATE already serializes writers.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: rows that merely reference a task or a run (events, messages,
+    attempts) take FOR KEY SHARE on it, and must neither block nor be blocked by these locks.
+    """
+    if is_postgresql(conn):
+        return query.with_for_update(skip_locked=True, key_share=True)
     return query
+
+
+def lock_for_write(query: sa.Select[Any], conn: Connection) -> sa.Select[Any]:
+    """PostgreSQL: lock the selected rows until the transaction ends (FOR NO KEY UPDATE, waiting for them).
+    SQLite: nothing to do, a write transaction (BEGIN IMMEDIATE) already excludes every other writer."""
+    if is_postgresql(conn):
+        return query.with_for_update(key_share=True)
+    return query
+
+
+def skips_locked_rows(conn: Connection) -> bool:
+    """True where lock_for_claim may pass over rows that other transactions hold."""
+    return is_postgresql(conn)
+
+
+def is_postgresql(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
 
 
 def is_unique_violation(error: sa.exc.IntegrityError, constraint: str) -> bool:
