@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from runyard.services.sweep import sweep
 from runyard.store.database import Store
+from runyard.worker.worker import describe_failure
 
 log = logging.getLogger("runyard.scheduler")
 
@@ -34,8 +35,10 @@ class Scheduler:
         while not self._stopping.wait(self.sweep_seconds):
             try:
                 report = sweep(self.store, cancel_timeout_seconds=self.cancel_timeout_seconds)
-            except sa.exc.OperationalError as error:
-                log.warning("sweep skipped: the runs database is unreachable (%s)", str(error).splitlines()[0])
+            except Exception as error:  # the next sweep picks up whatever this one left
+                if not isinstance(error, sa.exc.DBAPIError):
+                    log.exception("sweep failed")
+                log.warning("sweep skipped (%s); trying again in %s s", describe_failure(error), self.sweep_seconds)
                 continue
             if report.exhausted or report.canceled or report.forced_runs:
                 log.info("sweep: %s", report)

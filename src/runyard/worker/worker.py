@@ -7,19 +7,24 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from runyard.domain.statuses import TaskStatus
 from runyard.errors import LeaseLost, RunyardError
 from runyard.faults import crash_point
-from runyard.services.tasks import Claim, Outcome, TaskLeases
+from runyard.services.tasks import Claim, Outcome, Progress, TaskLeases
 from runyard.services.wakeup import Wakeup
 from runyard.worker.context import StopReason, TaskContext, TaskFailed, TaskInterrupted
 from runyard.worker.executors import Executor
 
 log = logging.getLogger("runyard.worker")
+
+# Saving a task's end (or giving it back) is tried again this long after each failure of the runs
+# database (a dropped connection, a deadlock, a lock wait that timed out), then the task is abandoned.
+WRITE_RETRY_DELAYS_SECONDS = (0.1, 0.3, 1.0)
 
 
 def default_worker_id(label: str = "worker") -> str:
@@ -78,35 +83,40 @@ class Worker:
             return len(self._running)
 
     def _slot(self) -> None:
+        """Claim and run tasks until stopped. Nothing a task or the database does ends this loop."""
         while not self._stopping.is_set():
             generation = self.wakeup.generation
             try:
                 claim = self.leases.claim(self.worker_id)
-            except sa.exc.OperationalError as error:
-                log.warning("cannot reach the runs database to claim work (%s); retrying", _first_line(error))
+            except Exception as error:
+                log.warning("cannot claim work (%s); trying again", describe_failure(error))
                 self._stopping.wait(self.poll_seconds)
                 continue
             if claim is None:
                 self.wakeup.wait(self.poll_seconds, since=generation)
                 continue
             crash_point("claim.after_commit")
-            self.execute(claim)
+            try:
+                self.execute(claim)
+            except Exception:
+                log.exception("task %d (%s) attempt %d: unexpected error in the worker", *_label(claim))
 
     def execute(self, claim: Claim) -> None:
         ctx = TaskContext(claim)
         with self._lock:
             self._running[claim.task_id] = ctx
         done = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(ctx, done), daemon=True)
-        beat.start()
+        beat = _Beat()
+        thread = threading.Thread(target=self._heartbeat, args=(ctx, done, beat), daemon=True)
+        thread.start()
         try:
             outcome = self._run_executor(ctx)
         finally:
             done.set()
-            beat.join()
+            thread.join()
             with self._lock:
                 self._running.pop(claim.task_id, None)
-        self._record(ctx, outcome)
+        self._record(ctx, outcome, beat.unsent)
 
     def _run_executor(self, ctx: TaskContext) -> Outcome | StopReason:
         claim = ctx.claim
@@ -127,41 +137,149 @@ class Worker:
         status = TaskStatus.COMPLETED_WITH_ERRORS if with_errors else TaskStatus.COMPLETED
         return Outcome(status, tuple(ctx.messages), tuple(ctx.tables))
 
-    def _record(self, ctx: TaskContext, outcome: Outcome | StopReason) -> None:
+    def _record(self, ctx: TaskContext, outcome: Outcome | StopReason, unsent: Progress) -> None:
         claim = ctx.claim
-        try:
-            if outcome is StopReason.LEASE_LOST:
-                log.warning("task %d attempt %d: lease lost; abandoning without writing", claim.task_id, claim.attempt)
-                return
-            if outcome is StopReason.SHUTDOWN:
-                self.leases.release(claim, reason=f"Worker {self.worker_id} stopped; the task was given back")
-                return
-            if outcome is StopReason.CANCEL:
-                outcome = Outcome(TaskStatus.CANCELED, (*ctx.messages, ("warning", "Stopped: the run was canceled")))
-            assert isinstance(outcome, Outcome)
-            self.leases.finish(claim, outcome, ctx.take_progress())
-            log.info("task %d (%s) attempt %d: %s", claim.task_id, claim.name, claim.attempt, outcome.status.label)
-        except LeaseLost as lost:
-            log.warning("%s", lost)
+        if outcome is StopReason.LEASE_LOST:
+            log.warning("task %d attempt %d: lease lost; abandoning without writing", claim.task_id, claim.attempt)
+            return
+        if outcome is StopReason.SHUTDOWN:
+            reason = f"Worker {self.worker_id} stopped; the task was given back"
+            self._write(claim, "give the task back", lambda: self.leases.release(claim, reason=reason))
+            return
+        if outcome is StopReason.CANCEL:
+            outcome = Outcome(TaskStatus.CANCELED, (*ctx.messages, ("warning", "Stopped: the run was canceled")))
+        assert isinstance(outcome, Outcome)
+        ended = outcome
+        progress = _merged(unsent, ctx.take_progress())  # taken once: every try writes the same counts
+        if self._write(claim, "save the end of the task", lambda: self.leases.finish(claim, ended, progress)):
+            log.info("task %d (%s) attempt %d: %s", *_label(claim), ended.status.label)
 
-    def _heartbeat(self, ctx: TaskContext, done: threading.Event) -> None:
-        while not done.wait(self.heartbeat_seconds):
+    def _write(self, claim: Claim, what: str, write: Callable[[], None]) -> bool:
+        """Run one of the task's final writes, trying again when the runs database fails for a moment.
+
+        False when it was not written: the task is then abandoned, and its lease lapses. A lapsed lease
+        is what the rest of runyard already handles: another claim runs the task again (attempt + 1),
+        or the scheduler's sweep marks it Failed once it is out of attempts.
+        """
+        tries = len(WRITE_RETRY_DELAYS_SECONDS) + 1
+        for number in range(1, tries + 1):
             try:
-                canceling = self.leases.heartbeat(ctx.claim, ctx.take_progress())
+                write()
+                return True
+            except LeaseLost as lost:
+                if number > 1:  # the connection may have dropped after the commit of an earlier try
+                    log.warning("%s (an earlier try may have saved it before the connection broke)", lost)
+                else:
+                    log.warning("%s", lost)
+                return False
+            except sa.exc.DBAPIError as error:
+                problem = describe_failure(error)
+                if not _transient(error):
+                    break
+                if number < tries:
+                    delay = WRITE_RETRY_DELAYS_SECONDS[number - 1]
+                    log.warning(
+                        "task %d (%s) attempt %d: could not %s, try %d of %d: %s; trying again in %.1f s",
+                        *_label(claim),
+                        what,
+                        number,
+                        tries,
+                        problem,
+                        delay,
+                    )
+                    time.sleep(delay)
+            except Exception as error:
+                log.exception("task %d (%s) attempt %d: could not %s", *_label(claim), what)
+                problem = describe_failure(error)
+                break
+        log.error(
+            "task %d (%s) attempt %d: could not %s after %d tries: %s. This worker abandons the task "
+            "and goes on with other work; within %d s its lease lapses, and then the task is run again, "
+            "or marked Failed if it is out of attempts.",
+            *_label(claim),
+            what,
+            number,
+            problem,
+            int(self.leases.lease.total_seconds()),
+        )
+        return False
+
+    def _heartbeat(self, ctx: TaskContext, done: threading.Event, beat: _Beat) -> None:
+        """Renew the lease every heartbeat_seconds; a failed renewal is tried again at the next beat.
+
+        When no renewal has worked for a whole lease, another worker may already have taken the task
+        over, so the task is stopped as if its lease were lost.
+        """
+        renewed = time.monotonic()
+        lease_seconds = self.leases.lease.total_seconds()
+        while not done.wait(self.heartbeat_seconds):
+            beat.unsent = _merged(beat.unsent, ctx.take_progress())
+            try:
+                canceling = self.leases.heartbeat(ctx.claim, beat.unsent)
             except LeaseLost as lost:
                 log.warning("%s", lost)
                 ctx.stop(StopReason.LEASE_LOST)
                 return
-            except sa.exc.OperationalError as error:
-                log.warning("heartbeat of task %d failed (%s); will retry", ctx.claim.task_id, _first_line(error))
+            except Exception as error:
+                problem = describe_failure(error)
+                silent = time.monotonic() - renewed
+                if silent > lease_seconds:
+                    log.error(
+                        "task %d (%s) attempt %d: its lease could not be renewed for %.0f s (%s); stopping the "
+                        "task, which another worker may already have taken over",
+                        *_label(ctx.claim),
+                        silent,
+                        problem,
+                    )
+                    ctx.stop(StopReason.LEASE_LOST)
+                    return
+                log.warning(
+                    "task %d (%s) attempt %d: could not renew its lease (%s); trying again at the next heartbeat",
+                    *_label(ctx.claim),
+                    problem,
+                )
                 continue
+            beat.unsent = Progress()
+            renewed = time.monotonic()
             if canceling:
                 ctx.stop(StopReason.CANCEL)
 
 
+@dataclass
+class _Beat:
+    """What the heartbeat of one task could not write yet (the finish writes it)."""
+
+    unsent: Progress = field(default_factory=Progress)
+
+
+def _merged(earlier: Progress, later: Progress) -> Progress:
+    return Progress(
+        earlier.records + later.records,
+        later.last_record_at or earlier.last_record_at,
+        [*earlier.latencies_ms, *later.latencies_ms],
+    )
+
+
+def _transient(error: sa.exc.DBAPIError) -> bool:
+    """Errors that trying again can cure: a lost connection, a deadlock, a lock or statement timeout."""
+    return error.connection_invalidated or isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError)
+
+
+def describe_failure(error: BaseException) -> str:
+    """For the log, e.g. "the runs database failed (AdminShutdown: terminating connection due to administrator
+    command)": the database driver's own first line only, never the SQL, its parameters (lease tokens) or the
+    connection string."""
+    if isinstance(error, sa.exc.DBAPIError):
+        cause = error.orig if error.orig is not None else error
+        text = str(cause).strip()
+        first = f"{type(cause).__name__}: {text.splitlines()[0]}" if text else type(cause).__name__
+        return f"the runs database failed ({first})"
+    return f"unexpected error {type(error).__name__}"
+
+
+def _label(claim: Claim) -> tuple[int, str, int]:
+    return claim.task_id, claim.name, claim.attempt
+
+
 def _failed(ctx: TaskContext, text: str) -> Outcome:
     return Outcome(TaskStatus.FAILED, (*ctx.messages, ("error", text)), tuple(ctx.tables))
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
