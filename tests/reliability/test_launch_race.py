@@ -92,6 +92,7 @@ def test_one_active_run_is_a_database_constraint(store: Store, copy_status: RunS
     with store.read() as conn:
         row = dict(conn.execute(sa.select(runs).where(runs.c.id == first)).mappings().one())
     del row["id"]
+    row = {name: value for name, value in row.items() if runs.c[name].computed is None}  # the database computes those
     key = f"manual-{uuid.uuid4()}"
     row.update(run_key=key, job_name=f"op#{key}", status=copy_status.value)
 
