@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from runyard.domain.search import LIKE_ESCAPE, contains_pattern, normalize_query, prefix_pattern, statuses_starting_with
 from runyard.domain.statuses import RunStatus, RunType, TaskStatus
+from runyard.services import listing
 from runyard.services.listing import (
     NULLABLE_TASK_SORTS,
     RUN_SORTS,
@@ -32,7 +33,15 @@ from runyard.services.listing import (
 )
 from runyard.store.database import Store
 from runyard.store.tables import SecondsBetween, operations, runs, task_messages, task_tables, tasks
-from tests.integration.test_listing import BASE, World, _insert_task, _task, build_world, expected_order
+from tests.integration.test_listing import (
+    BASE,
+    World,
+    _insert_run,
+    _insert_task,
+    _task,
+    build_world,
+    expected_order,
+)
 
 ORDERS: tuple[Order, ...] = ("asc", "desc")
 
@@ -46,7 +55,53 @@ LEGACY_NULLABLE_RUN_SORTS = frozenset({"started_at", "completed_at", "duration"}
 
 @pytest.fixture
 def world(store: Store) -> World:
-    return build_world(store)
+    """test_listing's world, plus two operations whose configuration ids differ only by case from "payroll"
+    (the Operation sort ties them, so their runs interleave by id with payroll's), with a few runs each."""
+    world = build_world(store)
+    with store.write() as conn:
+        twins = []
+        for environment, configuration_id in (("prod", "PAYROLL"), ("dev", "payroll")):
+            values = {
+                "account_id": world.acme,
+                "environment": environment,
+                "configuration_type": "tasks",
+                "configuration_id": configuration_id,
+                "description": "",
+                "spec": {},
+                "activated": True,
+                "archived": False,
+                "created_at": BASE,
+                "updated_at": BASE,
+            }
+            twins.append(
+                int(conn.execute(operations.insert().values(**values).returning(operations.c.id)).scalar_one())
+            )
+        for i in range(6):
+            started = BASE + timedelta(hours=5, minutes=7 * i)
+            run: dict[str, Any] = {
+                "account_id": world.acme,
+                "operation_id": twins[i % 2],
+                "run_type": RunType.DESTRUCTIVE if i % 3 else RunType.INCREMENTAL,
+                "status": RunStatus.FAILED if i % 2 else RunStatus.COMPLETED,
+                "created_at": started,
+                "started_at": started,
+                "completed_at": started + timedelta(seconds=60 + i),
+                "message_count": 0,
+            }
+            run["id"] = _insert_run(conn, run)
+            run["configuration_id"] = ("PAYROLL", "payroll")[i % 2]
+            world.runs.append(run)
+    return world
+
+
+@pytest.fixture(params=["sort after filter", "walk the sort index"])
+def sqlite_plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both of list_runs's SQLite plans: this world's lists are small, so the second is forced."""
+    if request.param == "walk the sort index":
+        if not request.getfixturevalue("store").is_sqlite:
+            pytest.skip("one plan on PostgreSQL: its planner chooses")
+        monkeypatch.setattr(listing, "SQLITE_SORT_AFTER_FILTER_MAX", -1)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -101,7 +156,7 @@ def _conditions(world: World, filters: dict[str, Any]) -> list[Any]:
     return conditions
 
 
-def test_runs_pages_equal_the_single_statement_ones(conn: Connection, world: World) -> None:
+def test_runs_pages_equal_the_single_statement_ones(conn: Connection, world: World, sqlite_plan: str) -> None:
     for filters in _filters(world):
         conditions = _conditions(world, filters)
         for sort in RUN_SORTS:
@@ -117,7 +172,7 @@ def test_runs_pages_equal_the_single_statement_ones(conn: Connection, world: Wor
                         assert found.total == expected_total
 
 
-def test_nullable_sorts_walk_every_run_once_with_nulls_last(conn: Connection, world: World) -> None:
+def test_nullable_sorts_walk_every_run_once_with_nulls_last(conn: Connection, world: World, sqlite_plan: str) -> None:
     def seconds(row: dict[str, Any]) -> float | None:
         if row["started_at"] is None or row["completed_at"] is None:
             return None
@@ -273,3 +328,24 @@ def test_the_search_reads_only_the_runs_own_tables_and_messages(store: Store, wo
             theirs = list_tasks(conn, TaskQuery(run_id=other_run, account_id=world.acme, search=text))
             assert [task.name for task in theirs.items] == ["Other [x]"]
             assert theirs.total == 1
+
+
+def test_sqlite_finds_a_few_runs_by_their_filter_not_by_walking_the_sort_index(store: Store, world: World) -> None:
+    if not store.is_sqlite:
+        pytest.skip("SQLite's plan")
+    statements: list[tuple[str, Any]] = []
+
+    def _record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT RUNS.ID"):
+            statements.append((statement, parameters))
+
+    with store.read() as conn:
+        sa.event.listen(conn, "before_cursor_execute", _record)
+        query = RunQuery(account_id=world.acme, status=RunStatus.RUNNING, sort="started_at", order="desc")
+        found = list_runs(conn, query)
+        sa.event.remove(conn, "before_cursor_execute", _record)
+        assert [run.status for run in found.items] == [RunStatus.RUNNING]
+        assert statements
+        for statement, parameters in statements:
+            plan = " ".join(row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert "ix_runs_account_id_started_at" not in plan, plan

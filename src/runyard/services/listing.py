@@ -59,6 +59,31 @@ def _text_sort_key_default(element: TextSortKey, compiler: SQLCompiler, **kw: An
     return f"lower({compiler.process(element.clauses, **kw)})"  # SQLite compares with BINARY
 
 
+class NotIndexed(FunctionElement[Any]):
+    """The column itself, written `+column` on SQLite so that its planner cannot use an index on it there.
+
+    SQLite documents unary `+` as the way to take a term away from its planner, which, without statistics
+    (runyard does not ANALYZE), cannot tell a filter matching one run from one matching most of them.
+    """
+
+    name = "not_indexed"
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(NotIndexed, "sqlite")
+def _not_indexed_sqlite(element: NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+{compiler.process(element.clauses, **kw)}"
+
+
+@compiles(NotIndexed)
+def _not_indexed_default(element: NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
 class CaseInsensitiveLike(FunctionElement[bool]):
     """`text LIKE pattern`, ignoring case, the pattern already lowercased and escaped with LIKE_ESCAPE.
 
@@ -190,14 +215,26 @@ class RunRow(RunView):
     message_count: int = 0
 
 
-def _run_conditions(query: RunQuery) -> list[ColumnElement[bool]]:
+def _run_conditions(query: RunQuery, backend: str) -> list[ColumnElement[bool]]:
+    """The filters of `query` as SQL conditions.
+
+    On SQLite, whose planner has no statistics, a filter that usually keeps more runs cannot pick the index
+    when one that keeps fewer is there: an operation's runs are fewer than a status's, which are fewer than a
+    type's. (It is still checked, within the chosen index when that holds the column.)
+    """
+    weak: Any = NotIndexed if backend == "sqlite" else (lambda column: column)
+    status, run_type = runs.c.status, runs.c.run_type
+    if query.operation_id is not None:
+        status, run_type = weak(status), weak(run_type)
+    elif query.status is not None:
+        run_type = weak(run_type)
     conditions: list[ColumnElement[bool]] = [runs.c.account_id == query.account_id]
     if query.operation_id is not None:
         conditions.append(runs.c.operation_id == query.operation_id)
     if query.status is not None:
-        conditions.append(runs.c.status == query.status.value)
+        conditions.append(status == query.status.value)
     if query.run_type is not None:
-        conditions.append(runs.c.run_type == query.run_type.value)
+        conditions.append(run_type == query.run_type.value)
     bounds = (
         (runs.c.started_at, query.started_from, query.started_to),
         (runs.c.completed_at, query.completed_from, query.completed_to),
@@ -324,12 +361,32 @@ def _runs_nulls_last(
     return valued + list(nulls)
 
 
+#: On SQLite, a list of at most this many runs is sorted after its filters find it, not read in the order of an
+#: index on the sort key: see list_runs.
+SQLITE_SORT_AFTER_FILTER_MAX = 2000
+
+
 def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
-    """The runs of `query.account_id` that pass its filters, sorted and paged."""
-    conditions = _run_conditions(query)
-    key = RUN_SORTS[query.sort]
+    """The runs of `query.account_id` that pass its filters, sorted and paged.
+
+    The total is counted first, from an index. On SQLite it also chooses the plan, which SQLite's planner,
+    without statistics, cannot: it prefers walking the sort key's index and skipping the runs the filters
+    reject, which reads the whole index when they keep few (the one running run, sorted by start). So when few
+    runs match, the sort key is kept from its index and SQLite finds them by their filters, then sorts them.
+    """
+    conditions = _run_conditions(query, conn.dialect.name)
     offset, limit = _offset(query.page, query.page_size), query.page_size
-    if query.sort in NULLABLE_RUN_SORTS:
+    rows: list[Row[Any]]
+    if query.sort == "operation":
+        total, rows = _runs_by_operation(conn, conditions, query.order, offset, limit)
+        return Page(tuple(_run_row(row) for row in rows), total=total, page=query.page, page_size=query.page_size)
+    total = _count_runs(conn, conditions)
+    key = RUN_SORTS[query.sort]
+    if conn.dialect.name == "sqlite" and total <= SQLITE_SORT_AFTER_FILTER_MAX:
+        key = NotIndexed(key)
+    if offset >= total:
+        rows = []  # past the last page: nothing to read (an index walk would read all of it to find nothing)
+    elif query.sort in NULLABLE_RUN_SORTS:
         rows = _runs_nulls_last(conn, conditions, key, query.order, offset, limit)
     else:
         rows = list(
@@ -341,7 +398,58 @@ def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
             )
         )
     items = tuple(_run_row(row) for row in rows)
-    return Page(items=items, total=_count_runs(conn, conditions), page=query.page, page_size=query.page_size)
+    return Page(items=items, total=total, page=query.page, page_size=query.page_size)
+
+
+def _runs_by_operation(
+    conn: Connection, conditions: Sequence[ColumnElement[bool]], order: Order, offset: int, limit: int
+) -> tuple[int, list[Row[Any]]]:
+    """(total, page) of the runs sorted by their operation's configuration id (RUN_SORTS["operation"]), then id.
+
+    No index serves a sort on another table's column: the plain query reads and sorts every matching run. An
+    account has few operations, though, so this counts the matching runs of each (within an index), has the
+    database order the operations by the sort key, and reads the page from the operations it falls in, each
+    in id order. Operations whose keys are equal are one group: their runs interleave by id.
+    """
+    counts: dict[int, int] = {
+        operation_id: int(count)
+        for operation_id, count in conn.execute(
+            sa.select(runs.c.operation_id, sa.func.count()).where(*conditions).group_by(runs.c.operation_id)
+        )
+    }
+    total = sum(counts.values())
+    if offset >= total:
+        return total, []
+    key = RUN_SORTS["operation"]
+    ordered = conn.execute(
+        sa.select(operations.c.id, key)
+        .where(operations.c.id.in_(list(counts)))
+        .order_by(key.desc() if order == "desc" else key.asc())
+    ).all()
+    groups: list[list[int]] = []
+    previous: object = None
+    for operation_id, sort_key in ordered:
+        if not groups or sort_key != previous:
+            groups.append([])
+        groups[-1].append(operation_id)
+        previous = sort_key
+    page: list[Row[Any]] = []
+    skip = offset
+    for group in groups:
+        size = sum(counts[operation_id] for operation_id in group)
+        if skip >= size:
+            skip -= size
+            continue
+        page += conn.execute(
+            _runs_select([*conditions, runs.c.operation_id.in_(group)])
+            .order_by(runs.c.id.desc() if order == "desc" else runs.c.id.asc())
+            .limit(limit - len(page))
+            .offset(skip)
+        ).all()
+        skip = 0
+        if len(page) >= limit:
+            break
+    return total, page
 
 
 # --- the API Run Details page -------------------------------------------------------------------------------------
