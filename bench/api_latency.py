@@ -3,7 +3,8 @@
 The benchmark fills a fresh store with `--runs` runs and `--tasks` tasks (one run holds
 `--big-run-tasks` of them; the others about 20 each), with task names, initials, statuses, task
 tables and task messages like those runyard writes. It then serves the real app (`create_app`) with
-uvicorn in a child process, as `runyard serve` does (one process, logging configured), logs in once
+uvicorn in a child process, as `runyard serve` does (one process, logging configured; `--http-processes N`
+serves from N processes, as RUNYARD_HTTP_PROCESSES=N does), logs in once
 and measures with real HTTP over loopback:
 
 - latency: `--clients` concurrent clients (threads, one httpx client each), `--requests` requests
@@ -28,7 +29,6 @@ import json
 import math
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -462,27 +462,33 @@ def fill(url: str, run_count: int, task_count: int, big_run_tasks: int) -> Fille
 # --- the server -------------------------------------------------------------------------------------------------
 
 
-def serve_child(database_url: str, home: str) -> None:
-    """In the child process: the real app, as `runyard serve` runs it, on a port the OS picks (printed)."""
+def serve_child(database_url: str, home: str, processes: int) -> None:
+    """In the child process: the real app, as `runyard serve` runs it, on a port the OS picks (printed).
+
+    With `processes` > 1, as `runyard serve` does with RUNYARD_HTTP_PROCESSES: that many processes accept on
+    the socket (this one and processes - 1 started by runyard.serve).
+    """
     import uvicorn
 
     from runyard.api.app import create_app
     from runyard.runtime import Runtime, configure_logging, open_store
+    from runyard.serve import listening_socket, start_http_processes, stop_http_processes
     from runyard.settings import Settings
 
     configure_logging()
-    settings = Settings(home=Path(home), database_url=database_url, secret_key=SIGNING_KEY)
+    settings = Settings(home=Path(home), database_url=database_url, secret_key=SIGNING_KEY, http_processes=processes)
     runtime = Runtime(settings, open_store(settings, upgrade=False))
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the listening socket says
-    # it is TCP. Without it, Nagle's algorithm and delayed ACKs stall each keep-alive response by ~40 ms.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)  # IPPROTO_TCP: see there (TCP_NODELAY)
+    helpers = start_http_processes(settings, sock, processes - 1)
+    for helper in helpers:  # measure only once every process accepts connections
+        if not helper.ready.wait(STARTUP_SECONDS):
+            raise RuntimeError(f"{helper.process.name} did not start within {STARTUP_SECONDS} s")
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="off")
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        stop_http_processes(helpers)
         runtime.close()
 
 
@@ -492,17 +498,24 @@ class Served:
     pid: int
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the server process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time (user + system) the server's processes have used so far (Linux /proc)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        total = 0
+        for pid in [self.pid, *map(int, children)]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def served(database_url: str, home: Path) -> Iterator[Served]:
+def served(database_url: str, home: Path, processes: int = 1) -> Iterator[Served]:
     """The app in a child process. The child is stopped (SIGTERM) when the block ends."""
     log = (home / "server.log").open("w")
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve-child", database_url, str(home)],
+        [sys.executable, __file__, "--serve-child", database_url, str(home), str(processes)],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -724,7 +737,10 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
     print(f"[{backend}] filled in {filled.seconds:.0f} s: {filled.counts}", file=sys.stderr, flush=True)
     measured: list[Measured] = []
     store = Store(url)
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-home-") as home, served(url, Path(home)) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="runyard-bench-home-") as home,
+        served(url, Path(home), args.http_processes) as server,
+    ):
         base_url = server.base_url
         login = httpx.post(
             f"{base_url}/api/v1/auth/token", json={"login": "admin", "password": ADMIN_PASSWORD}, timeout=30
@@ -763,6 +779,7 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
         "clients": args.clients,
         "requests_per_client": args.requests,
         "throughput_clients": args.throughput_clients,
+        "http_processes": args.http_processes,
         "queries": [
             {
                 "key": m.query.key,
@@ -811,7 +828,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--serve-child"]:
-        serve_child(argv[1], argv[2])
+        serve_child(argv[1], argv[2], int(argv[3]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=100_000, help="runs in the store (default 100,000)")
@@ -826,6 +843,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--throughput-clients", type=int, default=20, help="concurrent clients for req/s")
     parser.add_argument("--throughput-requests", type=int, default=25, help="requests per throughput client")
     parser.add_argument("--sql-repeats", type=int, default=20, help="direct listing calls timed per query")
+    parser.add_argument(
+        "--http-processes", type=int, default=1, help="processes serving HTTP, as RUNYARD_HTTP_PROCESSES (default 1)"
+    )
     args = parser.parse_args(argv)
 
     started_at = datetime.now(UTC)
@@ -841,7 +861,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = (datetime.now(UTC) - started_at).total_seconds()
 
     for result in results:
-        print(f"\n{result['backend']}: filled in {result['fill_seconds']} s ({result['counts']})\n")
+        print(
+            f"\n{result['backend']}: filled in {result['fill_seconds']} s ({result['counts']}); "
+            f"HTTP served by {result['http_processes']} process(es)\n"
+        )
         print(markdown_table(result))
         worst = max(result["queries"], key=lambda q: q["p99_ms"])
         verdict = "within" if worst["p99_ms"] <= TARGET_P99_MS else "over"

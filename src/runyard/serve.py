@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
+import os
 import signal
+import socket
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 
 import uvicorn
 from rich.console import Console
@@ -41,6 +48,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
     server = _Server(uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning", access_log=False))
+    sockets = [listening_socket(host, port)] if settings.http_processes > 1 else None
+    helpers = start_http_processes(settings, sockets[0], settings.http_processes - 1) if sockets else []
     worker.start()
     scheduler.start()
     console.print(f"runyard is running at http://{host}:{port}  (store: {store.backend})")
@@ -54,13 +63,100 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         console.print(f"demo HR API (the demo operations' source) at {demo_source.base_url}")
     try:
         with tuned_gc():
-            server.run()
+            server.run(sockets=sockets)
     finally:
+        stop_http_processes(helpers)
         worker.stop(SHUTDOWN_GRACE_SECONDS)
         scheduler.stop()
         runtime.close()
         if demo_source is not None:
             demo_source.stop()
+
+
+# --- more processes answering HTTP (RUNYARD_HTTP_PROCESSES) ---------------------------------------------------------
+#
+# One Python process answers one request at a time (the GIL): with several clients, requests queue. With
+# http_processes = N, `runyard serve` binds the socket itself and N - 1 more processes accept on it, each
+# with its own app and connections to the store. Only the first runs the workers and the scheduler: the
+# others' launches and retries reach the workers at their next poll (RUNYARD_POLL_SECONDS), not through the
+# in-process wakeup. What an app keeps in memory is per process: the `recordsProcessedSinceLastCheck` of the
+# etlworks API counts from the last check the same process answered.
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), for several processes to accept on.
+
+    IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the listening socket
+    says it is TCP, and without it every keep-alive response waits ~40 ms (Nagle's algorithm, delayed ACKs).
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[
+        0
+    ]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class HttpProcess:
+    """A process answering HTTP on the shared socket; `ready` is set once it accepts connections."""
+
+    process: BaseProcess
+    ready: Event
+
+
+def start_http_processes(settings: Settings, sock: socket.socket, count: int) -> list[HttpProcess]:
+    """`count` processes answering HTTP on `sock` (started fresh: nothing of this process's state is copied)."""
+    context = multiprocessing.get_context("spawn")
+    started: list[HttpProcess] = []
+    for number in range(count):
+        ready = context.Event()
+        process = context.Process(
+            target=_serve_http,
+            args=(settings, sock, os.getpid(), ready),
+            name=f"runyard-http-{number + 2}",
+            daemon=True,
+        )
+        process.start()
+        started.append(HttpProcess(process, ready))
+    return started
+
+
+def stop_http_processes(started: list[HttpProcess]) -> None:
+    """Ask each process to stop (SIGTERM: uvicorn finishes the requests in flight), then make sure it did."""
+    for each in started:
+        if each.process.is_alive():
+            each.process.terminate()
+    for each in started:
+        each.process.join(SHUTDOWN_GRACE_SECONDS)
+        if each.process.is_alive():
+            each.process.kill()
+            each.process.join(SHUTDOWN_GRACE_SECONDS)
+
+
+def _serve_http(settings: Settings, sock: socket.socket, parent: int, ready: Event) -> None:
+    """In a process of its own: the API and UI on `sock`, until SIGTERM or SIGINT, or until `parent` is gone."""
+    configure_logging()
+    runtime = Runtime(settings, open_store(settings, upgrade=False))
+    server = _Server(uvicorn.Config(create_app(runtime), log_level="warning", access_log=False))
+
+    def watch() -> None:
+        while not server.should_exit:
+            if server.started and not ready.is_set():
+                ready.set()
+            if os.getppid() != parent:  # `runyard serve` was killed outright: do not outlive it
+                log.warning("the serving process %d is gone: stopping", parent)
+                server.should_exit = True
+            time.sleep(0.1 if not ready.is_set() else 1.0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+    try:
+        with tuned_gc():
+            server.run(sockets=[sock])
+    finally:
+        runtime.close()
 
 
 class _Server(uvicorn.Server):

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         default=["public"],
         description="Where sources may be: host names, *.domains, IPs, CIDR networks, or 'public' (comma-separated)",
     )
+    http_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes `runyard serve` answers HTTP from; the first also runs the workers and scheduler, the "
+        "others only serve (a launch they answer reaches the workers at their next poll, not at once)",
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

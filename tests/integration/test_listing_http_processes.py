@@ -1,0 +1,148 @@
+"""`runyard serve` with RUNYARD_HTTP_PROCESSES: the lists (and everything else) answered from several processes.
+
+The extra processes accept on the same socket; only the first runs the workers, so a run launched through
+any of them is still picked up (at the workers' next poll), and stopping or killing `serve` leaves no process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.cli_helpers import Background, Runyard, free_port, wait_until
+
+PROCESSES = 3
+STARTUP_SECONDS = 30.0
+RUN_SECONDS = 20.0
+STOP_SECONDS = 15.0
+
+OPERATION = """\
+configuration_type: tasks
+configuration_id: quick
+tasks:
+  - {name: "Process [employees]", executor: noop}
+  - {name: "Data Load", executor: noop, depends_on: ["Process [employees]"]}
+"""
+
+
+def _helpers(pid: int) -> set[int]:
+    """The processes `serve` started to answer HTTP (not multiprocessing's resource tracker)."""
+    try:
+        children = {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except FileNotFoundError:
+        return set()
+    found = set()
+    for child in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.add(child)
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)}
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"
+
+
+class Served:
+    def __init__(self, tmp_path: Path) -> None:
+        self.cli = Runyard(tmp_path / "home", extra_env={"RUNYARD_HTTP_PROCESSES": str(PROCESSES)})
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: Background = self.cli.spawn("serve", "--port", str(self.port), log=tmp_path / "serve")
+
+    def start(self) -> str:
+        """Wait for /healthz and the extra processes; the administrator's password."""
+
+        def healthy() -> bool | None:
+            assert self.process.alive(), self.process.describe()
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200 or None
+            except httpx.TransportError:
+                return None
+
+        wait_until(healthy, timeout=STARTUP_SECONDS, what="/healthz to answer")
+        found = re.search(r"password: (\S+)", self.process.stdout)
+        assert found, self.process.describe()
+        return found.group(1)
+
+    @property
+    def pid(self) -> int:
+        return self.process.process.pid
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    running = Served(tmp_path)
+    yield running
+    helpers = _helpers(running.pid)
+    running.process.stop(signal.SIGKILL)
+    deadline = time.monotonic() + STOP_SECONDS
+    while _alive(helpers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in _alive(helpers):  # never leave one behind, whatever the test found
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(served: Served, tmp_path: Path) -> None:
+    password = served.start()
+    (tmp_path / "quick.yaml").write_text(OPERATION)
+    served.cli("deploy", str(tmp_path / "quick.yaml"))
+    wait_until(
+        lambda: len(_helpers(served.pid)) == PROCESSES - 1 or None,
+        timeout=STARTUP_SECONDS,
+        what="the extra processes to start",
+    )
+    token = httpx.post(f"{served.url}/api/v1/auth/token", json={"login": "admin", "password": password}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    operation = httpx.get(f"{served.url}/api/v1/operations", headers=headers).json()[0]["id"]
+
+    # New connections, so that the kernel hands them to whichever process accepts first.
+    for number in range(1, 7):
+        launched = httpx.post(f"{served.url}/api/v1/operations/{operation}/runs", json={}, headers=headers)
+        assert launched.status_code == 202, launched.text
+        run_id = launched.json()["id"]
+
+        def completed(run_id: int = run_id) -> bool | None:
+            answer = httpx.get(f"{served.url}/api/v1/runs/{run_id}", headers=headers).json()
+            assert answer["status"] not in ("failed", "canceled", "rejected"), answer
+            return answer["status"] == "completed" or None
+
+        wait_until(completed, timeout=RUN_SECONDS, what=f"run {run_id} to complete")
+        listed = httpx.get(f"{served.url}/api/v1/runs", params={"sort": "duration", "order": "asc"}, headers=headers)
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["total"] == number
+        assert sorted(run["id"] for run in listed.json()["items"]) == list(range(1, number + 1))
+
+    helpers = _helpers(served.pid)
+    code = served.process.stop(signal.SIGTERM, timeout=STOP_SECONDS)
+    assert code == 0, served.process.describe()
+    wait_until(lambda: not _alive(helpers) or None, timeout=STOP_SECONDS, what="the extra processes to stop")
+    assert "Traceback" not in served.process.stderr
+
+
+def test_the_extra_processes_do_not_outlive_a_killed_serve(served: Served) -> None:
+    served.start()
+    wait_until(
+        lambda: len(_helpers(served.pid)) == PROCESSES - 1 or None,
+        timeout=STARTUP_SECONDS,
+        what="the extra processes to start",
+    )
+    helpers = _helpers(served.pid)
+    served.process.stop(signal.SIGKILL)
+    wait_until(lambda: not _alive(helpers) or None, timeout=STOP_SECONDS, what="the extra processes to stop")
