@@ -94,12 +94,18 @@ def world(store: Store) -> World:
     return world
 
 
-@pytest.fixture(params=["sort after filter", "walk the sort index"])
+#: Both of list_runs's SQLite plans, and PostgreSQL's one (its planner chooses).
+EVERY_PLAN = pytest.mark.parametrize(
+    ("database_url", "sqlite_plan"),
+    [("sqlite", "sort after filter"), ("sqlite", "walk the sort index"), ("postgresql", "the planner's choice")],
+    indirect=True,
+)
+
+
+@pytest.fixture
 def sqlite_plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both of list_runs's SQLite plans: this world's lists are small, so the second is forced."""
+    """The plan under test: this world's lists are small, so SQLite's index walk is forced."""
     if request.param == "walk the sort index":
-        if not request.getfixturevalue("store").is_sqlite:
-            pytest.skip("one plan on PostgreSQL: its planner chooses")
         monkeypatch.setattr(listing, "SQLITE_SORT_AFTER_FILTER_MAX", -1)
     return str(request.param)
 
@@ -156,6 +162,7 @@ def _conditions(world: World, filters: dict[str, Any]) -> list[Any]:
     return conditions
 
 
+@EVERY_PLAN
 def test_runs_pages_equal_the_single_statement_ones(conn: Connection, world: World, sqlite_plan: str) -> None:
     for filters in _filters(world):
         conditions = _conditions(world, filters)
@@ -172,6 +179,7 @@ def test_runs_pages_equal_the_single_statement_ones(conn: Connection, world: Wor
                         assert found.total == expected_total
 
 
+@EVERY_PLAN
 def test_nullable_sorts_walk_every_run_once_with_nulls_last(conn: Connection, world: World, sqlite_plan: str) -> None:
     def seconds(row: dict[str, Any]) -> float | None:
         if row["started_at"] is None or row["completed_at"] is None:
@@ -330,9 +338,8 @@ def test_the_search_reads_only_the_runs_own_tables_and_messages(store: Store, wo
             assert theirs.total == 1
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_finds_a_few_runs_by_their_filter_not_by_walking_the_sort_index(store: Store, world: World) -> None:
-    if not store.is_sqlite:
-        pytest.skip("SQLite's plan")
     statements: list[tuple[str, Any]] = []
 
     def _record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *args: Any) -> None:

@@ -8,11 +8,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runyard import __version__, ui
 from runyard.api import auth, errors
@@ -57,7 +59,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_api_route("/healthz", _healthz(runtime.store), methods=["GET"], tags=["health"])
     ui.install(app, runtime)
-    app.middleware("http")(_access_log_and_headers)
+    app.add_middleware(AccessLogAndHeaders)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -112,17 +114,49 @@ def _healthz(store: Store) -> Callable[[], Awaitable[JSONResponse]]:
     return healthz
 
 
-async def _access_log_and_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    started = time.perf_counter()
-    response = await call_next(request)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+class AccessLogAndHeaders:
+    """Adds the security headers (where a response has not set its own) and logs one line per request.
+
+    A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware costs
+    about 1 ms of CPU per request and sits between every streamed chunk (the events stream).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answered = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                # Logged before the response leaves, as the old middleware did: a client that reads the log
+                # right after its answer finds the line there.
+                answered = True
+                _log_access(scope, message["status"], started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if not answered:
+                _log_access(scope, 500, started)
+
+
+def _log_access(scope: Scope, status: int, started: float) -> None:
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = scope["path"] + (f"?{query}" if query else "")
     access_log.info(
         "%s %s %d %.1fms",
-        request.method,
+        scope["method"],
         auth.redact_query_token(target),
-        response.status_code,
+        status,
         (time.perf_counter() - started) * 1000,
     )
-    return response
