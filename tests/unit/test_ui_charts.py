@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runyard.domain.stalls import is_stalled
-from runyard.domain.statuses import RunStatus, RunType, TaskStatus
+from runyard.domain.statuses import RunStatus, RunType
 from runyard.services.durations import RunDuration
 from runyard.ui.charts import HEIGHT, duration_chart, format_seconds, summarize
 
@@ -61,14 +60,3 @@ def test_an_empty_or_single_run_history_still_draws() -> None:
     assert duration_chart([]).points == ()
     (point,) = duration_chart([run(1, 5)]).points
     assert point.x > 0
-
-
-def test_a_running_task_is_stalled_once_quiet_for_the_threshold() -> None:
-    threshold = timedelta(minutes=5)
-    now = T0 + timedelta(hours=1)
-
-    assert is_stalled(TaskStatus.RUNNING, T0, None, now, threshold)  # no record since it started
-    assert not is_stalled(TaskStatus.RUNNING, T0, now - timedelta(minutes=4), now, threshold)
-    assert is_stalled(TaskStatus.RUNNING, T0, now - timedelta(minutes=5), now, threshold)
-    assert not is_stalled(TaskStatus.COMPLETED, T0, None, now, threshold)
-    assert not is_stalled(TaskStatus.RUNNING, None, None, now, threshold)

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runyard.domain.stalls import quiet_since
 from runyard.domain.statuses import RUN_RETRYABLE, TaskStatus
 from runyard.services.sources import latest_run_ids, runs_by_id
 from runyard.services.views import RunView
@@ -86,9 +85,7 @@ def stalled_tasks(
         query = query.where(tasks.c.run_id == run_id)
     found = []
     for row in conn.execute(query):
-        since = quiet_since(row.started_at, row.last_record_at)
-        if since is None:
-            continue
+        since = row.last_record_at or row.started_at  # never None: the query compared it with the cutoff
         found.append(
             StalledTask(
                 run_id=row.run_id,

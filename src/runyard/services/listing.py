@@ -594,6 +594,14 @@ _TASK_VIEW_COLUMNS: tuple[ColumnElement[Any], ...] = (
 )
 
 
+def get_task(conn: Connection, run_id: int, task_id: int) -> TaskView | None:
+    """Task `task_id` of run `run_id` (the caller has checked the run's account), with its tables and messages."""
+    row = conn.execute(sa.select(*_TASK_VIEW_COLUMNS).where(tasks.c.id == task_id, tasks.c.run_id == run_id)).first()
+    if row is None:
+        return None
+    return task_view(row, tables_of(conn, [task_id])[task_id], messages_of(conn, [task_id])[task_id])
+
+
 def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
     """A page of a run's tasks (matching `query.search`), each with its tables and messages.
 

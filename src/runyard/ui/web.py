@@ -157,9 +157,16 @@ def check_form(request: Request, who: Viewer, form: Mapping[str, list[str]]) -> 
         raise FormRejected("the form has expired or did not come from runyard")
 
 
-def first(form: Mapping[str, list[str]], name: str, default: str | None = None) -> str | None:
+def first(form: Mapping[str, list[str]], name: str) -> str | None:
     values = form.get(name)
-    return values[0] if values else default
+    return values[0] if values else None
+
+
+def refuse_unless_operator(request: Request, who: Viewer, back: str, action: str) -> Response | None:
+    """None for an operator or administrator; for a viewer, the way back to `back` saying they cannot `action`."""
+    if who.can_operate:
+        return None
+    return see_other(request, back, error=f"Your role ({who.principal.role.value}) cannot {action}.")
 
 
 def safe_next(value: str | None, default: str) -> str:

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from runyard.errors import RunyardError
 from runyard.services.attention import needs_attention, stalled_tasks
-from runyard.ui.web import FormDep, ViewerDep, check_form, render, see_other, ui_state
+from runyard.ui.web import FormDep, ViewerDep, check_form, refuse_unless_operator, render, see_other, ui_state
 
 router = APIRouter(include_in_schema=False)
 MAX_BULK = 100
@@ -38,8 +38,9 @@ def attention_page(request: Request, who: ViewerDep) -> Response:
 @router.post("/attention/retry")
 def bulk_retry(request: Request, who: ViewerDep, form: FormDep) -> Response:
     check_form(request, who, form)
-    if not who.can_operate:
-        return see_other(request, "/attention", error=f"Your role ({who.principal.role.value}) cannot retry runs.")
+    viewer_refused = refuse_unless_operator(request, who, "/attention", "retry runs")
+    if viewer_refused is not None:
+        return viewer_refused
     chosen = form.get("run_id", [])
     if not chosen:
         return see_other(request, "/attention", error="Select at least one run to retry.")
@@ -47,14 +48,14 @@ def bulk_retry(request: Request, who: ViewerDep, form: FormDep) -> Response:
         return see_other(request, "/attention", error="The selection is not a list of run ids.")
     runs = ui_state(request).runtime.runs
     started: list[str] = []
-    refused: list[str] = []
+    not_retried: list[str] = []
     for run_id in dict.fromkeys(int(value) for value in chosen):
         try:
             new = runs.retry(run_id, account_id=who.principal.account_id, created_by=who.principal.user_id)
             started.append(f"{run_id} → {new.id}")
         except RunyardError as exc:
-            refused.append(f"{run_id} ({exc})")
-    if refused:
+            not_retried.append(f"{run_id} ({exc})")
+    if not_retried:
         done = f"Retried {', '.join(started)}. " if started else ""
-        return see_other(request, "/attention", error=f"{done}Not retried: {'; '.join(refused)}")
+        return see_other(request, "/attention", error=f"{done}Not retried: {'; '.join(not_retried)}")
     return see_other(request, "/attention", notice=f"Retried {len(started)} run(s): {', '.join(started)}.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -14,19 +13,18 @@ from runyard.domain.runs import RunSnapshot, cancel_allowed, retry_allowed
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import NotFound, RunyardError
 from runyard.services.attention import stalled_tasks
-from runyard.services.listing import RunQuery, TaskQuery, list_runs, list_tasks, messages_of, tables_of, task_view
+from runyard.services.listing import RunQuery, TaskQuery, get_task, list_runs, list_tasks
 from runyard.services.operations import list_operations
 from runyard.services.runs import get_run
 from runyard.services.sources import latest_run_ids
 from runyard.services.views import RunView
-from runyard.store.tables import tasks
 from runyard.ui.web import (
     FormDep,
-    Viewer,
     ViewerDep,
     check_form,
     first,
     parse_int,
+    refuse_unless_operator,
     render,
     safe_next,
     see_other,
@@ -85,7 +83,7 @@ def runs_page(request: Request, who: ViewerDep) -> Response:
     store = ui_state(request).runtime.store
     account = who.principal.account_id
     with store.read() as conn:
-        sources = [op for op in list_operations(conn, account=account)]
+        sources = list_operations(conn, account=account)
         error = None
         try:
             query = RunQuery(
@@ -182,27 +180,18 @@ def task_messages_page(request: Request, run_id: IdPath, task_id: IdPath, who: V
             run = get_run(conn, run_id, account_id=who.principal.account_id)
         except NotFound:
             return render(request, "not_found.html", who, status_code=404, what=f"run {run_id}")
-        row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id, tasks.c.run_id == run.id)).first()
-        task = None
-        if row is not None:
-            task = task_view(row, tables_of(conn, [task_id])[task_id], messages_of(conn, [task_id])[task_id])
+        task = get_task(conn, run.id, task_id)
     if task is None:
         return render(request, "not_found.html", who, status_code=404, what=f"task {task_id} of run {run_id}")
     template = "messages_fragment.html" if request.headers.get("hx-request") == "true" else "messages.html"
     return render(request, template, who, active="runs", run=run, task=task)
 
 
-def _refuse_viewer(request: Request, who: Viewer, back: str, action: str) -> Response | None:
-    if who.can_operate:
-        return None
-    return see_other(request, back, error=f"Your role ({who.principal.role.value}) cannot {action}.")
-
-
 @router.post("/runs/{run_id}/retry")
 def retry(request: Request, run_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
     check_form(request, who, form)
     back = safe_next(first(form, "next"), f"/runs/{run_id}")
-    refused = _refuse_viewer(request, who, back, "retry runs")
+    refused = refuse_unless_operator(request, who, back, "retry runs")
     if refused is not None:
         return refused
     try:
@@ -219,7 +208,7 @@ def retry(request: Request, run_id: IdPath, who: ViewerDep, form: FormDep) -> Re
 def cancel(request: Request, run_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
     check_form(request, who, form)
     back = safe_next(first(form, "next"), f"/runs/{run_id}")
-    refused = _refuse_viewer(request, who, back, "cancel runs")
+    refused = refuse_unless_operator(request, who, back, "cancel runs")
     if refused is not None:
         return refused
     try:

@@ -13,7 +13,7 @@ from runyard.services.operations import get_operation
 from runyard.services.runs import LaunchRequest
 from runyard.services.sources import list_sources
 from runyard.ui.charts import duration_chart
-from runyard.ui.web import FormDep, ViewerDep, check_form, first, render, see_other, ui_state
+from runyard.ui.web import FormDep, ViewerDep, check_form, first, refuse_unless_operator, render, see_other, ui_state
 
 router = APIRouter(include_in_schema=False)
 API_TO_TABLE = "api-to-table"
@@ -29,14 +29,15 @@ def sources_page(request: Request, who: ViewerDep) -> Response:
 @router.post("/sources/{operation_id}/launch")
 def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
     check_form(request, who, form)
-    if not who.can_operate:
-        return see_other(request, "/sources", error=f"Your role ({who.principal.role.value}) cannot launch runs.")
+    refused = refuse_unless_operator(request, who, "/sources", "launch runs")
+    if refused is not None:
+        return refused
     try:
         run_type = RunType(first(form, "type") or RunType.INCREMENTAL.value)
     except ValueError:
         return see_other(request, "/sources", error="Choose incremental or destructive.")
     runs = ui_state(request).runtime.runs
-    request_ = LaunchRequest(
+    launch_request = LaunchRequest(
         operation_id=operation_id,
         run_type=run_type,
         trigger=Trigger.MANUAL,
@@ -44,7 +45,7 @@ def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep
         created_by=who.principal.user_id,
     )
     try:
-        run = runs.launch(request_)
+        run = runs.launch(launch_request)
     except RunRejected as rejected:
         return see_other(request, "/sources", error=str(rejected))
     except RunyardError as exc:
