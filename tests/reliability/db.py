@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -12,6 +13,15 @@ from runyard.domain.statuses import RunStatus, TaskStatus
 from runyard.services.runs import LaunchRequest, RunService
 from runyard.store.database import Store
 from runyard.store.tables import run_events, runs, task_attempts, task_messages, task_tables, tasks
+from tests.integration.cli_helpers import wait_until
+
+T = TypeVar("T")
+HANG_LIMIT = 60.0  # only a bound on waiting for something that must happen; never a speed requirement
+
+
+def wait_for(check: Callable[[], T | None], what: str) -> T:
+    """`check`'s first truthy answer, asked every 10 ms; an AssertionError naming `what` after HANG_LIMIT."""
+    return wait_until(check, timeout=HANG_LIMIT, what=what, interval=0.01)
 
 
 def launch(store: Store, operation_id: int) -> int:

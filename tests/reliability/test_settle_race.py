@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -27,22 +26,10 @@ from runyard.services.tasks import Claim, Outcome, TaskLeases
 from runyard.store.database import Store
 from runyard.store.tables import runs, tasks
 from tests.factories import make_operation, sleep_task
-from tests.reliability.db import launch, run_status, task_row
+from tests.reliability.db import HANG_LIMIT, launch, run_status, task_row, wait_for
 
 LEASE = 30.0  # long: no lease lapses in the fork-join test
 FORK_JOIN_RUNS = 20
-HANG_LIMIT = 60.0  # only a bound on waiting for something that must happen; never a speed requirement
-
-
-def wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + HANG_LIMIT
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def psycopg_dsn(store: Store) -> str:

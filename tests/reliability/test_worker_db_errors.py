@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -26,22 +25,10 @@ from runyard.store.tables import tasks
 from runyard.worker.executors import BUILTIN
 from runyard.worker.worker import WRITE_RETRY_DELAYS_SECONDS, Worker
 from tests.factories import make_operation, sleep_task
-from tests.reliability.db import attempt_log, run_status
+from tests.reliability.db import HANG_LIMIT, attempt_log, run_status, wait_for
 
 LEASE = 3.0
-HANG_LIMIT = 60.0  # only a bound on waiting for something that must happen; never a speed requirement
 TRIES = len(WRITE_RETRY_DELAYS_SECONDS) + 1
-
-
-def wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + HANG_LIMIT
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 class HeldLocks:
