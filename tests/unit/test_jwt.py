@@ -208,6 +208,59 @@ def test_iat_in_the_future_is_refused(service: TokenService) -> None:
     refused(service, forge(good_claims(iat=int(time.time()) + 120)))
 
 
+# --- tokens remembered as verified ------------------------------------------------------------
+
+
+def test_a_remembered_token_still_expires(service: TokenService, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = service.issue(PRINCIPAL)
+    assert service.verify(token)["sub"] == "7"  # verified, then remembered
+    expiry = service.verify(token)["exp"]
+
+    later = expiry + 11  # past the 10 s leeway
+    monkeypatch.setattr(time, "time", lambda: later)
+
+    assert "expired" in refused(service, token).reason
+
+
+def test_a_remembered_token_is_not_valid_before_its_time(
+    service: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = service.issue(PRINCIPAL)
+    issued = service.verify(token)["iat"]
+
+    monkeypatch.setattr(time, "time", lambda: issued - 60)  # a clock stepped back
+
+    assert "not yet valid" in refused(service, token).reason
+
+
+def test_a_copy_of_a_remembered_token_with_another_signature_is_refused(service: TokenService) -> None:
+    token = service.issue(PRINCIPAL)
+    service.verify(token)
+    head, body, signature = token.split(".")
+    other = "A" if signature[0] != "A" else "B"
+
+    refused(service, f"{head}.{body}.{other}{signature[1:]}")
+    refused(service, f"{head}.{b64json({**good_claims(), 'sub': '1'})}.{signature}")  # the claims changed
+
+
+def test_refused_tokens_are_not_remembered(service: TokenService) -> None:
+    forged = forge(good_claims(), key=OTHER_KEY)
+
+    for _ in range(3):
+        refused(service, forged)  # each time the full check, each time refused
+
+
+def test_remembered_tokens_are_bounded(service: TokenService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("runyard.api.auth.VERIFIED_CACHE_SIZE", 3)
+    tokens = [service.issue(PRINCIPAL) for _ in range(5)]
+
+    for token in tokens:
+        assert service.verify(token)["jti"]
+    for token in tokens:  # the evicted ones are verified again, and still pass
+        assert service.verify(token)["sub"] == "7"
+    assert len(service._verified) == 3
+
+
 @pytest.mark.parametrize("claim", ["exp", "iat", "nbf", "iss", "aud", "sub", "typ", "jti"])
 def test_missing_claims_are_refused(service: TokenService, claim: str) -> None:
     refused(service, forge(good_claims(**{claim: None})))

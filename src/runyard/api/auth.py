@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
@@ -44,6 +46,7 @@ REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "typ", "jti"]
 # Header parameters we accept. Everything else (kid, jku, jwk, x5u, x5c, crit, ...) is refused:
 # we have one key and never look a key up from what the token says (RFC 8725 §3.1, §3.10).
 ALLOWED_HEADERS = frozenset({"alg", "typ"})
+VERIFIED_CACHE_SIZE = 4096  # tokens remembered as verified (each about 1 KB with its claims)
 
 QUERY_PARAMETER = "Authorization"
 LONG_LIVED_HEADER = "TOKEN"
@@ -100,6 +103,8 @@ class TokenService:
         self.issuer = issuer
         self.audience = audience
         self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+        self._verified: dict[str, Mapping[str, Any]] = {}
+        self._verified_lock = threading.Lock()
 
     def issue(self, principal: Principal) -> str:
         """A signed access token for `principal`, valid for ttl_seconds."""
@@ -118,10 +123,28 @@ class TokenService:
         }
         return self._jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid access token; AuthFailed for anything else, whatever the reason."""
+    def verify(self, token: str) -> Mapping[str, Any]:
+        """The claims of a valid access token; AuthFailed for anything else, whatever the reason.
+
+        A token that verified once is remembered (at most VERIFIED_CACHE_SIZE of them, byte for byte the same
+        string): its signature, header and claims cannot have changed, so a later use only checks the clock
+        again. Every request of a client carries the same token, and this spares it the signature check and
+        the parsing. Tokens that fail are never remembered.
+        """
         if len(token) > MAX_JWT_CHARS:
             raise AuthFailed("token too long")
+        claims = self._verified.get(token)
+        if claims is not None:
+            _check_times(claims, time.time())
+            return claims
+        claims = MappingProxyType(self._verify_signed(token))
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]  # the oldest: tokens are issued with one lifetime
+            self._verified[token] = claims
+        return claims
+
+    def _verify_signed(self, token: str) -> dict[str, Any]:
         try:
             _check_header(jwt.get_unverified_header(token))
             claims = self._jwt.decode(
@@ -138,6 +161,14 @@ class TokenService:
         if claims.get("typ") != ACCESS:
             raise AuthFailed(f"token type {claims.get('typ')!r} is not an access token")
         return claims
+
+
+def _check_times(claims: Mapping[str, Any], now: float) -> None:
+    """PyJWT's checks of iat, nbf and exp, with the same leeway, for a token whose signature was verified."""
+    if int(claims["iat"]) > now + LEEWAY_SECONDS or int(claims["nbf"]) > now + LEEWAY_SECONDS:
+        raise AuthFailed("the token is not yet valid")
+    if int(claims["exp"]) <= now - LEEWAY_SECONDS:
+        raise AuthFailed("the token has expired")
 
 
 def _check_header(header: dict[str, Any]) -> None:

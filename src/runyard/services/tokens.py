@@ -135,10 +135,14 @@ def authenticate(store: Store, login: str, password: str) -> Principal | None:
     return _principal(found, "jwt")
 
 
+# Built once: every authenticated request runs it, and building the statement costs more than the lookup.
+_PRINCIPAL_BY_ID = _principal_query().where(users.c.id == sa.bindparam("user_id"))
+
+
 def get_principal(store: Store, user_id: int, *, via: Via = "jwt") -> Principal | None:
     """The user as a Principal with their current role; None when they are unknown or inactive."""
     with store.read() as conn:
-        found = conn.execute(_principal_query().where(users.c.id == user_id)).mappings().first()
+        found = conn.execute(_PRINCIPAL_BY_ID, {"user_id": user_id}).mappings().first()
     if found is None or not found["active"]:
         return None
     return _principal(found, via)

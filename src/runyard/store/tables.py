@@ -204,7 +204,9 @@ tasks = sa.Table(
     sa.UniqueConstraint("run_id", "name"),
     sa.Index(None, "status", "ready_at"),  # the claim query
     sa.Index(None, "status", "lease_expires_at"),  # the lease sweep
-    sa.Index(None, "run_id", "position"),  # the API Run Details page: a run's tasks in plan order
+    # The API Run Details page: a run's tasks in plan order. Its task search reads the run's ids, initials, names
+    # and statuses from this index alone, not from the wide rows (migration 0006).
+    sa.Index("ix_tasks_run_id_position", "run_id", "position", "id", "initials", "name", "status"),
     sa.Index(None, "run_id", "status"),  # ... filtered or sorted by status
 )
 
@@ -221,10 +223,11 @@ task_tables = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("task_id", sa.ForeignKey("tasks.id"), nullable=False),
-    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False),
     sa.Column("table_name", sa.String(300), nullable=False),
     sa.Column("record_count", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("task_id", "table_name"),
+    sa.Index("ix_task_tables_run_id", "run_id", "table_name", "task_id"),  # the task search, from the index alone
 )
 
 task_messages = sa.Table(
