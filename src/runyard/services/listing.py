@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -487,41 +488,75 @@ class TaskQuery:
         _check_paging(self.page, self.page_size, TASK_PAGE_SIZE_MAX)
 
 
-def task_search_condition(run_id: int, search: str | None) -> ColumnElement[bool] | None:
-    """The union of spec 000's five search rules as one SQL condition on the tasks of run `run_id`.
+# The search's statements are built once, per sort and order, with the run, the patterns and the statuses as bound
+# parameters: building them per request cost more Python time than reading a 50-task page.
+_RUN_ID = sa.bindparam("run_id", type_=sa.Integer)
+_PREFIX = sa.bindparam("prefix", type_=sa.String)
+_CONTAINS = sa.bindparam("contains", type_=sa.String)
+_STATUSES = sa.bindparam("statuses", expanding=True, type_=sa.String)
 
-    None when nothing is searched. The status rule is decided here, not per row: the labels are a fixed list,
-    so it becomes `status IN (the statuses whose label starts with the text)`, or nothing. Table names and
-    messages are looked up among the run's rows only (task_tables.run_id and task_messages.run_id are their
-    task's run: runyard writes them so), once per query, instead of once per task.
+
+def _search_rules() -> ColumnElement[bool]:
+    """The union of spec 000's five search rules as one SQL condition on the tasks of run :run_id.
+
+    The status rule is decided in Python, not per row: the labels are a fixed list, so it becomes
+    `status IN (:statuses)`, the statuses whose label starts with the text (an empty list matches nothing).
+    Table names and messages are looked up among the run's rows only (task_tables.run_id and task_messages.run_id
+    are their task's run: runyard writes them so), once per query, instead of once per task.
     """
-    text = normalize_query(search)
-    if not text:
-        return None
-    contains = contains_pattern(text)
-    rules: list[ColumnElement[bool]] = [
-        tasks.c.initials.like(prefix_pattern(text), escape=LIKE_ESCAPE),  # stored lowercased
-        CaseInsensitiveLike(tasks.c.name, contains),
+    return sa.or_(
+        tasks.c.initials.like(_PREFIX, escape=LIKE_ESCAPE),  # stored lowercased
+        CaseInsensitiveLike(tasks.c.name, _CONTAINS),
         tasks.c.id.in_(
             sa.select(task_tables.c.task_id).where(
-                task_tables.c.run_id == run_id, CaseInsensitiveLike(task_tables.c.table_name, contains)
+                task_tables.c.run_id == _RUN_ID, CaseInsensitiveLike(task_tables.c.table_name, _CONTAINS)
             )
         ),
         tasks.c.id.in_(
             sa.select(task_messages.c.task_id).where(
-                task_messages.c.run_id == run_id, CaseInsensitiveLike(task_messages.c.text, contains)
+                task_messages.c.run_id == _RUN_ID, CaseInsensitiveLike(task_messages.c.text, _CONTAINS)
             )
         ),
-    ]
-    statuses = [status.value for status in statuses_starting_with(text, TaskStatus)]
-    if statuses:
-        rules.append(tasks.c.status.in_(statuses))
-    return sa.or_(*rules)
+        tasks.c.status.in_(_STATUSES),
+    )
+
+
+def _search_parameters(search: str | None) -> dict[str, Any] | None:
+    """The bound values of _search_rules for `search`; None when nothing is searched."""
+    text = normalize_query(search)
+    if not text:
+        return None
+    return {
+        "prefix": prefix_pattern(text),
+        "contains": contains_pattern(text),
+        "statuses": [status.value for status in statuses_starting_with(text, TaskStatus)],
+    }
+
+
+@cache
+def _task_statements(sort: str, order: Order) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
+    """(page, matches page with their total, count of matches) of a run's tasks for this sort and order."""
+    in_run = tasks.c.run_id == _RUN_ID
+    ordering = _ordering(TASK_SORTS[sort], tasks.c.id, order, nullable=sort in NULLABLE_TASK_SORTS)
+    offset, limit = sa.bindparam("offset", type_=sa.Integer), sa.bindparam("limit", type_=sa.Integer)
+    searched = _search_rules()
+    page = sa.select(*_TASK_VIEW_COLUMNS).where(in_run).order_by(*ordering).limit(limit).offset(offset)
+    matches = (
+        sa.select(tasks.c.id, sa.func.count().over())
+        .where(in_run, searched)
+        .order_by(*ordering)
+        .limit(limit)
+        .offset(offset)
+    )
+    count = sa.select(sa.func.count()).select_from(tasks).where(in_run, searched)
+    return page, matches, count
+
+
+_RUN_OF_ACCOUNT = sa.select(runs.c.id).where(runs.c.id == _RUN_ID, runs.c.account_id == sa.bindparam("account_id"))
 
 
 def _require_run(conn: Connection, run_id: int, account_id: int) -> None:
-    found = conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id, runs.c.account_id == account_id)).first()
-    if found is None:
+    if conn.execute(_RUN_OF_ACCOUNT, {"run_id": run_id, "account_id": account_id}).first() is None:
         raise NotFound("run", run_id)
 
 
@@ -608,27 +643,20 @@ def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
     Raises NotFound when the run does not exist or belongs to another account.
     """
     _require_run(conn, query.run_id, query.account_id)
-    in_run = tasks.c.run_id == query.run_id
-    ordering = _ordering(TASK_SORTS[query.sort], tasks.c.id, query.order, nullable=query.sort in NULLABLE_TASK_SORTS)
-    offset, limit = _offset(query.page, query.page_size), query.page_size
-    searched = task_search_condition(query.run_id, query.search)
+    page, matches, count = _task_statements(query.sort, query.order)
+    offset = _offset(query.page, query.page_size)
+    parameters: dict[str, Any] = {"run_id": query.run_id, "offset": offset, "limit": query.page_size}
+    searched = _search_parameters(query.search)
     if searched is None:
-        rows = conn.execute(
-            sa.select(*_TASK_VIEW_COLUMNS).where(in_run).order_by(*ordering).limit(limit).offset(offset)
-        ).all()
-        total = _count_tasks(conn, [in_run])
+        rows = conn.execute(page, parameters).all()
+        total = _count_tasks(conn, [tasks.c.run_id == query.run_id])
     else:
         # The page's ids and the total in one statement: the database evaluates the five rules once per task of
         # the run and returns only the page (a separate count would evaluate them all again; returning every
         # match costs a round trip per row between Python and the driver, which threads contend for).
-        found = conn.execute(
-            sa.select(tasks.c.id, sa.func.count().over())
-            .where(in_run, searched)
-            .order_by(*ordering)
-            .limit(limit)
-            .offset(offset)
-        ).all()
-        total = found[0][1] if found else 0 if offset == 0 else _count_tasks(conn, [in_run, searched])
+        parameters |= searched
+        found = conn.execute(matches, parameters).all()
+        total = found[0][1] if found else 0 if offset == 0 else int(conn.execute(count, parameters).scalar_one())
         rows = _tasks_by_id(conn, [task_id for task_id, _ in found]) if found else []
     ids = [row.id for row in rows]
     tables, messages = tables_of(conn, ids), messages_of(conn, ids)
