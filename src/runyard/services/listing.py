@@ -29,7 +29,16 @@ from runyard.domain.search import LIKE_ESCAPE, contains_pattern, normalize_query
 from runyard.domain.statuses import RunStatus, RunType, TaskStatus, Trigger
 from runyard.errors import InvalidInput, NotFound
 from runyard.services.views import RunView, TaskMessage, TaskView
-from runyard.store.tables import SecondsBetween, data_loads, operations, runs, task_messages, task_tables, tasks
+from runyard.store.tables import (
+    SecondsBetween,
+    data_loads,
+    operations,
+    run_counts,
+    runs,
+    task_messages,
+    task_tables,
+    tasks,
+)
 
 T = TypeVar("T")
 Order = Literal["asc", "desc"]
@@ -326,6 +335,33 @@ def _count_runs(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> 
     return int(conn.execute(sa.select(sa.func.count()).select_from(runs).where(*conditions)).scalar_one())
 
 
+def _counted_runs(query: RunQuery) -> sa.Select[Any] | None:
+    """(operation_id, runs) of the runs matching `query`'s filters, from run_counts; None when the query has time
+    bounds, which only counting the runs themselves can answer."""
+    if any((query.started_from, query.started_to, query.completed_from, query.completed_to)):
+        return None
+    conditions = [run_counts.c.account_id == query.account_id]
+    if query.operation_id is not None:
+        conditions.append(run_counts.c.operation_id == query.operation_id)
+    if query.status is not None:
+        conditions.append(run_counts.c.status == query.status.value)
+    if query.run_type is not None:
+        conditions.append(run_counts.c.run_type == query.run_type.value)
+    return (
+        sa.select(run_counts.c.operation_id, sa.func.sum(run_counts.c.runs))
+        .where(*conditions)
+        .group_by(run_counts.c.operation_id)
+    )
+
+
+def _runs_per_operation(conn: Connection, query: RunQuery, conditions: Sequence[ColumnElement[bool]]) -> dict[int, int]:
+    """How many runs of each operation match `query` (operations without any left out)."""
+    counted = _counted_runs(query)
+    if counted is None:
+        counted = sa.select(runs.c.operation_id, sa.func.count()).where(*conditions).group_by(runs.c.operation_id)
+    return {operation_id: int(count) for operation_id, count in conn.execute(counted) if count}
+
+
 def _runs_nulls_last(
     conn: Connection,
     conditions: Sequence[ColumnElement[bool]],
@@ -370,7 +406,8 @@ SQLITE_SORT_AFTER_FILTER_MAX = 2000
 def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
     """The runs of `query.account_id` that pass its filters, sorted and paged.
 
-    The total is counted first, from an index. On SQLite it also chooses the plan, which SQLite's planner,
+    The total comes first: the sum of a few run_counts rows, or, when the query has time bounds, a count within
+    an index. On SQLite it also chooses the plan, which SQLite's planner,
     without statistics, cannot: it prefers walking the sort key's index and skipping the runs the filters
     reject, which reads the whole index when they keep few (the one running run, sorted by start). So when few
     runs match, the sort key is kept from its index and SQLite finds them by their filters, then sorts them.
@@ -379,9 +416,12 @@ def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
     offset, limit = _offset(query.page, query.page_size), query.page_size
     rows: list[Row[Any]]
     if query.sort == "operation":
-        total, rows = _runs_by_operation(conn, conditions, query.order, offset, limit)
+        counts = _runs_per_operation(conn, query, conditions)
+        rows = _runs_by_operation(conn, conditions, counts, query.order, offset, limit)
+        total = sum(counts.values())
         return Page(tuple(_run_row(row) for row in rows), total=total, page=query.page, page_size=query.page_size)
-    total = _count_runs(conn, conditions)
+    counted = _counted_runs(query)
+    total = _count_runs(conn, conditions) if counted is None else sum(int(n) for _, n in conn.execute(counted))
     key = RUN_SORTS[query.sort]
     if conn.dialect.name == "sqlite" and total <= SQLITE_SORT_AFTER_FILTER_MAX:
         key = NotIndexed(key)
@@ -403,24 +443,22 @@ def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
 
 
 def _runs_by_operation(
-    conn: Connection, conditions: Sequence[ColumnElement[bool]], order: Order, offset: int, limit: int
-) -> tuple[int, list[Row[Any]]]:
-    """(total, page) of the runs sorted by their operation's configuration id (RUN_SORTS["operation"]), then id.
+    conn: Connection,
+    conditions: Sequence[ColumnElement[bool]],
+    counts: dict[int, int],
+    order: Order,
+    offset: int,
+    limit: int,
+) -> list[Row[Any]]:
+    """A page of the runs sorted by their operation's configuration id (RUN_SORTS["operation"]), then id.
 
     No index serves a sort on another table's column: the plain query reads and sorts every matching run. An
-    account has few operations, though, so this counts the matching runs of each (within an index), has the
-    database order the operations by the sort key, and reads the page from the operations it falls in, each
-    in id order. Operations whose keys are equal are one group: their runs interleave by id.
+    account has few operations, though, so this takes the matching runs of each (`counts`), has the database
+    order the operations by the sort key, and reads the page from the operations it falls in, each in id order.
+    Operations whose keys are equal are one group: their runs interleave by id.
     """
-    counts: dict[int, int] = {
-        operation_id: int(count)
-        for operation_id, count in conn.execute(
-            sa.select(runs.c.operation_id, sa.func.count()).where(*conditions).group_by(runs.c.operation_id)
-        )
-    }
-    total = sum(counts.values())
-    if offset >= total:
-        return total, []
+    if offset >= sum(counts.values()):
+        return []
     key = RUN_SORTS["operation"]
     ordered = conn.execute(
         sa.select(operations.c.id, key)
@@ -450,7 +488,7 @@ def _runs_by_operation(
         skip = 0
         if len(page) >= limit:
             break
-    return total, page
+    return page
 
 
 # --- the API Run Details page -------------------------------------------------------------------------------------

@@ -164,6 +164,20 @@ runs = sa.Table(
     sa.Index(None, "status", "cancel_requested_at"),
 )
 
+# How many runs each (account, operation, status, type) has: the API Runs page's totals, read from a few rows
+# instead of counted over the runs. Kept by database triggers on runs (migration 0007), so every writer of runs
+# keeps it right. (On SQLite a batch migration that copies the runs table drops its triggers: such a migration
+# must create them again; tests/integration/test_run_counts.py fails if they are missing.)
+run_counts = sa.Table(
+    "run_counts",
+    metadata,
+    sa.Column("account_id", sa.Integer, primary_key=True),
+    sa.Column("operation_id", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(30), primary_key=True),
+    sa.Column("run_type", sa.String(20), primary_key=True),
+    sa.Column("runs", sa.Integer, nullable=False),
+)
+
 tasks = sa.Table(
     "tasks",
     metadata,
