@@ -19,11 +19,15 @@ class Store:
         self.url = sa.make_url(url)
         options = dialect.engine_options(self.url)
         self._writer: Engine = sa.create_engine(self.url, **options)
-        self._reader: Engine = self._writer
+        self._reader: Engine
         if self.is_sqlite:
             dialect.configure_sqlite(self._writer, immediate=True)
             self._reader = sa.create_engine(self.url, **options)
             dialect.configure_sqlite(self._reader, immediate=False)
+        else:
+            # PostgreSQL reads at READ COMMITTED, where every statement takes its own snapshot whether or not a
+            # transaction surrounds it: BEGIN and COMMIT would only cost two round trips per read.
+            self._reader = self._writer.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def is_sqlite(self) -> bool:
@@ -41,6 +45,8 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection for reading. SQLite: one read transaction, so one snapshot for every statement.
+        PostgreSQL: no transaction, each statement sees what was committed when it started (READ COMMITTED)."""
         with self._reader.begin() as conn:
             yield conn
 
@@ -49,5 +55,5 @@ class Store:
 
     def dispose(self) -> None:
         self._writer.dispose()
-        if self._reader is not self._writer:
+        if self.is_sqlite:
             self._reader.dispose()
