@@ -528,7 +528,7 @@ def test_tasks_carry_their_tables_and_messages(conn: Connection, world: World) -
         assert item.duration_seconds == _seconds(expected)
 
 
-def test_tables_and_messages_are_read_in_two_queries(conn: Connection, world: World) -> None:
+def test_a_page_of_tasks_is_read_in_four_queries(conn: Connection, world: World) -> None:
     statements: list[str] = []
 
     def _count(_conn: Any, _cursor: Any, statement: str, *args: Any) -> None:
@@ -539,7 +539,7 @@ def test_tables_and_messages_are_read_in_two_queries(conn: Connection, world: Wo
         for page_size in (5, 500):
             statements.clear()
             list_tasks(conn, TaskQuery(run_id=world.detail_run, account_id=world.acme, page_size=page_size))
-            assert len(statements) == 5  # the run, the page, its tables, its messages, the total
+            assert len(statements) == 4  # the page (the run's account checked within it), tables, messages, total
     finally:
         sa.event.remove(conn, "before_cursor_execute", _count)
 
@@ -685,7 +685,14 @@ def test_another_accounts_run_is_not_found(conn: Connection, world: World) -> No
         list_tasks(conn, TaskQuery(run_id=world.detail_run, account_id=world.globex))
     with pytest.raises(NotFound):
         list_tasks(conn, TaskQuery(run_id=999_999, account_id=world.acme))
+    for search in ("e", "no such text"):  # the page would have tasks, or none: another account's run either way
+        with pytest.raises(NotFound):
+            list_tasks(conn, TaskQuery(run_id=world.detail_run, account_id=world.globex, search=search))
+    for page in (1, 99):
+        with pytest.raises(NotFound):
+            list_tasks(conn, TaskQuery(run_id=world.detail_run, account_id=world.globex, page=page))
     assert list_tasks(conn, TaskQuery(run_id=world.globex_run, account_id=world.globex)).total == 1
+    assert list_tasks(conn, TaskQuery(run_id=world.detail_run, account_id=world.acme, search="e")).total > 0
 
 
 # --- the Data Loads page ------------------------------------------------------------------------------------------

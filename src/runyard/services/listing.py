@@ -532,6 +532,7 @@ _RUN_ID = sa.bindparam("run_id", type_=sa.Integer)
 _PREFIX = sa.bindparam("prefix", type_=sa.String)
 _CONTAINS = sa.bindparam("contains", type_=sa.String)
 _STATUSES = sa.bindparam("statuses", expanding=True, type_=sa.String)
+_RUN_OF_ACCOUNT = sa.select(runs.c.id).where(runs.c.id == _RUN_ID, runs.c.account_id == sa.bindparam("account_id"))
 
 
 def _search_rules() -> ColumnElement[bool]:
@@ -575,22 +576,20 @@ def _search_parameters(search: str | None) -> dict[str, Any] | None:
 def _task_statements(sort: str, order: Order) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
     """(page, matches page with their total, count of matches) of a run's tasks for this sort and order."""
     in_run = tasks.c.run_id == _RUN_ID
+    owned = sa.exists(_RUN_OF_ACCOUNT)  # once per statement: no round trip of its own to check the run's account
     ordering = _ordering(TASK_SORTS[sort], tasks.c.id, order, nullable=sort in NULLABLE_TASK_SORTS)
     offset, limit = sa.bindparam("offset", type_=sa.Integer), sa.bindparam("limit", type_=sa.Integer)
     searched = _search_rules()
-    page = sa.select(*_TASK_VIEW_COLUMNS).where(in_run).order_by(*ordering).limit(limit).offset(offset)
+    page = sa.select(*_TASK_VIEW_COLUMNS).where(in_run, owned).order_by(*ordering).limit(limit).offset(offset)
     matches = (
         sa.select(tasks.c.id, sa.func.count().over())
-        .where(in_run, searched)
+        .where(in_run, owned, searched)
         .order_by(*ordering)
         .limit(limit)
         .offset(offset)
     )
     count = sa.select(sa.func.count()).select_from(tasks).where(in_run, searched)
     return page, matches, count
-
-
-_RUN_OF_ACCOUNT = sa.select(runs.c.id).where(runs.c.id == _RUN_ID, runs.c.account_id == sa.bindparam("account_id"))
 
 
 def _require_run(conn: Connection, run_id: int, account_id: int) -> None:
@@ -680,13 +679,19 @@ def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
 
     Raises NotFound when the run does not exist or belongs to another account.
     """
-    _require_run(conn, query.run_id, query.account_id)
     page, matches, count = _task_statements(query.sort, query.order)
     offset = _offset(query.page, query.page_size)
-    parameters: dict[str, Any] = {"run_id": query.run_id, "offset": offset, "limit": query.page_size}
+    parameters: dict[str, Any] = {
+        "run_id": query.run_id,
+        "account_id": query.account_id,
+        "offset": offset,
+        "limit": query.page_size,
+    }
     searched = _search_parameters(query.search)
     if searched is None:
         rows = conn.execute(page, parameters).all()
+        if not rows:
+            _require_run(conn, query.run_id, query.account_id)  # nothing: is it the run of another account?
         total = _count_tasks(conn, [tasks.c.run_id == query.run_id])
     else:
         # The page's ids and the total in one statement: the database evaluates the five rules once per task of
@@ -694,6 +699,8 @@ def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
         # match costs a round trip per row between Python and the driver, which threads contend for).
         parameters |= searched
         found = conn.execute(matches, parameters).all()
+        if not found:
+            _require_run(conn, query.run_id, query.account_id)
         total = found[0][1] if found else 0 if offset == 0 else int(conn.execute(count, parameters).scalar_one())
         rows = _tasks_by_id(conn, [task_id for task_id, _ in found]) if found else []
     ids = [row.id for row in rows]
