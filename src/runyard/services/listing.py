@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -225,26 +225,39 @@ class RunRow(RunView):
     message_count: int = 0
 
 
-def _run_conditions(query: RunQuery, backend: str) -> list[ColumnElement[bool]]:
-    """The filters of `query` as SQL conditions.
+def _key_conditions(table: sa.Table, query: RunQuery, weak: Any = None) -> list[ColumnElement[bool]]:
+    """`query`'s account, operation, status and type filters on `table` (runs or run_counts: same column names).
 
-    On SQLite, whose planner has no statistics, a filter that usually keeps more runs cannot pick the index
-    when one that keeps fewer is there: an operation's runs are fewer than a status's, which are fewer than a
-    type's. (It is still checked, within the chosen index when that holds the column.)
+    `weak`, when given, wraps a filter that usually keeps more rows when one that keeps fewer is there: an
+    operation's runs are fewer than a status's, which are fewer than a type's.
     """
-    weak: Any = NotIndexed if backend == "sqlite" else (lambda column: column)
-    status, run_type = runs.c.status, runs.c.run_type
-    if query.operation_id is not None:
+    status, run_type = table.c.status, table.c.run_type
+    if weak is not None and query.operation_id is not None:
         status, run_type = weak(status), weak(run_type)
-    elif query.status is not None:
+    elif weak is not None and query.status is not None:
         run_type = weak(run_type)
-    conditions: list[ColumnElement[bool]] = [runs.c.account_id == query.account_id]
+    conditions: list[ColumnElement[bool]] = [table.c.account_id == query.account_id]
     if query.operation_id is not None:
-        conditions.append(runs.c.operation_id == query.operation_id)
+        conditions.append(table.c.operation_id == query.operation_id)
     if query.status is not None:
         conditions.append(status == query.status.value)
     if query.run_type is not None:
         conditions.append(run_type == query.run_type.value)
+    return conditions
+
+
+def _has_time_bounds(query: RunQuery) -> bool:
+    return any((query.started_from, query.started_to, query.completed_from, query.completed_to))
+
+
+def _run_conditions(query: RunQuery, backend: str) -> list[ColumnElement[bool]]:
+    """The filters of `query` as SQL conditions on runs.
+
+    On SQLite, whose planner has no statistics, a filter that usually keeps more runs cannot pick the index
+    when one that keeps fewer is there (`NotIndexed`); it is still checked, within the chosen index when that
+    holds the column.
+    """
+    conditions = _key_conditions(runs, query, NotIndexed if backend == "sqlite" else None)
     bounds = (
         (runs.c.started_at, query.started_from, query.started_to),
         (runs.c.completed_at, query.completed_from, query.completed_to),
@@ -335,31 +348,26 @@ def _count_runs(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> 
     return int(conn.execute(sa.select(sa.func.count()).select_from(runs).where(*conditions)).scalar_one())
 
 
-def _counted_runs(query: RunQuery) -> sa.Select[Any] | None:
-    """(operation_id, runs) of the runs matching `query`'s filters, from run_counts; None when the query has time
-    bounds, which only counting the runs themselves can answer."""
-    if any((query.started_from, query.started_to, query.completed_from, query.completed_to)):
-        return None
-    conditions = [run_counts.c.account_id == query.account_id]
-    if query.operation_id is not None:
-        conditions.append(run_counts.c.operation_id == query.operation_id)
-    if query.status is not None:
-        conditions.append(run_counts.c.status == query.status.value)
-    if query.run_type is not None:
-        conditions.append(run_counts.c.run_type == query.run_type.value)
-    return (
-        sa.select(run_counts.c.operation_id, sa.func.sum(run_counts.c.runs))
-        .where(*conditions)
-        .group_by(run_counts.c.operation_id)
-    )
-
-
 def _runs_per_operation(conn: Connection, query: RunQuery, conditions: Sequence[ColumnElement[bool]]) -> dict[int, int]:
-    """How many runs of each operation match `query` (operations without any left out)."""
-    counted = _counted_runs(query)
-    if counted is None:
+    """How many runs of each operation match `query` (operations without any left out): from run_counts, or,
+    when the query has time bounds, which only the runs themselves can answer, counted within an index."""
+    if _has_time_bounds(query):
         counted = sa.select(runs.c.operation_id, sa.func.count()).where(*conditions).group_by(runs.c.operation_id)
+    else:
+        counted = (
+            sa.select(run_counts.c.operation_id, sa.func.sum(run_counts.c.runs))
+            .where(*_key_conditions(run_counts, query))
+            .group_by(run_counts.c.operation_id)
+        )
     return {operation_id: int(count) for operation_id, count in conn.execute(counted) if count}
+
+
+def _total_runs(conn: Connection, query: RunQuery, conditions: Sequence[ColumnElement[bool]]) -> int:
+    """How many runs match `query`: the sum of a few run_counts rows, or a count within an index (time bounds)."""
+    if _has_time_bounds(query):
+        return _count_runs(conn, conditions)
+    summed = sa.select(sa.func.coalesce(sa.func.sum(run_counts.c.runs), 0)).where(*_key_conditions(run_counts, query))
+    return int(conn.execute(summed).scalar_one())
 
 
 def _runs_nulls_last(
@@ -414,19 +422,16 @@ def list_runs(conn: Connection, query: RunQuery) -> Page[RunRow]:
     """
     conditions = _run_conditions(query, conn.dialect.name)
     offset, limit = _offset(query.page, query.page_size), query.page_size
-    rows: list[Row[Any]]
-    if query.sort == "operation":
-        counts = _runs_per_operation(conn, query, conditions)
-        rows = _runs_by_operation(conn, conditions, counts, query.order, offset, limit)
-        total = sum(counts.values())
-        return Page(tuple(_run_row(row) for row in rows), total=total, page=query.page, page_size=query.page_size)
-    counted = _counted_runs(query)
-    total = _count_runs(conn, conditions) if counted is None else sum(int(n) for _, n in conn.execute(counted))
+    counts = _runs_per_operation(conn, query, conditions) if query.sort == "operation" else None
+    total = sum(counts.values()) if counts is not None else _total_runs(conn, query, conditions)
     key = RUN_SORTS[query.sort]
     if conn.dialect.name == "sqlite" and total <= SQLITE_SORT_AFTER_FILTER_MAX:
         key = NotIndexed(key)
+    rows: list[Row[Any]]
     if offset >= total:
         rows = []  # past the last page: nothing to read (an index walk would read all of it to find nothing)
+    elif counts is not None:
+        rows = _runs_by_operation(conn, conditions, counts, query.order, offset, limit)
     elif query.sort in NULLABLE_RUN_SORTS:
         rows = _runs_nulls_last(conn, conditions, key, query.order, offset, limit)
     else:
@@ -457,8 +462,6 @@ def _runs_by_operation(
     order the operations by the sort key, and reads the page from the operations it falls in, each in id order.
     Operations whose keys are equal are one group: their runs interleave by id.
     """
-    if offset >= sum(counts.values()):
-        return []
     key = RUN_SORTS["operation"]
     ordered = conn.execute(
         sa.select(operations.c.id, key)
@@ -572,24 +575,32 @@ def _search_parameters(search: str | None) -> dict[str, Any] | None:
     }
 
 
+class _TaskStatements(NamedTuple):
+    page: sa.Select[Any]  # a page of the run's tasks
+    total: sa.Select[Any]  # how many tasks the run has
+    matches: sa.Select[Any]  # the ids of a page of the tasks matching the search, each with their total
+    total_matches: sa.Select[Any]  # how many tasks match the search (for a page past the last match)
+
+
 @cache
-def _task_statements(sort: str, order: Order) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
-    """(page, matches page with their total, count of matches) of a run's tasks for this sort and order."""
+def _task_statements(sort: str, order: Order) -> _TaskStatements:
+    """A run's task statements for this sort and order, built once. The page statements check the run's
+    account themselves (an uncorrelated EXISTS, evaluated once): no round trip of its own for that."""
     in_run = tasks.c.run_id == _RUN_ID
-    owned = sa.exists(_RUN_OF_ACCOUNT)  # once per statement: no round trip of its own to check the run's account
+    owned = sa.exists(_RUN_OF_ACCOUNT)
     ordering = _ordering(TASK_SORTS[sort], tasks.c.id, order, nullable=sort in NULLABLE_TASK_SORTS)
     offset, limit = sa.bindparam("offset", type_=sa.Integer), sa.bindparam("limit", type_=sa.Integer)
     searched = _search_rules()
-    page = sa.select(*_TASK_VIEW_COLUMNS).where(in_run, owned).order_by(*ordering).limit(limit).offset(offset)
-    matches = (
-        sa.select(tasks.c.id, sa.func.count().over())
+    return _TaskStatements(
+        page=sa.select(*_TASK_VIEW_COLUMNS).where(in_run, owned).order_by(*ordering).limit(limit).offset(offset),
+        total=sa.select(sa.func.count()).select_from(tasks).where(in_run),
+        matches=sa.select(tasks.c.id, sa.func.count().over())
         .where(in_run, owned, searched)
         .order_by(*ordering)
         .limit(limit)
-        .offset(offset)
+        .offset(offset),
+        total_matches=sa.select(sa.func.count()).select_from(tasks).where(in_run, searched),
     )
-    count = sa.select(sa.func.count()).select_from(tasks).where(in_run, searched)
-    return page, matches, count
 
 
 def _require_run(conn: Connection, run_id: int, account_id: int) -> None:
@@ -679,7 +690,7 @@ def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
 
     Raises NotFound when the run does not exist or belongs to another account.
     """
-    page, matches, count = _task_statements(query.sort, query.order)
+    statements = _task_statements(query.sort, query.order)
     offset = _offset(query.page, query.page_size)
     parameters: dict[str, Any] = {
         "run_id": query.run_id,
@@ -689,20 +700,22 @@ def list_tasks(conn: Connection, query: TaskQuery) -> Page[TaskView]:
     }
     searched = _search_parameters(query.search)
     if searched is None:
-        rows = conn.execute(page, parameters).all()
+        rows = conn.execute(statements.page, parameters).all()
         if not rows:
             _require_run(conn, query.run_id, query.account_id)  # nothing: is it the run of another account?
-        total = _count_tasks(conn, [tasks.c.run_id == query.run_id])
+        total = int(conn.execute(statements.total, parameters).scalar_one())
     else:
         # The page's ids and the total in one statement: the database evaluates the five rules once per task of
         # the run and returns only the page (a separate count would evaluate them all again; returning every
         # match costs a round trip per row between Python and the driver, which threads contend for).
         parameters |= searched
-        found = conn.execute(matches, parameters).all()
-        if not found:
+        found = conn.execute(statements.matches, parameters).all()
+        if found:
+            total = int(found[0][1])
+        else:
             _require_run(conn, query.run_id, query.account_id)
-        total = found[0][1] if found else 0 if offset == 0 else int(conn.execute(count, parameters).scalar_one())
-        rows = _tasks_by_id(conn, [task_id for task_id, _ in found]) if found else []
+            total = 0 if offset == 0 else int(conn.execute(statements.total_matches, parameters).scalar_one())
+        rows = _tasks_by_id(conn, [task_id for task_id, _ in found])
     ids = [row.id for row in rows]
     tables, messages = tables_of(conn, ids), messages_of(conn, ids)
     items = tuple(task_view(row, tables[row.id], messages[row.id]) for row in rows)
@@ -714,12 +727,10 @@ _TASKS_BY_ID = sa.select(*_TASK_VIEW_COLUMNS).where(tasks.c.id.in_(_TASK_IDS))
 
 def _tasks_by_id(conn: Connection, ids: Sequence[int]) -> list[Row[Any]]:
     """The tasks of `ids`, in that order."""
+    if not ids:
+        return []
     found = {row.id: row for row in conn.execute(_TASKS_BY_ID, {"task_ids": list(ids)})}
     return [found[task_id] for task_id in ids]
-
-
-def _count_tasks(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*conditions)).scalar_one())
 
 
 # --- the Data Loads page ------------------------------------------------------------------------------------------
