@@ -203,3 +203,29 @@ def test_a_stale_lease_cannot_write(store: Store, taken_over: bool) -> None:
         assert attempt_log(store, stale.task_id) == [(1, "lease_expired", "worker-a"), (2, "completed", "worker-b")]
     else:
         assert (extract["attempt"], extract["worker_id"], extract["lease_token"]) == (1, "worker-a", stale.lease_token)
+
+
+def test_a_lapsed_lease_with_attempts_left_is_left_to_the_workers(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write transaction, so no lock, for a run whose lapsed task will simply be claimed again."""
+    _, run_id = two_step_run(store)
+    leases = TaskLeases(store, lease_seconds=LEASE)
+    claim_one(leases, "gone-worker")
+    backdate_leases(store, run_id, seconds=LEASE + 5)
+    writes = 0
+    write = store.write
+
+    def counted_write() -> object:
+        nonlocal writes
+        writes += 1
+        return write()
+
+    monkeypatch.setattr(store, "write", counted_write)
+    assert sweep(store, cancel_timeout_seconds=CANCEL_TIMEOUT) == SweepReport()
+    assert writes == 0
+    monkeypatch.undo()
+
+    again = claim_one(leases, "next-worker")  # the workers take it again, as attempt 2
+    assert (again.name, again.attempt) == ("extract", 2)
+    assert run_status(store, run_id) is RunStatus.RUNNING

@@ -35,11 +35,18 @@ def sweep(store: Store, *, cancel_timeout_seconds: float) -> SweepReport:
     timeout = timedelta(seconds=cancel_timeout_seconds)
     with store.read() as conn:
         now = store.now(conn)
+        # Only runs with something to end: a lapsed task out of attempts, or of a canceling run. Other lapsed
+        # tasks are claimed again by the workers (attempt + 1), and locking their runs would be wasted writes.
         lapsed_runs = list(
             conn.execute(
                 sa.select(tasks.c.run_id)
                 .distinct()
-                .where(tasks.c.status == _RUNNING, tasks.c.lease_expires_at < now)
+                .join(runs, runs.c.id == tasks.c.run_id)
+                .where(
+                    tasks.c.status == _RUNNING,
+                    tasks.c.lease_expires_at < now,
+                    sa.or_(tasks.c.attempt >= tasks.c.max_attempts, runs.c.status == _CANCELING),
+                )
                 .order_by(tasks.c.run_id)
             ).scalars()
         )
@@ -61,8 +68,7 @@ def sweep(store: Store, *, cancel_timeout_seconds: float) -> SweepReport:
             exhausted += ended
     for run_id in stuck_runs:
         with store.write() as conn:
-            lock_run(conn, run_id)
-            forced += _force_canceled(conn, run_id, store.now(conn), timeout)
+            forced += _force_canceled(conn, lock_run(conn, run_id), store.now(conn), timeout)
     return SweepReport(exhausted=exhausted, canceled=canceled, forced_runs=forced)
 
 
@@ -100,16 +106,12 @@ def _end_expired(conn: Connection, run: sa.Row[Any], now: datetime) -> int:
     return count
 
 
-def _force_canceled(conn: Connection, run_id: int, now: datetime, timeout: timedelta) -> int:
-    """Force a run locked by lock_run, still in Canceling past the timeout, to Canceled, revoking its
-    running tasks' leases."""
-    still_stuck = conn.execute(
-        sa.select(runs.c.id).where(
-            runs.c.id == run_id, runs.c.status == _CANCELING, runs.c.cancel_requested_at < now - timeout
-        )
-    ).first()
-    if still_stuck is None:
+def _force_canceled(conn: Connection, run: sa.Row[Any], now: datetime, timeout: timedelta) -> int:
+    """Force a run locked by lock_run (`run` is what it read), still in Canceling past the timeout, to Canceled,
+    revoking its running tasks' leases."""
+    if run.status != _CANCELING or run.cancel_requested_at is None or run.cancel_requested_at >= now - timeout:
         return 0
+    run_id = run.id
     for row in conn.execute(
         sa.select(tasks.c.id, tasks.c.lease_token, tasks.c.attempt)
         .where(tasks.c.run_id == run_id, tasks.c.status == _RUNNING)
