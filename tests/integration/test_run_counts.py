@@ -54,7 +54,7 @@ def test_inserts_updates_and_deletes_keep_the_counts(store: Store) -> None:
         conn.execute(sa.update(runs).where(runs.c.id.in_(ids[:3])).values(status=RunStatus.CANCELED.value))
         conn.execute(sa.update(runs).where(runs.c.id == ids[3]).values(run_type=RunType.DESTRUCTIVE.value))
         conn.execute(sa.update(runs).where(runs.c.id == ids[4]).values(operation_id=other_operation))
-        conn.execute(sa.update(runs).where(runs.c.id == ids[5]).values(status=runs.c.status))  # unchanged: no count
+        conn.execute(sa.update(runs).where(runs.c.id == ids[5]).values(status=runs.c.status))  # a no-op update
         conn.execute(sa.update(runs).where(runs.c.id.in_(ids[6:9])).values(message="only the message"))
         added = [
             _insert_run(

@@ -248,6 +248,7 @@ def test_refused_tokens_are_not_remembered(service: TokenService) -> None:
 
     for _ in range(3):
         refused(service, forged)  # each time the full check, each time refused
+    assert service._verified == {}
 
 
 def test_remembered_tokens_are_bounded(service: TokenService, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,9 +257,10 @@ def test_remembered_tokens_are_bounded(service: TokenService, monkeypatch: pytes
 
     for token in tokens:
         assert service.verify(token)["jti"]
-    for token in tokens:  # the evicted ones are verified again, and still pass
-        assert service.verify(token)["sub"] == "7"
-    assert len(service._verified) == 3
+    assert list(service._verified) == tokens[2:]  # the oldest went first
+
+    assert service.verify(tokens[0])["sub"] == "7"  # evicted: verified again in full, and still valid
+    assert list(service._verified) == [*tokens[3:], tokens[0]]
 
 
 @pytest.mark.parametrize("claim", ["exp", "iat", "nbf", "iss", "aud", "sub", "typ", "jti"])

@@ -268,11 +268,6 @@ def require_admin(principal: Annotated[Principal, Depends(require_principal)]) -
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(require_principal)]
-OperatorDep = Annotated[Principal, Depends(require_operator)]
-AdminDep = Annotated[Principal, Depends(require_admin)]
-
-
 def unauthorized_response(exc: AuthFailed | CredentialsMissing) -> JSONResponse:
     """401 with spec 002's exact body and `WWW-Authenticate: Bearer`; never says why a credential failed."""
     body = MISSING_BODY if isinstance(exc, CredentialsMissing) else FAILED_BODY

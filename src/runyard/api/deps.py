@@ -17,11 +17,6 @@ from runyard.services.tokens import Principal
 from runyard.store.database import Store
 
 
-async def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 async def get_store(request: Request) -> Store:
     runtime: Runtime = request.app.state.runtime
     return runtime.store
@@ -32,7 +27,6 @@ async def get_runs(request: Request) -> RunService:
     return runtime.runs
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunsDep = Annotated[RunService, Depends(get_runs)]
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
