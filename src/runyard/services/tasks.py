@@ -76,6 +76,12 @@ class Progress:
         self.records, self.last_record_at, self.latencies_ms = 0, None, []
         return taken
 
+    def give_back(self, taken: Progress) -> None:
+        """Add back progress taken earlier that could not be written (it came before what is here now)."""
+        self.records += taken.records
+        self.last_record_at = self.last_record_at or taken.last_record_at
+        self.latencies_ms = [*taken.latencies_ms, *self.latencies_ms]
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -108,8 +114,13 @@ class TaskLeases:
                         claim = self._take(conn, row, worker_id, now)
                         if claim is not None:
                             return claim
-                skipped = dialect.skips_locked_rows(conn) and any(
-                    conn.execute(pick(now)).first() is not None for pick in (self._ready, self._expired)
+                # Nothing claimed: look again only if some claimable row was skipped because it was locked.
+                skipped = (
+                    look + 1 < _CLAIM_LOOKS
+                    and dialect.skips_locked_rows(conn)
+                    and bool(
+                        conn.execute(sa.select(sa.or_(self._ready(now).exists(), self._expired(now).exists()))).scalar()
+                    )
                 )
             if not skipped:
                 return None

@@ -76,6 +76,11 @@ class TaskContext:
         with self._lock:
             return self.progress.take()
 
+    def give_back_progress(self, taken: Progress) -> None:
+        """Progress taken for a write that failed: the next take writes it with what came since."""
+        with self._lock:
+            self.progress.give_back(taken)
+
     def message(self, level: str, text: str) -> None:
         self.messages.append((level, text))
 

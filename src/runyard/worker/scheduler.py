@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from runyard.services.sweep import sweep
 from runyard.store.database import Store
-from runyard.worker.worker import describe_failure
+from runyard.store.failures import describe_failure
 
 log = logging.getLogger("runyard.scheduler")
 
@@ -36,9 +36,12 @@ class Scheduler:
             try:
                 report = sweep(self.store, cancel_timeout_seconds=self.cancel_timeout_seconds)
             except Exception as error:  # the next sweep picks up whatever this one left
-                if not isinstance(error, sa.exc.DBAPIError):
-                    log.exception("sweep failed")
-                log.warning("sweep skipped (%s); trying again in %s s", describe_failure(error), self.sweep_seconds)
+                log.warning(
+                    "sweep skipped (%s); trying again in %s s",
+                    describe_failure(error),
+                    self.sweep_seconds,
+                    exc_info=not isinstance(error, sa.exc.DBAPIError),  # a bug's traceback, not a driver's
+                )
                 continue
             if report.exhausted or report.canceled or report.forced_runs:
                 log.info("sweep: %s", report)

@@ -8,15 +8,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from runyard.domain.statuses import TaskStatus
 from runyard.errors import LeaseLost, RunyardError
 from runyard.faults import crash_point
-from runyard.services.tasks import Claim, Outcome, Progress, TaskLeases
+from runyard.services.tasks import Claim, Outcome, TaskLeases
 from runyard.services.wakeup import Wakeup
+from runyard.store.failures import describe_failure
 from runyard.worker.context import StopReason, TaskContext, TaskFailed, TaskInterrupted
 from runyard.worker.executors import Executor
 
@@ -89,7 +89,11 @@ class Worker:
             try:
                 claim = self.leases.claim(self.worker_id)
             except Exception as error:
-                log.warning("cannot claim work (%s); trying again", describe_failure(error))
+                log.warning(
+                    "cannot claim work (%s); trying again",
+                    describe_failure(error),
+                    exc_info=not isinstance(error, sa.exc.DBAPIError),  # a bug's traceback, not a driver's
+                )
                 self._stopping.wait(self.poll_seconds)
                 continue
             if claim is None:
@@ -106,8 +110,7 @@ class Worker:
         with self._lock:
             self._running[claim.task_id] = ctx
         done = threading.Event()
-        beat = _Beat()
-        thread = threading.Thread(target=self._heartbeat, args=(ctx, done, beat), daemon=True)
+        thread = threading.Thread(target=self._heartbeat, args=(ctx, done), daemon=True)
         thread.start()
         try:
             outcome = self._run_executor(ctx)
@@ -116,7 +119,7 @@ class Worker:
             thread.join()
             with self._lock:
                 self._running.pop(claim.task_id, None)
-        self._record(ctx, outcome, beat.unsent)
+        self._record(ctx, outcome)
 
     def _run_executor(self, ctx: TaskContext) -> Outcome | StopReason:
         claim = ctx.claim
@@ -137,7 +140,7 @@ class Worker:
         status = TaskStatus.COMPLETED_WITH_ERRORS if with_errors else TaskStatus.COMPLETED
         return Outcome(status, tuple(ctx.messages), tuple(ctx.tables))
 
-    def _record(self, ctx: TaskContext, outcome: Outcome | StopReason, unsent: Progress) -> None:
+    def _record(self, ctx: TaskContext, outcome: Outcome | StopReason) -> None:
         claim = ctx.claim
         if outcome is StopReason.LEASE_LOST:
             log.warning("task %d attempt %d: lease lost; abandoning without writing", claim.task_id, claim.attempt)
@@ -150,7 +153,7 @@ class Worker:
             outcome = Outcome(TaskStatus.CANCELED, (*ctx.messages, ("warning", "Stopped: the run was canceled")))
         assert isinstance(outcome, Outcome)
         ended = outcome
-        progress = _merged(unsent, ctx.take_progress())  # taken once: every try writes the same counts
+        progress = ctx.take_progress()  # taken once: every try writes the same counts
         if self._write(claim, "save the end of the task", lambda: self.leases.finish(claim, ended, progress)):
             log.info("task %d (%s) attempt %d: %s", *_label(claim), ended.status.label)
 
@@ -204,7 +207,7 @@ class Worker:
         )
         return False
 
-    def _heartbeat(self, ctx: TaskContext, done: threading.Event, beat: _Beat) -> None:
+    def _heartbeat(self, ctx: TaskContext, done: threading.Event) -> None:
         """Renew the lease every heartbeat_seconds; a failed renewal is tried again at the next beat.
 
         When no renewal has worked for a whole lease, another worker may already have taken the task
@@ -213,14 +216,15 @@ class Worker:
         renewed = time.monotonic()
         lease_seconds = self.leases.lease.total_seconds()
         while not done.wait(self.heartbeat_seconds):
-            beat.unsent = _merged(beat.unsent, ctx.take_progress())
+            progress = ctx.take_progress()
             try:
-                canceling = self.leases.heartbeat(ctx.claim, beat.unsent)
-            except LeaseLost as lost:
+                canceling = self.leases.heartbeat(ctx.claim, progress)
+            except LeaseLost as lost:  # the task is abandoned: its progress is never written
                 log.warning("%s", lost)
                 ctx.stop(StopReason.LEASE_LOST)
                 return
             except Exception as error:
+                ctx.give_back_progress(progress)  # not written: the next heartbeat, or the finish, writes it
                 problem = describe_failure(error)
                 silent = time.monotonic() - renewed
                 if silent > lease_seconds:
@@ -237,44 +241,17 @@ class Worker:
                     "task %d (%s) attempt %d: could not renew its lease (%s); trying again at the next heartbeat",
                     *_label(ctx.claim),
                     problem,
+                    exc_info=not isinstance(error, sa.exc.DBAPIError),
                 )
                 continue
-            beat.unsent = Progress()
             renewed = time.monotonic()
             if canceling:
                 ctx.stop(StopReason.CANCEL)
 
 
-@dataclass
-class _Beat:
-    """What the heartbeat of one task could not write yet (the finish writes it)."""
-
-    unsent: Progress = field(default_factory=Progress)
-
-
-def _merged(earlier: Progress, later: Progress) -> Progress:
-    return Progress(
-        earlier.records + later.records,
-        later.last_record_at or earlier.last_record_at,
-        [*earlier.latencies_ms, *later.latencies_ms],
-    )
-
-
 def _transient(error: sa.exc.DBAPIError) -> bool:
     """Errors that trying again can cure: a lost connection, a deadlock, a lock or statement timeout."""
     return error.connection_invalidated or isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError)
-
-
-def describe_failure(error: BaseException) -> str:
-    """For the log, e.g. "the runs database failed (AdminShutdown: terminating connection due to administrator
-    command)": the database driver's own first line only, never the SQL, its parameters (lease tokens) or the
-    connection string."""
-    if isinstance(error, sa.exc.DBAPIError):
-        cause = error.orig if error.orig is not None else error
-        text = str(cause).strip()
-        first = f"{type(cause).__name__}: {text.splitlines()[0]}" if text else type(cause).__name__
-        return f"the runs database failed ({first})"
-    return f"unexpected error {type(error).__name__}"
 
 
 def _label(claim: Claim) -> tuple[int, str, int]:
