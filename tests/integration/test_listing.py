@@ -62,10 +62,10 @@ def _insert_account(conn: Connection, name: str) -> int:
     return int(conn.execute(accounts.insert().values(name=name, created_at=BASE).returning(accounts.c.id)).scalar_one())
 
 
-def _insert_operation(conn: Connection, account_id: int, configuration_id: str) -> int:
+def _insert_operation(conn: Connection, account_id: int, configuration_id: str, environment: str = "prod") -> int:
     values = {
         "account_id": account_id,
-        "environment": "prod",
+        "environment": environment,
         "configuration_type": "tasks",
         "configuration_id": configuration_id,
         "description": "",

@@ -25,7 +25,6 @@ from runyard.services.listing import (
     RUN_SORTS,
     TASK_SORTS,
     CaseInsensitiveLike,
-    Order,
     RunQuery,
     TaskQuery,
     list_runs,
@@ -35,15 +34,16 @@ from runyard.store.database import Store
 from runyard.store.tables import SecondsBetween, operations, runs, task_messages, task_tables, tasks
 from tests.integration.test_listing import (
     BASE,
+    ORDERS,
+    RUN_KEYS,
     World,
+    _insert_operation,
     _insert_run,
     _insert_task,
     _task,
     build_world,
     expected_order,
 )
-
-ORDERS: tuple[Order, ...] = ("asc", "desc")
 
 #: The sorts as they were before runs.duration_seconds: the duration computed per row.
 LEGACY_RUN_SORTS: dict[str, Any] = {
@@ -59,23 +59,10 @@ def world(store: Store) -> World:
     (the Operation sort ties them, so their runs interleave by id with payroll's), with a few runs each."""
     world = build_world(store)
     with store.write() as conn:
-        twins = []
-        for environment, configuration_id in (("prod", "PAYROLL"), ("dev", "payroll")):
-            values = {
-                "account_id": world.acme,
-                "environment": environment,
-                "configuration_type": "tasks",
-                "configuration_id": configuration_id,
-                "description": "",
-                "spec": {},
-                "activated": True,
-                "archived": False,
-                "created_at": BASE,
-                "updated_at": BASE,
-            }
-            twins.append(
-                int(conn.execute(operations.insert().values(**values).returning(operations.c.id)).scalar_one())
-            )
+        twins = [
+            _insert_operation(conn, world.acme, configuration_id, environment)
+            for environment, configuration_id in (("prod", "PAYROLL"), ("dev", "payroll"))
+        ]
         for i in range(6):
             started = BASE + timedelta(hours=5, minutes=7 * i)
             run: dict[str, Any] = {
@@ -181,17 +168,8 @@ def test_runs_pages_equal_the_single_statement_ones(conn: Connection, world: Wor
 
 @EVERY_PLAN
 def test_nullable_sorts_walk_every_run_once_with_nulls_last(conn: Connection, world: World, sqlite_plan: str) -> None:
-    def seconds(row: dict[str, Any]) -> float | None:
-        if row["started_at"] is None or row["completed_at"] is None:
-            return None
-        return float((row["completed_at"] - row["started_at"]).total_seconds())
-
-    keys: dict[str, Any] = {
-        "started_at": lambda row: row["started_at"],
-        "completed_at": lambda row: row["completed_at"],
-        "duration": seconds,
-    }
-    for sort, key in keys.items():
+    for sort in ("started_at", "completed_at", "duration"):
+        key = RUN_KEYS[sort]
         assert any(key(row) is None for row in world.runs), sort  # the world has runs without a value
         for order in ORDERS:
             for page_size in (1, 2, 5, 200):

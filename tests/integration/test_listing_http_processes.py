@@ -7,7 +7,6 @@ any of them is still picked up (at the workers' next poll), and stopping or kill
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -16,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.cli_helpers import Background, Runyard, free_port, wait_until
+from tests.integration.cli_helpers import wait_until
+from tests.integration.test_serve import Server
 
 PROCESSES = 3
 STARTUP_SECONDS = 30.0
@@ -59,36 +59,28 @@ def _state(pid: int) -> str:
         return "Z"
 
 
-class Served:
-    def __init__(self, tmp_path: Path) -> None:
-        self.cli = Runyard(tmp_path / "home", extra_env={"RUNYARD_HTTP_PROCESSES": str(PROCESSES)})
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: Background = self.cli.spawn("serve", "--port", str(self.port), log=tmp_path / "serve")
-
-    def start(self) -> str:
-        """Wait for /healthz and the extra processes; the administrator's password."""
-
-        def healthy() -> bool | None:
-            assert self.process.alive(), self.process.describe()
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200 or None
-            except httpx.TransportError:
-                return None
-
-        wait_until(healthy, timeout=STARTUP_SECONDS, what="/healthz to answer")
-        found = re.search(r"password: (\S+)", self.process.stdout)
-        assert found, self.process.describe()
-        return found.group(1)
-
-    @property
-    def pid(self) -> int:
-        return self.process.process.pid
+def _connection_holders(pids: set[int], port: int) -> set[int]:
+    """The processes among `pids` holding an established TCP connection on local `port` (Linux /proc)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                established.add(fields[9])  # the socket's inode
+    holders = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if any(link.startswith("socket:[") and link[8:-1] in established for link in links):
+            holders.add(pid)
+    return holders
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    running = Served(tmp_path)
+def served(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path, env={"RUNYARD_HTTP_PROCESSES": str(PROCESSES)})
     yield running
     helpers = _helpers(running.pid)
     running.process.stop(signal.SIGKILL)
@@ -99,8 +91,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
         os.kill(pid, signal.SIGKILL)
 
 
-def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(served: Served, tmp_path: Path) -> None:
-    password = served.start()
+def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(served: Server, tmp_path: Path) -> None:
+    served.health()
+    password = served.admin_password()
     (tmp_path / "quick.yaml").write_text(OPERATION)
     served.cli("deploy", str(tmp_path / "quick.yaml"))
     wait_until(
@@ -108,6 +101,16 @@ def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(serv
         timeout=STARTUP_SECONDS,
         what="the extra processes to start",
     )
+    # Every process answers: keep many connections open at once, and each process holds some of them.
+    processes = {served.pid, *_helpers(served.pid)}
+    clients = [httpx.Client(base_url=served.url, timeout=10) for _ in range(8 * PROCESSES)]
+    try:
+        assert all(client.get("/healthz").status_code == 200 for client in clients)
+        assert _connection_holders(processes, served.port) == processes
+    finally:
+        for client in clients:
+            client.close()
+
     token = httpx.post(f"{served.url}/api/v1/auth/token", json={"login": "admin", "password": password}).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     operation = httpx.get(f"{served.url}/api/v1/operations", headers=headers).json()[0]["id"]
@@ -136,8 +139,8 @@ def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(serv
     assert "Traceback" not in served.process.stderr
 
 
-def test_the_extra_processes_do_not_outlive_a_killed_serve(served: Served) -> None:
-    served.start()
+def test_the_extra_processes_do_not_outlive_a_killed_serve(served: Server) -> None:
+    served.health()
     wait_until(
         lambda: len(_helpers(served.pid)) == PROCESSES - 1 or None,
         timeout=STARTUP_SECONDS,

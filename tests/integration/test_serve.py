@@ -22,8 +22,8 @@ STOP_SECONDS = 5.0
 class Server:
     """One `runyard serve` subprocess on a free port; always stopped (killed if need be) at teardown."""
 
-    def __init__(self, tmp_path: Path, *extra: str, port: int | None = None) -> None:
-        self.cli = Runyard(tmp_path / "home")
+    def __init__(self, tmp_path: Path, *extra: str, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.cli = Runyard(tmp_path / "home", extra_env=env or {})
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: Background = self.cli.spawn("serve", "--port", str(self.port), *extra, log=tmp_path / "serve")
@@ -39,6 +39,16 @@ class Server:
                 return None
 
         return wait_until(answer, timeout=STARTUP_SECONDS, what=f"{self.url}/healthz to answer")
+
+    @property
+    def pid(self) -> int:
+        return self.process.process.pid
+
+    def admin_password(self) -> str:
+        """The password `serve` printed for the administrator it created."""
+        found = re.search(r"password: (\S+)", self.process.stdout)
+        assert found, self.process.describe()
+        return found.group(1)
 
     def stop_with(self, sig: int) -> tuple[int, float]:
         """Send `sig`; the exit code and how long the process took to end."""
