@@ -468,11 +468,14 @@ def serve_child(database_url: str, home: str, processes: int) -> None:
     With `processes` > 1, as `runyard serve` does with RUNYARD_HTTP_PROCESSES: that many processes accept on
     the socket (this one and processes - 1 started by runyard.serve).
     """
-    import uvicorn
-
-    from runyard.api.app import create_app
     from runyard.runtime import Runtime, configure_logging, open_store
-    from runyard.serve import listening_socket, start_http_processes, stop_http_processes
+    from runyard.serve import (
+        http_server,
+        listening_socket,
+        start_http_processes,
+        stop_http_processes,
+        wait_until_ready,
+    )
     from runyard.settings import Settings
 
     configure_logging()
@@ -480,13 +483,12 @@ def serve_child(database_url: str, home: str, processes: int) -> None:
     runtime = Runtime(settings, open_store(settings, upgrade=False))
     sock = listening_socket("127.0.0.1", 0)  # IPPROTO_TCP: see there (TCP_NODELAY)
     helpers = start_http_processes(settings, sock, processes - 1)
-    for helper in helpers:  # measure only once every process accepts connections
-        if not helper.ready.wait(STARTUP_SECONDS):
-            raise RuntimeError(f"{helper.process.name} did not start within {STARTUP_SECONDS} s")
+    wait_until_ready(helpers, STARTUP_SECONDS)  # measure only once every process accepts connections
+    if not all(helper.ready.is_set() for helper in helpers):
+        raise RuntimeError(f"the HTTP processes did not all start within {STARTUP_SECONDS} s")
     print(f"PORT {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="off")
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        http_server(runtime).run(sockets=[sock])
     finally:
         stop_http_processes(helpers)
         runtime.close()

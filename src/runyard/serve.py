@@ -32,10 +32,12 @@ from runyard.settings import Settings
 
 log = logging.getLogger("runyard.serve")
 SHUTDOWN_GRACE_SECONDS = 10.0
+HTTP_PROCESS_STARTUP_SECONDS = 30.0
 
 
 def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Console) -> None:
     configure_logging()
+    sock = listening_socket(host, port)  # first: a port in use fails before anything is created or printed
     store = open_store(settings)
     settings.signing_key()  # fail now, not at the first login, if the key is unusable
     admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
@@ -47,11 +49,11 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         _deploy_demo(runtime, demo_source.base_url)
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
-    server = _Server(uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning", access_log=False))
-    sockets = [listening_socket(host, port)] if settings.http_processes > 1 else None
-    helpers = start_http_processes(settings, sockets[0], settings.http_processes - 1) if sockets else []
+    server = http_server(runtime)
+    helpers = start_http_processes(settings, sock, settings.http_processes - 1)
     worker.start()
     scheduler.start()
+    wait_until_ready(helpers)
     console.print(f"runyard is running at http://{host}:{port}  (store: {store.backend})")
     if boot.generated_password:
         console.print(f"administrator login: {boot.login}  password: {boot.generated_password}  (shown once)")
@@ -63,7 +65,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         console.print(f"demo HR API (the demo operations' source) at {demo_source.base_url}")
     try:
         with tuned_gc():
-            server.run(sockets=sockets)
+            server.run(sockets=[sock])
     finally:
         stop_http_processes(helpers)
         worker.stop(SHUTDOWN_GRACE_SECONDS)
@@ -124,6 +126,22 @@ def start_http_processes(settings: Settings, sock: socket.socket, count: int) ->
     return started
 
 
+def wait_until_ready(started: list[HttpProcess], timeout: float = HTTP_PROCESS_STARTUP_SECONDS) -> None:
+    """Wait until every process accepts connections; a process that does not within `timeout` is logged.
+
+    Polls `is_set()` instead of `Event.wait()`: a process waiting on a multiprocessing Event is counted as a
+    sleeper, and if it is killed while waiting, the `set()` of the other side blocks for ever (and with it the
+    thread that watches for this process's death).
+    """
+    deadline = time.monotonic() + timeout
+    waiting = list(started)
+    while waiting and time.monotonic() < deadline:
+        waiting = [each for each in waiting if not each.ready.is_set() and each.process.is_alive()]
+        time.sleep(0.05)
+    for each in waiting:
+        log.warning("%s did not start answering within %.0f s", each.process.name, timeout)
+
+
 def stop_http_processes(started: list[HttpProcess]) -> None:
     """Ask each process to stop (SIGTERM: uvicorn finishes the requests in flight), then make sure it did."""
     for each in started:
@@ -140,7 +158,7 @@ def _serve_http(settings: Settings, sock: socket.socket, parent: int, ready: Eve
     """In a process of its own: the API and UI on `sock`, until SIGTERM or SIGINT, or until `parent` is gone."""
     configure_logging()
     runtime = Runtime(settings, open_store(settings, upgrade=False))
-    server = _Server(uvicorn.Config(create_app(runtime), log_level="warning", access_log=False))
+    server = http_server(runtime)
 
     def watch() -> None:
         while not server.should_exit:
@@ -157,6 +175,11 @@ def _serve_http(settings: Settings, sock: socket.socket, parent: int, ready: Eve
             server.run(sockets=[sock])
     finally:
         runtime.close()
+
+
+def http_server(runtime: Runtime) -> uvicorn.Server:
+    """The API and UI of `runtime`, for `.run(sockets=[a listening socket])`; runyard logs its own access lines."""
+    return _Server(uvicorn.Config(create_app(runtime), log_level="warning", access_log=False))
 
 
 class _Server(uvicorn.Server):

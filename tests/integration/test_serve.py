@@ -45,10 +45,14 @@ class Server:
         return self.process.process.pid
 
     def admin_password(self) -> str:
-        """The password `serve` printed for the administrator it created."""
-        found = re.search(r"password: (\S+)", self.process.stdout)
-        assert found, self.process.describe()
-        return found.group(1)
+        """The password `serve` printed for the administrator it created (once every process answers)."""
+
+        def printed() -> str | None:
+            assert self.process.alive(), self.process.describe()
+            found = re.search(r"password: (\S+)", self.process.stdout)
+            return found.group(1) if found else None
+
+        return wait_until(printed, timeout=STARTUP_SECONDS, what="the administrator's password")
 
     def stop_with(self, sig: int) -> tuple[int, float]:
         """Send `sig`; the exit code and how long the process took to end."""
@@ -158,3 +162,16 @@ def test_serve_demo_starts_its_source_elsewhere_when_the_next_port_is_taken(tmp_
     finally:
         server.process.stop(signal.SIGTERM, timeout=STOP_SECONDS)
         holder.close()
+
+
+def test_a_port_in_use_is_one_line_before_anything_is_created(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cli = Runyard(tmp_path / "home")
+
+        error = cli.fails("serve", "--port", str(port))
+
+    assert error.strip() == "error: Address already in use"
+    assert not (tmp_path / "home" / "runyard.db").exists()  # no store, so no administrator whose password is lost
