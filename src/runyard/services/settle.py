@@ -67,13 +67,14 @@ def lock_run(conn: Connection, run_id: int) -> sa.Row[Any]:
     return conn.execute(dialect.lock_for_write(query, conn)).one()
 
 
-def settle_run(conn: Connection, run_id: int, now: datetime) -> bool:
+def settle_run(conn: Connection, run_id: int, now: datetime, locked: sa.Row[Any] | None = None) -> bool:
     """Apply the graph rules to run `run_id`. Returns True when tasks became ready to claim.
 
-    The caller has locked the run with lock_run before touching its tasks (see the lock order above);
-    the run is read here under that lock again, which PostgreSQL grants at once to its holder.
+    The caller has locked the run with lock_run before touching its tasks (see the lock order above). `locked`
+    is what that lock_run read, when the caller has not changed the run since; without it, the run is read here
+    under that lock again, which PostgreSQL grants at once to its holder.
     """
-    run = lock_run(conn, run_id)
+    run = locked if locked is not None else lock_run(conn, run_id)
     status = RunStatus(run.status)
     if status.is_final:
         return False

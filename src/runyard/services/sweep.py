@@ -102,7 +102,7 @@ def _end_expired(conn: Connection, run: sa.Row[Any], now: datetime) -> int:
         record_event(conn, run_id, "task_expired", now, task_id=row.id, status=target.value)
         count += 1
     if count:
-        settle_run(conn, run_id, now)
+        settle_run(conn, run_id, now, run)  # its tasks ended, the run itself is as lock_run read it
     return count
 
 

@@ -249,7 +249,7 @@ class TaskLeases:
         """Record the task's end, then move its run along. Raises LeaseLost if the lease is gone."""
         check_task_transition(TaskStatus.RUNNING, outcome.status)
         with self.store.write() as conn:
-            lock_run(conn, claim.run_id)  # first: the lock order of runyard.services.settle
+            run = lock_run(conn, claim.run_id)  # first: the lock order of runyard.services.settle
             now = self.store.now(conn)  # read after the lock: the lease is judged when the write happens
             values: dict[str, Any] = {
                 "status": outcome.status.value,
@@ -274,7 +274,7 @@ class TaskLeases:
             if claim.stage == "load" and outcome.status in TASK_SUCCEEDED and outcome.tables:
                 _record_data_load(conn, claim.run_id, outcome.tables, now)
             record_event(conn, claim.run_id, "task_finished", now, task_id=claim.task_id, status=outcome.status.value)
-            became_ready = settle_run(conn, claim.run_id, now)
+            became_ready = settle_run(conn, claim.run_id, now, run)  # nothing above changed the run itself
         if became_ready and self.wakeup is not None:
             self.wakeup.notify()
 
