@@ -26,7 +26,9 @@ def test_sqlite_reads_one_snapshot(store: Store) -> None:
     _add_account(store, "before")
     with store.read() as conn:
         assert "before" in _accounts(conn)
-        _add_account(store, "during")  # committed by another connection while the read is open
+        # Committed by another connection while the read is open: WAL lets it write beside the reader (without
+        # WAL, or with one shared connection, this would wait for the read to end instead).
+        _add_account(store, "during")
         assert "during" not in _accounts(conn)  # the page and its total agree
     with store.read() as conn:
         assert "during" in _accounts(conn)

@@ -24,11 +24,18 @@ def wait_for(check: Callable[[], T | None], what: str) -> T:
     return wait_until(check, timeout=HANG_LIMIT, what=what, interval=0.01)
 
 
-def launch(store: Store, operation_id: int) -> int:
-    """Launch a run that must be accepted; its id."""
+def launch(store: Store, operation_id: int, *, worker_running: bool = False) -> int:
+    """Launch a run that must be accepted; its id. With a worker running, it may claim the run's first task
+    before the launch returns."""
     view = RunService(store).launch(LaunchRequest(operation_id=operation_id))
-    assert view.status is RunStatus.WAITING_TO_START
+    accepted = {RunStatus.WAITING_TO_START, RunStatus.RUNNING} if worker_running else {RunStatus.WAITING_TO_START}
+    assert view.status in accepted, view
     return view.id
+
+
+def psycopg_dsn(store: Store) -> str:
+    """The store's PostgreSQL URL as psycopg takes it (for connections the tests hold themselves)."""
+    return store.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def run_row(store: Store, run_id: int) -> sa.RowMapping:

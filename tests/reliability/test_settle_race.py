@@ -26,14 +26,10 @@ from runyard.services.tasks import Claim, Outcome, TaskLeases
 from runyard.store.database import Store
 from runyard.store.tables import runs, tasks
 from tests.factories import make_operation, sleep_task
-from tests.reliability.db import HANG_LIMIT, launch, run_status, task_row, wait_for
+from tests.reliability.db import HANG_LIMIT, launch, psycopg_dsn, run_status, task_row, wait_for
 
 LEASE = 30.0  # long: no lease lapses in the fork-join test
 FORK_JOIN_RUNS = 20
-
-
-def psycopg_dsn(store: Store) -> str:
-    return store.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @contextmanager

@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 
 from runyard.domain.statuses import RunStatus, TaskStatus
-from runyard.services.runs import LaunchRequest, RunService
 from runyard.services.tasks import TaskLeases
 from runyard.store import dialect
 from runyard.store.database import Store
@@ -25,7 +24,7 @@ from runyard.store.tables import tasks
 from runyard.worker.executors import BUILTIN
 from runyard.worker.worker import WRITE_RETRY_DELAYS_SECONDS, Worker
 from tests.factories import make_operation, sleep_task
-from tests.reliability.db import HANG_LIMIT, attempt_log, run_status, wait_for
+from tests.reliability.db import HANG_LIMIT, attempt_log, launch, psycopg_dsn, run_status, wait_for
 
 LEASE = 3.0
 TRIES = len(WRITE_RETRY_DELAYS_SECONDS) + 1
@@ -47,7 +46,7 @@ class HeldLocks:
             self._sqlite = sqlite3.connect(self.store.url.database, timeout=HANG_LIMIT, isolation_level=None)
             self._sqlite.execute("BEGIN IMMEDIATE")  # every other writer now waits, then fails
             return
-        dsn = self.store.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        dsn = psycopg_dsn(self.store)
         self._gate = psycopg.connect(dsn)
         self._probe = psycopg.connect(dsn, autocommit=True)
         self._gate.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (run_id,))
@@ -102,11 +101,6 @@ def worker_messages(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG
     return [r.getMessage() for r in list(caplog.records) if r.name == "runyard.worker" and r.levelno >= level]
 
 
-def launch(store: Store, operation_id: int) -> int:
-    """Launch a run; the running worker may claim its first task before this returns."""
-    return RunService(store).launch(LaunchRequest(operation_id=operation_id)).id
-
-
 def running_task(store: Store, run_id: int, name: str) -> sa.RowMapping | None:
     with store.read() as conn:
         row = conn.execute(sa.select(tasks).where(tasks.c.run_id == run_id, tasks.c.name == name)).mappings().first()
@@ -129,7 +123,7 @@ def test_the_worker_survives_the_runs_database_failing_while_it_saves_a_task(
     operation_id = make_operation(
         store, tasks=[sleep_task("slow", 0.6, units=3), sleep_task("after", depends_on=["slow"])]
     )
-    run_id = launch(store, operation_id)
+    run_id = launch(store, operation_id, worker_running=True)
     slow = wait_for(lambda: running_task(store, run_id, "slow"), "the task `slow` to run")
     locks = HeldLocks(store)
     locks.hold(run_id, slow["id"] if fault == "persistent" else None)  # transient: only the save waits
@@ -160,7 +154,7 @@ def test_the_worker_survives_the_runs_database_failing_while_it_saves_a_task(
         assert any(f"after {TRIES} tries" in text for text in worker_messages(caplog, logging.ERROR))
     assert all(thread.is_alive() for thread in worker._threads)
 
-    next_run = launch(store, operation_id)  # the worker still claims and runs new work
+    next_run = launch(store, operation_id, worker_running=True)  # the worker still claims and runs new work
     assert final_status(store, next_run) is RunStatus.COMPLETED
     assert all(thread.is_alive() for thread in worker._threads)
 
@@ -182,7 +176,7 @@ def test_a_task_whose_lease_cannot_be_renewed_for_a_whole_lease_is_stopped(
     caplog.set_level(logging.INFO, logger="runyard.worker")
     store = worker_store
     operation_id = make_operation(store, tasks=[sleep_task("long", 2 * LEASE, units=60)])
-    run_id = launch(store, operation_id)
+    run_id = launch(store, operation_id, worker_running=True)
     long = wait_for(lambda: running_task(store, run_id, "long"), "the task `long` to run")
     locks = HeldLocks(store)
     locks.hold(run_id, long["id"])
