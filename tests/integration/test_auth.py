@@ -21,16 +21,8 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from runyard.api.auth import (
-    AccessLogRedactor,
-    AdminDep,
-    Authenticator,
-    AuthFailed,
-    OperatorDep,
-    PrincipalDep,
-    TokenService,
-    install,
-)
+from runyard.api.auth import AccessLogRedactor, Authenticator, AuthFailed, TokenService, install
+from runyard.api.deps import AdminDep, OperatorDep, PrincipalDep
 from runyard.errors import NotFound
 from runyard.services import accounts, tokens
 from runyard.services.accounts import bootstrap_admin, create_account, create_user
