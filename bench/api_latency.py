@@ -51,7 +51,7 @@ from sqlalchemy.engine import Connection
 from benchlib import code_version, command_line, machine, percentile, postgres_database, sqlite_database
 from runyard.config.specs import TaskGraphOperation
 from runyard.domain.runs import make_job_name, make_run_key
-from runyard.domain.search import initials
+from runyard.domain.search import fold_case, initials
 from runyard.domain.statuses import RunStatus, RunType, TaskStatus, Trigger
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.listing import RunQuery, TaskQuery, list_runs, list_tasks
@@ -196,6 +196,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "run_id",
         "position",
         "name",
+        "name_lower",
         "initials",
         "stage",
         "metrics_type",
@@ -216,8 +217,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "latency_count",
         "updated_at",
     ),
-    "task_tables": ("id", "task_id", "run_id", "table_name", "record_count"),
-    "task_messages": ("id", "task_id", "run_id", "level", "text", "created_at"),
+    "task_tables": ("id", "task_id", "run_id", "table_name", "table_name_lower", "record_count"),
+    "task_messages": ("id", "task_id", "run_id", "level", "text", "text_lower", "created_at"),
 }
 
 
@@ -312,6 +313,7 @@ class Filler:
                     run_id,
                     position,
                     name,
+                    fold_case(name),
                     self.initials(name),
                     stage,
                     metrics,
@@ -335,12 +337,15 @@ class Filler:
             )
             if table is not None and (big or rng.random() < 0.25):
                 self.table_id += 1
-                self.add("task_tables", (self.table_id, self.task_id, run_id, table, records))
+                self.add("task_tables", (self.table_id, self.task_id, run_id, table, fold_case(table), records))
             if rng.random() < (0.10 if big else 0.05):
                 self.message_id += 1
                 level = "warning" if status is not TaskStatus.COMPLETED else "info"
                 text = rng.choice(MESSAGES).format(rows=records, table=table or "the warehouse")
-                self.add("task_messages", (self.message_id, self.task_id, run_id, level, text, time_(ended or started)))
+                self.add(
+                    "task_messages",
+                    (self.message_id, self.task_id, run_id, level, text, fold_case(text), time_(ended or started)),
+                )
 
 
 def _count_messages(conn: Connection) -> None:

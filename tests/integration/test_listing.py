@@ -34,7 +34,7 @@ from runyard.services.listing import (
 )
 from runyard.store import migrate
 from runyard.store.database import Store
-from runyard.store.tables import accounts, data_loads, operations, runs, task_tables, tasks
+from runyard.store.tables import accounts, data_loads, operations, runs, task_messages, task_tables, tasks
 
 BASE = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 ORDERS: tuple[Order, ...] = ("asc", "desc")
@@ -695,6 +695,50 @@ def test_another_accounts_run_is_not_found(conn: Connection, world: World) -> No
     assert list_tasks(conn, TaskQuery(run_id=world.detail_run, account_id=world.acme, search="e")).total > 0
 
 
+UNICODE_TASKS = [
+    _task("Étape [Café]", TaskStatus.COMPLETED),
+    _task("Process [staff]", TaskStatus.COMPLETED, tables=[("ÜBERSTUNDEN", 5)]),
+    _task("Process [budget]", TaskStatus.FAILED, messages=["Größe ÄNDERTE sich"]),
+    _task("Process [plain]", TaskStatus.COMPLETED),
+]
+
+
+def _unicode_run(store: Store) -> tuple[int, int]:
+    """(account, run) of a run whose task names, table names and messages have non-ASCII capitals."""
+    with store.write() as conn:
+        account = _insert_account(conn, "unicode")
+        run = {
+            "account_id": account,
+            "operation_id": _insert_operation(conn, account, "café"),
+            "run_type": RunType.INCREMENTAL,
+            "status": RunStatus.COMPLETED,
+            "created_at": BASE,
+            "started_at": BASE,
+            "completed_at": BASE,
+        }
+        run_id = _insert_run(conn, run)
+        for position, task in enumerate(UNICODE_TASKS):
+            row = {**task, "position": position, "attempt": 1, "records": 0, "started_at": BASE, "completed_at": BASE}
+            _insert_task(conn, run_id, row)
+    return account, run_id
+
+
+def test_search_ignores_the_case_of_non_ascii_letters_on_every_backend(store: Store) -> None:
+    account, run_id = _unicode_run(store)
+    with store.read() as conn:
+
+        def found(query: str) -> list[str]:
+            return [task.name for task in list_tasks(conn, TaskQuery(run_id, account, search=query)).items]
+
+        for query in ("étape", "ÉTAPE", "café", "CAFÉ"):  # the name
+            assert found(query) == ["Étape [Café]"], query
+        for query in ("überstunden", "Überstunden", "ÜBER"):  # a table name
+            assert found(query) == ["Process [staff]"], query
+        for query in ("größe", "GRÖßE", "änderte", "ÄNDERTE SICH"):  # a message
+            assert found(query) == ["Process [budget]"], query
+        assert found("grösse") == []  # lowercased, not case-folded: "ß" is not "ss"
+
+
 # --- the Data Loads page ------------------------------------------------------------------------------------------
 
 
@@ -748,11 +792,37 @@ def test_migration_0002_fills_the_initials_of_existing_tasks(store: Store) -> No
         for position, name in enumerate(names):
             row = {**_task(name, TaskStatus.COMPLETED), "position": position, "attempt": 1, "records": 0}
             row.update(started_at=BASE, completed_at=BASE)
-            values = {k: v for k, v in _task_values(run_id, row).items() if k != "initials"}
-            conn.execute(tasks.insert().values(**values))
+            values = {k: v for k, v in _task_values(run_id, row).items() if k not in ("initials", "name_lower")}
+            tasks_at_0001 = sa.table(
+                "tasks", *(sa.column(key, tasks.c[key].type) for key in values)
+            )  # no defaults of later columns
+            conn.execute(tasks_at_0001.insert().values(**values))
     migrate.upgrade(store)
     with store.read() as conn:
         stored = dict(conn.execute(sa.select(tasks.c.name, tasks.c.initials).order_by(tasks.c.position)).all())
         assert stored == {"Metadata Consolidation [employees]": "mce", "Process [time_off]": "pto", "Data Load": "dl"}
         found = list_tasks(conn, TaskQuery(run_id=run_id, account_id=account, search="pto"))
         assert [task.name for task in found.items] == ["Process [time_off]"]
+
+
+# --- migration 0008 -----------------------------------------------------------------------------------------------
+
+
+def test_migration_0008_fills_the_lowercase_copies_of_existing_rows(store: Store) -> None:
+    account, run_id = _unicode_run(store)
+    config = migrate.alembic_config(store)
+    with store.write() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0007")
+    with store.read() as conn:
+        assert "name_lower" not in {column["name"] for column in sa.inspect(conn).get_columns("tasks")}
+    migrate.upgrade(store)
+    with store.read() as conn:
+        names = conn.execute(sa.select(tasks.c.name, tasks.c.name_lower).order_by(tasks.c.position)).all()
+        assert [tuple(row) for row in names] == [(task["name"], task["name"].lower()) for task in UNICODE_TASKS]
+        tables = conn.execute(sa.select(task_tables.c.table_name, task_tables.c.table_name_lower)).all()
+        assert [tuple(row) for row in tables] == [("ÜBERSTUNDEN", "überstunden")]
+        messages = conn.execute(sa.select(task_messages.c.text, task_messages.c.text_lower)).all()
+        assert [tuple(row) for row in messages] == [("Größe ÄNDERTE sich", "größe änderte sich")]
+        found = list_tasks(conn, TaskQuery(run_id, account, search="CAFÉ"))
+        assert [task.name for task in found.items] == ["Étape [Café]"]

@@ -24,7 +24,6 @@ from runyard.services.listing import (
     NULLABLE_TASK_SORTS,
     RUN_SORTS,
     TASK_SORTS,
-    CaseInsensitiveLike,
     RunQuery,
     TaskQuery,
     list_runs,
@@ -225,9 +224,15 @@ def _legacy_search(search: str | None) -> Any:
     contains = contains_pattern(text)
     rules: list[Any] = [
         tasks.c.initials.like(prefix_pattern(text), escape=LIKE_ESCAPE),
-        CaseInsensitiveLike(tasks.c.name, contains),
-        sa.exists().where(task_tables.c.task_id == tasks.c.id, CaseInsensitiveLike(task_tables.c.table_name, contains)),
-        sa.exists().where(task_messages.c.task_id == tasks.c.id, CaseInsensitiveLike(task_messages.c.text, contains)),
+        sa.func.lower(tasks.c.name).like(contains, escape=LIKE_ESCAPE),
+        sa.exists().where(
+            task_tables.c.task_id == tasks.c.id,
+            sa.func.lower(task_tables.c.table_name).like(contains, escape=LIKE_ESCAPE),
+        ),
+        sa.exists().where(
+            task_messages.c.task_id == tasks.c.id,
+            sa.func.lower(task_messages.c.text).like(contains, escape=LIKE_ESCAPE),
+        ),
     ]
     statuses = [status.value for status in statuses_starting_with(text, TaskStatus)]
     if statuses:

@@ -8,7 +8,9 @@ A search string matches a task when any of these holds:
 4. one of its tables' names contains the string;
 5. one of its messages contains the string.
 
-All comparisons ignore case. This module holds the pure parts; runyard.services.listing builds the SQL.
+All comparisons ignore case, Unicode letters included: the store keeps fold_case() copies of names, table names
+and messages, and the query is folded the same way, so the SQL compares them case-sensitively with LIKE on both
+backends. This module holds the pure parts; runyard.services.listing builds the SQL.
 """
 
 from __future__ import annotations
@@ -61,9 +63,18 @@ def initials(name: str) -> str:
     return "".join(_first_letter(word) for word in words(name))[:INITIALS_MAX_LENGTH]
 
 
+def fold_case(text: str) -> str:
+    """`text` as the search compares it: lowercased, Unicode-aware ("Étape" -> "étape").
+
+    What the store keeps in tasks.name_lower, task_tables.table_name_lower and task_messages.text_lower, and what
+    a query is turned into: the same Python function on both sides, whatever the database's collation.
+    """
+    return text.lower()
+
+
 def normalize_query(query: str | None) -> str:
-    """The search string as it is matched: surrounding whitespace removed, lowercased ("" means no search)."""
-    return (query or "").strip().lower()
+    """The search string as it is matched: surrounding whitespace removed, case folded ("" means no search)."""
+    return fold_case((query or "").strip())
 
 
 def statuses_starting_with(query: str, statuses: Iterable[LabelledT]) -> list[LabelledT]:

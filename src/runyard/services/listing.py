@@ -94,30 +94,6 @@ def _not_indexed_default(element: NotIndexed, compiler: SQLCompiler, **kw: Any) 
     return compiler.process(element.clauses, **kw)
 
 
-class CaseInsensitiveLike(FunctionElement[bool]):
-    """`text LIKE pattern`, ignoring case, the pattern already lowercased and escaped with LIKE_ESCAPE.
-
-    PostgreSQL: ILIKE. SQLite: its own LIKE, which ignores the case of ASCII letters natively, so no
-    function runs per row (non-ASCII letters then match case-sensitively: "é" does not find "É").
-    """
-
-    type = sa.Boolean()
-    name = "case_insensitive_like"
-    inherit_cache = True
-
-
-@compiles(CaseInsensitiveLike, "postgresql")
-def _ilike_postgresql(element: CaseInsensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
-    text, pattern = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"{text} ILIKE {pattern} ESCAPE '{LIKE_ESCAPE}'"
-
-
-@compiles(CaseInsensitiveLike)
-def _ilike_default(element: CaseInsensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
-    text, pattern = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"{text} LIKE {pattern} ESCAPE '{LIKE_ESCAPE}'"
-
-
 # --- pages and their requests -----------------------------------------------------------------------------------
 
 
@@ -547,16 +523,16 @@ def _search_rules() -> ColumnElement[bool]:
     are their task's run: runyard writes them so), once per query, instead of once per task.
     """
     return sa.or_(
-        tasks.c.initials.like(_PREFIX, escape=LIKE_ESCAPE),  # stored lowercased
-        CaseInsensitiveLike(tasks.c.name, _CONTAINS),
+        tasks.c.initials.like(_PREFIX, escape=LIKE_ESCAPE),
+        tasks.c.name_lower.like(_CONTAINS, escape=LIKE_ESCAPE),
         tasks.c.id.in_(
             sa.select(task_tables.c.task_id).where(
-                task_tables.c.run_id == _RUN_ID, CaseInsensitiveLike(task_tables.c.table_name, _CONTAINS)
+                task_tables.c.run_id == _RUN_ID, task_tables.c.table_name_lower.like(_CONTAINS, escape=LIKE_ESCAPE)
             )
         ),
         tasks.c.id.in_(
             sa.select(task_messages.c.task_id).where(
-                task_messages.c.run_id == _RUN_ID, CaseInsensitiveLike(task_messages.c.text, _CONTAINS)
+                task_messages.c.run_id == _RUN_ID, task_messages.c.text_lower.like(_CONTAINS, escape=LIKE_ESCAPE)
             )
         ),
         tasks.c.status.in_(_STATUSES),

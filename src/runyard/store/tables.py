@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from runyard.domain.search import fold_case
 from runyard.domain.statuses import RUN_ACTIVE
 from runyard.store.types import UtcDateTime, json_type
 
@@ -24,6 +27,25 @@ metadata = sa.MetaData(
 
 _ACTIVE_VALUES = ", ".join(f"'{s.value}'" for s in sorted(RUN_ACTIVE))
 _ACTIVE_CLAUSE = sa.text(f"status IN ({_ACTIVE_VALUES})")
+
+
+def _folded(source: str) -> Callable[[DefaultExecutionContext], str]:
+    """An insert default: fold_case() of the row's `source` column, so that every writer keeps the search copy."""
+
+    def folded(context: DefaultExecutionContext) -> str:
+        parameters: dict[str, Any] = context.get_current_parameters()  # type: ignore[no-untyped-call]
+        return fold_case(parameters[source])
+
+    return folded
+
+
+def _search_copy(source: str) -> sa.Column[str]:
+    """`<source>_lower`: the text the task search matches with LIKE (runyard.domain.search, migration 0008).
+
+    Filled on insert from `source`, which runyard never updates. Text, not a bounded string: lowercasing can
+    lengthen a string ("İ" becomes two characters).
+    """
+    return sa.Column(f"{source}_lower", sa.Text, nullable=False, server_default="", default=_folded(source))
 
 
 class SecondsBetween(FunctionElement[float]):
@@ -188,6 +210,7 @@ tasks = sa.Table(
     sa.Column("name", sa.String(300), nullable=False),
     # runyard.domain.search.initials(name): the acronym the API Run Details search matches (migration 0002).
     sa.Column("initials", sa.String(100), nullable=False, server_default=""),
+    _search_copy("name"),
     sa.Column("stage", sa.String(30), nullable=False),
     sa.Column("metrics_type", sa.String(20), nullable=False),
     sa.Column("executor", sa.String(50), nullable=False),
@@ -220,8 +243,8 @@ tasks = sa.Table(
     sa.Index(None, "status", "ready_at"),  # the claim query
     sa.Index(None, "status", "lease_expires_at"),  # the lease sweep
     # The API Run Details page: a run's tasks in plan order. Its task search reads the run's ids, initials, names
-    # and statuses from this index alone, not from the wide rows (migration 0006).
-    sa.Index("ix_tasks_run_id_position", "run_id", "position", "id", "initials", "name", "status"),
+    # and statuses from this index alone, not from the wide rows (migrations 0006 and 0008).
+    sa.Index("ix_tasks_run_id_position", "run_id", "position", "id", "initials", "name_lower", "status"),
     sa.Index(None, "run_id", "status"),  # ... filtered or sorted by status
 )
 
@@ -240,9 +263,10 @@ task_tables = sa.Table(
     sa.Column("task_id", sa.ForeignKey("tasks.id"), nullable=False),
     sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False),
     sa.Column("table_name", sa.String(300), nullable=False),
+    _search_copy("table_name"),
     sa.Column("record_count", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("task_id", "table_name"),
-    sa.Index("ix_task_tables_run_id", "run_id", "table_name", "task_id"),  # the task search, from the index alone
+    sa.Index("ix_task_tables_run_id", "run_id", "table_name_lower", "task_id"),  # the task search, from the index
 )
 
 task_messages = sa.Table(
@@ -253,6 +277,7 @@ task_messages = sa.Table(
     sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False, index=True),
     sa.Column("level", sa.String(10), nullable=False),  # info, warning, error
     sa.Column("text", sa.Text, nullable=False),
+    _search_copy("text"),
     _created(),
 )
 
