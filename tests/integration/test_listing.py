@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy.engine import Connection
 
 from runyard.domain.search import initials
@@ -131,6 +130,26 @@ def _insert_task(conn: Connection, run_id: int, task: Row) -> int:
     for text in task["messages"]:
         add_message(conn, run_id, task_id, "info", text, BASE)  # keeps the message counts, as runyard does
     return task_id
+
+
+def _completed_run(conn: Connection, account_name: str, configuration_id: str) -> tuple[int, int]:
+    """(account, run): a new account with one operation and one completed run of it, without tasks."""
+    account = _insert_account(conn, account_name)
+    run = {
+        "account_id": account,
+        "operation_id": _insert_operation(conn, account, configuration_id),
+        "run_type": RunType.INCREMENTAL,
+        "status": RunStatus.COMPLETED,
+        "created_at": BASE,
+        "started_at": BASE,
+        "completed_at": BASE,
+    }
+    return account, _insert_run(conn, run)
+
+
+def _columns(store: Store, table: str) -> set[str]:
+    with store.read() as conn:
+        return {column["name"] for column in sa.inspect(conn).get_columns(table)}
 
 
 def _run_rows(rng: random.Random, operation_ids: list[int], account_id: int) -> list[Row]:
@@ -706,17 +725,7 @@ UNICODE_TASKS = [
 def _unicode_run(store: Store) -> tuple[int, int]:
     """(account, run) of a run whose task names, table names and messages have non-ASCII capitals."""
     with store.write() as conn:
-        account = _insert_account(conn, "unicode")
-        run = {
-            "account_id": account,
-            "operation_id": _insert_operation(conn, account, "café"),
-            "run_type": RunType.INCREMENTAL,
-            "status": RunStatus.COMPLETED,
-            "created_at": BASE,
-            "started_at": BASE,
-            "completed_at": BASE,
-        }
-        run_id = _insert_run(conn, run)
+        account, run_id = _completed_run(conn, "unicode", "café")
         for position, task in enumerate(UNICODE_TASKS):
             row = {**task, "position": position, "attempt": 1, "records": 0, "started_at": BASE, "completed_at": BASE}
             _insert_task(conn, run_id, row)
@@ -768,34 +777,17 @@ def test_loads_pages(conn: Connection, world: World) -> None:
 
 
 def test_migration_0002_fills_the_initials_of_existing_tasks(store: Store) -> None:
-    config = migrate.alembic_config(store)
+    migrate.downgrade(store, "0001")
+    assert "initials" not in _columns(store, "tasks")
     with store.write() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0001")
-    with store.read() as conn:
-        assert "initials" not in {column["name"] for column in sa.inspect(conn).get_columns("tasks")}
-    with store.write() as conn:
-        account = _insert_account(conn, "acme")
-        run_id = _insert_run(
-            conn,
-            {
-                "account_id": account,
-                "operation_id": _insert_operation(conn, account, "payroll"),
-                "run_type": RunType.INCREMENTAL,
-                "status": RunStatus.COMPLETED,
-                "created_at": BASE,
-                "started_at": BASE,
-                "completed_at": BASE,
-            },
-        )
+        account, run_id = _completed_run(conn, "acme", "payroll")
         names = ["Metadata Consolidation [employees]", "Process [time_off]", "Data Load"]
         for position, name in enumerate(names):
             row = {**_task(name, TaskStatus.COMPLETED), "position": position, "attempt": 1, "records": 0}
             row.update(started_at=BASE, completed_at=BASE)
             values = {k: v for k, v in _task_values(run_id, row).items() if k not in ("initials", "name_lower")}
-            tasks_at_0001 = sa.table(
-                "tasks", *(sa.column(key, tasks.c[key].type) for key in values)
-            )  # no defaults of later columns
+            # Not tasks.insert(): it would add the columns of later revisions, name_lower's default among them.
+            tasks_at_0001 = sa.table("tasks", *(sa.column(key, tasks.c[key].type) for key in values))
             conn.execute(tasks_at_0001.insert().values(**values))
     migrate.upgrade(store)
     with store.read() as conn:
@@ -810,12 +802,8 @@ def test_migration_0002_fills_the_initials_of_existing_tasks(store: Store) -> No
 
 def test_migration_0008_fills_the_lowercase_copies_of_existing_rows(store: Store) -> None:
     account, run_id = _unicode_run(store)
-    config = migrate.alembic_config(store)
-    with store.write() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0007")
-    with store.read() as conn:
-        assert "name_lower" not in {column["name"] for column in sa.inspect(conn).get_columns("tasks")}
+    migrate.downgrade(store, "0007")
+    assert "name_lower" not in _columns(store, "tasks")
     migrate.upgrade(store)
     with store.read() as conn:
         names = conn.execute(sa.select(tasks.c.name, tasks.c.name_lower).order_by(tasks.c.position)).all()

@@ -28,6 +28,14 @@ def upgrade(store: Store, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def downgrade(store: Store, revision: str) -> None:
+    """Back to `revision`, as `runyard` never does on its own: for tests of a migration's backfill."""
+    config = alembic_config(store)
+    with store.write() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
 def current_revision(store: Store) -> str | None:
     with store.read() as conn:
         return MigrationContext.configure(conn).get_current_revision()
