@@ -49,17 +49,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from benchlib import code_version, command_line, machine, percentile, postgres_database, sqlite_database
-from runyard.config.specs import TaskGraphOperation
 from runyard.domain.runs import make_job_name, make_run_key
 from runyard.domain.search import fold_case, initials
 from runyard.domain.statuses import RunStatus, RunType, TaskStatus, Trigger
+from runyard.operations.tasks.executors import BUILTIN
+from runyard.operations.tasks.spec import TaskGraphOperation
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.listing import RunQuery, TaskQuery, list_runs, list_tasks
 from runyard.services.operations import deploy
 from runyard.store import migrate
 from runyard.store.database import Store
 from runyard.store.tables import users
-from runyard.worker.executors import BUILTIN
 
 PG_ENV = "RUNYARD_TEST_POSTGRES_URL"
 TARGET_P99_MS = 50.0

@@ -35,7 +35,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchlib import code_version, command_line, machine, postgres_database, sqlite_database, summarize
-from runyard.config.specs import TaskGraphOperation
+from runyard.engine.context import TaskContext
+from runyard.engine.executors import Executor
+from runyard.operations.tasks.spec import TaskGraphOperation
+from runyard.runtime import default_registry
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.operations import deploy
 from runyard.services.runs import LaunchRequest, RunService
@@ -46,8 +49,6 @@ from runyard.store import migrate
 from runyard.store.database import Store
 from runyard.store.tables import runs as runs_table
 from runyard.store.tables import tasks as tasks_table
-from runyard.worker.context import TaskContext
-from runyard.worker.executors import Executor, default_registry
 from runyard.worker.worker import Worker, default_worker_id
 
 PG_ENV = "RUNYARD_TEST_POSTGRES_URL"
@@ -72,7 +73,7 @@ class Probe:
     def run(self, ctx: TaskContext) -> None:
         started = time.perf_counter()
         with self._condition:
-            self._started[ctx.claim.run_id] = started
+            self._started[ctx.identity.run_id] = started
             self._condition.notify_all()
         ctx.checkpoint()
 

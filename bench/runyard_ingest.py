@@ -46,8 +46,8 @@ def main() -> None:
 
 
 def run(base: str, limit: int, expected: int) -> dict[str, object]:
-    from runyard.config.loader import load_text
     from runyard.domain.statuses import RunStatus, RunType
+    from runyard.operations.loader import load_text
     from runyard.runtime import Runtime, engine_resources, open_store, tuned_gc
     from runyard.services.accounts import bootstrap_admin
     from runyard.services.operations import deploy

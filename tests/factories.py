@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from runyard.config.specs import TaskGraphOperation
+from runyard.operations.tasks.executors import BUILTIN
+from runyard.operations.tasks.spec import TaskGraphOperation
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.operations import deploy
 from runyard.store.database import Store
-from runyard.worker.executors import BUILTIN
 
 
 def make_account(store: Store) -> None:

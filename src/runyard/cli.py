@@ -21,14 +21,14 @@ from rich.table import Table
 from runyard.api.schemas import RunPublic, TaskPublic
 from runyard.client import ClientError, RunyardClient
 from runyard.client import login as request_token
-from runyard.config.loader import load_specs_with_sources
 from runyard.domain.statuses import RunStatus, RunType, Trigger
 from runyard.errors import ConfigError, RunyardError
+from runyard.operations.loader import load_specs_with_sources
 from runyard.runtime import Runtime, open_store
 from runyard.services import accounts as account_service
+from runyard.services.listing import RUN_PAGE_SIZE_MAX, RunQuery, list_runs, run_tasks
 from runyard.services.operations import deploy as deploy_specs
 from runyard.services.operations import find_operation
-from runyard.services.queries import RunFilter, list_runs, list_tasks
 from runyard.services.runs import LaunchRequest
 from runyard.settings import Settings
 from runyard.store import migrate
@@ -184,14 +184,16 @@ class LocalBackend:
     ) -> tuple[list[RunPublic], int]:
         with self.runtime.store.read() as conn:
             operation_id = find_operation(conn, ref).id if ref else None
-            where = RunFilter(operation_id=operation_id, status=status, run_type=run_type)
-            items, total = list_runs(conn, where, limit=limit)
-        return [RunPublic.of(item) for item in items], total
+            where = RunQuery(
+                account_id=None, operation_id=operation_id, status=status, run_type=run_type, page_size=limit
+            )
+            page = list_runs(conn, where)
+        return [RunPublic.of(item) for item in page.items], page.total
 
     def show(self, run_id: int) -> tuple[RunPublic, list[TaskPublic]]:
         view = self.runtime.runs.get_run(run_id)
         with self.runtime.store.read() as conn:
-            return RunPublic.of(view), [TaskPublic.of(task) for task in list_tasks(conn, run_id)]
+            return RunPublic.of(view), [TaskPublic.of(task) for task in run_tasks(conn, run_id)]
 
     def retry(self, run_id: int) -> RunPublic:
         return RunPublic.of(self.runtime.runs.retry(run_id))
@@ -321,7 +323,7 @@ def runs(
     operation: Annotated[str | None, typer.Option(help="Operation id or configuration_id")] = None,
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status")] = None,
     run_type: Annotated[RunType | None, typer.Option("--type", help="incremental or destructive")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=RUN_PAGE_SIZE_MAX)] = 20,
 ) -> None:
     """List the most recent runs."""
     if ctx.invoked_subcommand is not None:

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from runyard.api.schemas import RunPublic, TaskPublic
 from runyard.client import ClientError, RunyardClient, parse_run
 from runyard.domain.statuses import RunStatus, TaskStatus
-from runyard.services.queries import list_tasks
+from runyard.services.listing import run_tasks
 from runyard.services.runs import RunService
 
 POLL_SECONDS = 0.25
@@ -75,7 +75,7 @@ def follow_run(service: RunService, run_id: int, console: Console) -> RunPublic:
         while True:
             view = service.get_run(run_id)
             with service.store.read() as conn:
-                render_tasks(progress, bars, [TaskPublic.of(task) for task in list_tasks(conn, run_id)])
+                render_tasks(progress, bars, [TaskPublic.of(task) for task in run_tasks(conn, run_id)])
             if view.status.is_final:
                 return RunPublic.of(view)
             time.sleep(POLL_SECONDS)

@@ -18,11 +18,11 @@ from runyard.services.wakeup import Wakeup
 from runyard.settings import Settings
 from runyard.store import migrate
 from runyard.store.database import Store
-from runyard.worker.executors import Executor, default_registry
 from runyard.worker.scheduler import Scheduler
 from runyard.worker.worker import Worker, default_worker_id
 
 if TYPE_CHECKING:
+    from runyard.engine.executors import Executor
     from runyard.engine.resources import EngineResources
 
 _CONTROL = re.compile(r"[\r\n\x1b]")
@@ -78,24 +78,30 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
 def engine_resources(settings: Settings, *, extra_hosts: tuple[str, ...] = ()) -> EngineResources:
     # Imported here: the CLI's short commands should not pay for pyarrow and duckdb.
     from runyard.engine.resources import EngineResources
-    from runyard.engine.staging import Staging
-    from runyard.warehouse.duckdb import DuckDBWarehouses
+    from runyard.staging import Staging
+    from runyard.warehouse.provider import open_warehouses
 
     return EngineResources(
         staging=Staging(settings.resolved_staging_url),
-        warehouses=DuckDBWarehouses(settings.warehouse_directory),
+        warehouses=open_warehouses(settings.resolved_warehouse_url),
         allowed_hosts=(*settings.allowed_hosts, *extra_hosts),
+        storage_roots=settings.resolved_storage_roots,
         environ=dict(os.environ),
     )
 
 
-def full_registry(resources: EngineResources) -> dict[str, Executor]:
-    from runyard.engine.registry import bind
+def default_registry() -> dict[str, Executor]:
+    """The executors a process without engine resources can run: the `tasks` type's (noop, sleep, fail)."""
+    from runyard.operations.tasks.executors import BUILTIN
 
-    registry = default_registry()
-    for name, (run, description) in bind(resources).items():
-        registry[name] = Executor(name, run, description)
-    return registry
+    return dict(BUILTIN)
+
+
+def full_registry(resources: EngineResources) -> dict[str, Executor]:
+    """Every operation type's executors, bound to this process's resources."""
+    from runyard.operations import registry
+
+    return registry.executors(resources)
 
 
 @dataclass

@@ -18,15 +18,15 @@ from multiprocessing.synchronize import Event
 import uvicorn
 from rich.console import Console
 
-from runyard.api.app import create_app
+from runyard.app import create_app
 from runyard.demo import demo_specs
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import RunRejected
 from runyard.runtime import Runtime, configure_logging, engine_resources, open_store, tuned_gc
 from runyard.services.accounts import bootstrap_admin
+from runyard.services.listing import RunQuery, list_runs
 from runyard.services.operations import deploy
-from runyard.services.queries import RunFilter, list_runs
 from runyard.services.runs import LaunchRequest
 from runyard.settings import Settings
 
@@ -208,7 +208,7 @@ def _deploy_demo(runtime: Runtime, source_url: str) -> None:
     """Deploy the demo operations and launch each once, on a store that has no run of them yet."""
     for item in deploy(runtime.store, demo_specs(source_url), runtime.registry):
         with runtime.store.read() as conn:
-            _, total = list_runs(conn, RunFilter(operation_id=item.operation_id), limit=1)
+            total = list_runs(conn, RunQuery(account_id=None, operation_id=item.operation_id, page_size=1)).total
         if total:
             continue
         try:

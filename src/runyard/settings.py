@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         default=["public"],
         description="Where sources may be: host names, *.domains, IPs, CIDR networks, or 'public' (comma-separated)",
     )
+    storage_roots: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Local folders storage-to-storage operations may read and write, comma-separated; default: "
+        "<home>/files. Object stores (s3://) are reached with the credentials of the environment",
+    )
     http_processes: int = Field(
         default=1,
         ge=1,
@@ -53,7 +58,7 @@ class Settings(BaseSettings):
         "others only serve (a launch they answer reaches the workers at their next poll, not at once)",
     )
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "storage_roots", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -72,14 +77,19 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.home / 'runyard.db').resolve()}"
 
     @property
-    def warehouse_directory(self) -> Path:
-        """The folder of the DuckDB warehouse files (one per account)."""
-        url = self.warehouse_url or str(self.home / "warehouse")
-        return Path(url.removeprefix("duckdb://")).resolve()
+    def resolved_warehouse_url(self) -> str:
+        """The warehouse: by default a folder of DuckDB files (one per account) under home."""
+        return self.warehouse_url or str((self.home / "warehouse").resolve())
 
     @property
     def resolved_staging_url(self) -> str:
         return self.staging_url or str((self.home / "staging").resolve())
+
+    @property
+    def resolved_storage_roots(self) -> tuple[Path, ...]:
+        """The local folders storage-to-storage may touch (symlinks resolved)."""
+        roots = self.storage_roots or [str(self.home / "files")]
+        return tuple(Path(root).expanduser().resolve() for root in roots)
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

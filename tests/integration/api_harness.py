@@ -20,14 +20,14 @@ from typing import Any, TypeVar
 import httpx
 import sqlalchemy as sa
 
-from runyard.config.loader import load_text
 from runyard.demo import OPERATIONS, SOURCE_URL_PLACEHOLDER, demo_specs
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
 from runyard.domain.statuses import RunType, TaskStatus
+from runyard.operations.loader import load_text
 from runyard.runtime import Runtime, engine_resources, open_store
 from runyard.services.accounts import bootstrap_admin
+from runyard.services.listing import run_tasks
 from runyard.services.operations import deploy
-from runyard.services.queries import list_tasks
 from runyard.services.runs import LaunchRequest
 from runyard.services.views import RunView, TaskView
 from runyard.settings import Settings
@@ -108,7 +108,7 @@ class ApiHarness:
 
     def tasks(self, run_id: int) -> dict[str, TaskView]:
         with self.runtime.store.read() as conn:
-            return {task.name: task for task in list_tasks(conn, run_id)}
+            return {task.name: task for task in run_tasks(conn, run_id)}
 
     def task(self, run_id: int, name: str) -> TaskView:
         tasks = self.tasks(run_id)

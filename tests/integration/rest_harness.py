@@ -23,10 +23,10 @@ import pytest
 from argon2 import PasswordHasher
 from pydantic import SecretStr
 
-from runyard.api.app import create_app
-from runyard.config.specs import TaskGraphOperation
+from runyard.app import create_app
 from runyard.demo import demo_specs
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
+from runyard.operations.tasks.spec import TaskGraphOperation
 from runyard.runtime import Runtime, engine_resources, open_store
 from runyard.services import accounts, tokens
 from runyard.services.accounts import bootstrap_admin, create_account, create_user

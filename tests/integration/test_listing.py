@@ -814,3 +814,75 @@ def test_migration_0008_fills_the_lowercase_copies_of_existing_rows(store: Store
         assert [tuple(row) for row in messages] == [("Größe ÄNDERTE sich", "größe änderte sich")]
         found = list_tasks(conn, TaskQuery(run_id, account, search="CAFÉ"))
         assert [task.name for task in found.items] == ["Étape [Café]"]
+
+
+# --- durations: sorted by exactly the microseconds shown (migration 0009) -----------------------------------------
+
+# The durations of a flaky run on SQLite, whose julianday() kept milliseconds: 0.055925 s sorted before 0.054706 s.
+SUB_MILLISECOND_DURATIONS = (0.036243, 0.055925, 0.054706, 0.0551, 0.054999, 0.055001, 1.0000004, 1.0000001)
+
+
+def _duration_rows(conn: Connection) -> tuple[int, int, list[tuple[datetime, datetime]]]:
+    """(account, run, times): runs and tasks whose durations differ by less than a millisecond."""
+    account, first_run = _completed_run(conn, "timing", "sub-ms")
+    operation_id = conn.execute(sa.select(runs.c.operation_id).where(runs.c.id == first_run)).scalar_one()
+    times = []
+    for index, seconds in enumerate(SUB_MILLISECOND_DURATIONS):
+        # Starts with odd microseconds, so that rounding each end to a millisecond would reorder them.
+        start = BASE + timedelta(seconds=index, microseconds=999 * index + 501)
+        times.append((start, start + timedelta(seconds=seconds)))
+    for position, (start, end) in enumerate(times):
+        task = {**_task(f"task {position}", TaskStatus.COMPLETED), "position": position, "attempt": 1, "records": 0}
+        task.update(started_at=start, completed_at=end)
+        _insert_task(conn, first_run, task)
+        run = {
+            "account_id": account,
+            "operation_id": operation_id,
+            "run_type": RunType.INCREMENTAL,
+            "status": RunStatus.COMPLETED,
+            "created_at": start,
+            "started_at": start,
+            "completed_at": end,
+        }
+        _insert_run(conn, run)
+    return account, first_run, times
+
+
+def test_durations_sort_by_the_microseconds_shown(store: Store) -> None:
+    with store.write() as conn:
+        account, run_id, _ = _duration_rows(conn)
+    with store.read() as conn:
+        for order in ORDERS:
+            tasks_page = list_tasks(conn, TaskQuery(run_id=run_id, account_id=account, sort="duration", order=order))
+            shown = [task.duration_seconds for task in tasks_page.items]
+            assert shown == sorted(shown, reverse=order == "desc"), (order, shown)
+            runs_page = list_runs(conn, RunQuery(account_id=account, sort="duration", order=order))
+            shown_runs = [run.duration_seconds for run in runs_page.items if run.duration_seconds is not None]
+            assert shown_runs == sorted(shown_runs, reverse=order == "desc"), (order, shown_runs)
+        stored = conn.execute(sa.select(runs.c.id, runs.c.duration_seconds).where(runs.c.account_id == account))
+        by_id = {run.id: run.duration_seconds for run in list_runs(conn, RunQuery(account_id=account)).items}
+        assert {run_id: seconds for run_id, seconds in stored} == by_id  # the database's value is the one shown
+
+
+def test_migration_0009_recomputes_run_durations_to_the_microsecond(store: Store) -> None:
+    migrate.downgrade(store, "0008")
+    assert "bytes_processed" not in _columns(store, "tasks")
+    with store.write() as conn:
+        account = _insert_account(conn, "before")
+        operation_id = _insert_operation(conn, account, "old")
+        start = BASE + timedelta(microseconds=700)
+        run = {
+            "account_id": account,
+            "operation_id": operation_id,
+            "run_type": RunType.INCREMENTAL,
+            "status": RunStatus.COMPLETED,
+            "created_at": start,
+            "started_at": start,
+            "completed_at": start + timedelta(seconds=0.054706),
+        }
+        run_id = _insert_run(conn, run)
+    migrate.upgrade(store)
+    assert "bytes_processed" in _columns(store, "tasks")
+    with store.read() as conn:
+        assert conn.execute(sa.select(runs.c.duration_seconds).where(runs.c.id == run_id)).scalar_one() == 0.054706
+        assert list_runs(conn, RunQuery(account_id=account, sort="duration")).total == 1  # its index is back

@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from runyard.api.app import create_app
+from runyard.app import create_app
 from runyard.runtime import Runtime, open_store
 from runyard.services import accounts, tokens
 from runyard.services.accounts import bootstrap_admin

@@ -10,14 +10,15 @@ import sqlalchemy as sa
 
 from runyard.domain.statuses import RunStatus, TaskStatus, Trigger
 from runyard.errors import CancelNotAllowed, NotFound, RetryNotAllowed, RunRejected
-from runyard.services.queries import RunFilter, list_runs, list_tasks
+from runyard.operations.tasks.executors import BUILTIN
+from runyard.services.listing import RunQuery, list_runs
+from runyard.services.listing import run_tasks as list_tasks
 from runyard.services.runs import LaunchRequest, RunService
 from runyard.services.tasks import TaskLeases
 from runyard.services.views import RunView
 from runyard.services.wakeup import Wakeup
 from runyard.store.database import Store
 from runyard.store.tables import run_events, runs, task_attempts, tasks
-from runyard.worker.executors import BUILTIN
 from runyard.worker.worker import Worker
 from tests.factories import make_operation, sleep_task
 
@@ -211,12 +212,13 @@ def test_runs_are_listed_with_filters(store: Store, service: RunService) -> None
     service.launch(LaunchRequest(operation_id=op_b))
     service.cancel(run_a.id)
     with store.read() as conn:
-        items, total = list_runs(conn, RunFilter(operation_id=op_a))
+        page = list_runs(conn, RunQuery(account_id=None, operation_id=op_a))
+        items, total = list(page.items), page.total
         assert total == 1
         assert items[0].id == run_a.id
-        canceled, _ = list_runs(conn, RunFilter(status=RunStatus.CANCELED))
+        canceled = list(list_runs(conn, RunQuery(account_id=None, status=RunStatus.CANCELED)).items)
         assert [r.id for r in canceled] == [run_a.id]
-        ordered, _ = list_runs(conn, RunFilter(), sort="id", descending=False)
+        ordered = list(list_runs(conn, RunQuery(account_id=None, sort="id", order="asc")).items)
         assert [r.id for r in ordered] == sorted(r.id for r in ordered)
     with store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(runs)).scalar_one() == 2

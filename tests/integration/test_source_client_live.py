@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from runyard.config.api_to_table import ApiToTableSpec
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
-from runyard.engine.http import HostNotAllowed, SourceClient, SourceError
+from runyard.operations.api_to_table.http import HostNotAllowed, SourceClient, SourceError
+from runyard.operations.api_to_table.spec import ApiToTableSpec
 
 API_KEY = "live-demo-key-123"
 

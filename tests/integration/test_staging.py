@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runyard.engine import arrow
-from runyard.engine.staging import Manifest, PartInfo, Staging, StagingError, StagingKey, safe_name
+from runyard.staging import Manifest, PartInfo, Staging, StagingError, StagingKey, safe_name
 
 KEY = StagingKey(account="acme", operation_id=7, run_key="run-3", table="employees", task="page-1", attempt=1)
 

@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from runyard.domain.statuses import RunStatus, TaskStatus
+from runyard.operations.tasks.executors import BUILTIN
 from runyard.services.tasks import TaskLeases
 from runyard.store import dialect
 from runyard.store.database import Store
 from runyard.store.tables import tasks
-from runyard.worker.executors import BUILTIN
 from runyard.worker.worker import WRITE_RETRY_DELAYS_SECONDS, Worker
 from tests.factories import make_operation, sleep_task
 from tests.reliability.db import HANG_LIMIT, attempt_log, launch, psycopg_dsn, run_status, wait_for

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from runyard.config.api_to_table import (
+from runyard.errors import ConfigError
+from runyard.operations.api_to_table.spec import (
     ApiKeyAuth,
     ApiToTableSpec,
     BasicAuth,
@@ -23,7 +24,6 @@ from runyard.config.api_to_table import (
     field_path,
     resolve_secret,
 )
-from runyard.errors import ConfigError
 
 FULL_SPEC = """
 base_url: https://api.shop.test/v2/

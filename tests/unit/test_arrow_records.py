@@ -16,8 +16,8 @@ from runyard.engine.arrow import (
     unify,
 )
 from runyard.engine.consolidate import schema_change
-from runyard.engine.staging import Manifest, StagingKey
 from runyard.runtime import tuned_gc
+from runyard.staging import Manifest, StagingKey
 
 
 def test_nested_objects_flatten_and_a_null_parent_gives_null_children() -> None:

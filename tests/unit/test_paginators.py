@@ -10,15 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runyard.config.api_to_table import (
-    CursorPagination,
-    LinkHeaderPagination,
-    NextUrlPagination,
-    NoPagination,
-    OffsetPagination,
-    PageNumberPagination,
-)
-from runyard.engine.paginators import (
+from runyard.errors import RunyardError
+from runyard.operations.api_to_table.paginators import (
     PageRequest,
     PaginationError,
     PaginationLoopError,
@@ -31,7 +24,14 @@ from runyard.engine.paginators import (
     select_records,
     total_pages,
 )
-from runyard.errors import RunyardError
+from runyard.operations.api_to_table.spec import (
+    CursorPagination,
+    LinkHeaderPagination,
+    NextUrlPagination,
+    NoPagination,
+    OffsetPagination,
+    PageNumberPagination,
+)
 
 Response = tuple[object, Mapping[str, str]]
 Serve = Callable[[PageRequest], Response]

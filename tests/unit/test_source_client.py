@@ -13,9 +13,9 @@ import httpx
 import orjson
 import pytest
 
-from runyard.config.api_to_table import ApiToTableSpec
-from runyard.engine.http import HostNotAllowed, SourceClient, SourceError, TransientSourceError
 from runyard.errors import ConfigError
+from runyard.operations.api_to_table.http import HostNotAllowed, SourceClient, SourceError, TransientSourceError
+from runyard.operations.api_to_table.spec import ApiToTableSpec
 
 BASE = "https://api.example.com/v1"
 TOKEN = "s3cr3t-token-value"

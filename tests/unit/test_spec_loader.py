@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from runyard.config.loader import load_specs, load_text
 from runyard.demo import demo_specs
 from runyard.errors import ConfigError
+from runyard.operations.loader import load_specs, load_text
 
 VALID = """\
 configuration_type: tasks
@@ -62,7 +62,7 @@ def test_mistakes_name_file_line_and_field(text: str, expected: str) -> None:
 def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_specs(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match=r"no \.yaml or \.yml files"):
+    with pytest.raises(ConfigError, match=r"no \.yaml, \.yml or \.json files"):
         load_specs(tmp_path)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from runyard.engine.context import TaskContext
 from runyard.services.tasks import Claim
-from runyard.worker.context import TaskContext
 
 CLAIM = Claim(
     task_id=1,
@@ -21,7 +21,7 @@ CLAIM = Claim(
 
 
 def test_progress_given_back_is_written_with_what_came_since() -> None:
-    ctx = TaskContext(CLAIM)
+    ctx = TaskContext(CLAIM.identity)
     ctx.add_records(5)
     ctx.record_latency(10.0)
     failed_beat = ctx.take_progress()
@@ -39,7 +39,7 @@ def test_progress_given_back_is_written_with_what_came_since() -> None:
 
 
 def test_progress_given_back_alone_keeps_its_time() -> None:
-    ctx = TaskContext(CLAIM)
+    ctx = TaskContext(CLAIM.identity)
     ctx.add_records(3)
     failed_beat = ctx.take_progress()
 

@@ -1,1 +1,72 @@
-"""The HTTP app: health now; the JSON API, the spec adapters and the UI grow here."""
+"""The JSON API under /api/v1 and the spec adapters (compat/): routes, auth, schemas, error handling.
+
+`install(app, context)` adds them to the app that runyard.app composes; the API reads and steers
+through runyard.services only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from runyard.api import auth, errors
+from runyard.api.compat import etlworks, jobs
+from runyard.api.routes import auth as auth_routes
+from runyard.api.routes import events, operations, runs, users
+from runyard.services.app_context import AppContext
+from runyard.services.metrics import LastChecks
+
+
+def install(app: FastAPI, context: AppContext) -> None:
+    """The API's routes, authentication and error handlers, on `app`."""
+    settings = context.settings
+    app.state.context = context
+    app.state.tokens = auth.TokenService(settings.signing_key(), ttl_seconds=settings.token_ttl_seconds)
+    app.state.last_checks = LastChecks()
+    auth.install(app, auth.Authenticator(context.store, app.state.tokens, allow_query_token=settings.query_token_auth))
+    errors.install(app)
+    for router in (
+        auth_routes.router,
+        operations.router,
+        runs.router,
+        events.router,
+        users.router,
+        jobs.router,
+        etlworks.router,
+    ):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+
+class ErrorDetail(BaseModel):
+    """Every error runyard answers: one sentence that names what is wrong."""
+
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorDetail, "description": description}
+    for status, description in (
+        (400, "A parameter is invalid"),
+        (401, "No credentials, or invalid ones"),
+        (403, "Your role does not allow this"),
+        (404, "Not found (or not in your account)"),
+        (409, "The state of the run or operation forbids it"),
+        (422, "The request is malformed"),
+        (503, "The runs database is unavailable"),
+    )
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents 422 as a list of errors; runyard answers every error as {"detail": "..."}."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["HTTPValidationError"] = ErrorDetail.model_json_schema()
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,6 +1,6 @@
-"""Dependencies routes declare: the runtime's services and the caller, as Annotated aliases.
+"""Dependencies routes declare: the app context's services and the caller, as Annotated aliases.
 
-The runtime's services are read from app.state and do no I/O, so they are `async def`: FastAPI calls those on
+The context's services are read from app.state and do no I/O, so they are `async def`: FastAPI calls those on
 the event loop, where a plain `def` would cost each request one trip through the thread pool per dependency.
 """
 
@@ -8,23 +8,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Request
 
 from runyard.api.auth import require_admin, require_operator, require_principal
-from runyard.runtime import Runtime
+from runyard.params import MAX_ID, IdPath
+from runyard.services.app_context import AppContext
 from runyard.services.runs import RunService
 from runyard.services.tokens import Principal
 from runyard.store.database import Store
 
 
 async def get_store(request: Request) -> Store:
-    runtime: Runtime = request.app.state.runtime
-    return runtime.store
+    context: AppContext = request.app.state.context
+    return context.store
 
 
 async def get_runs(request: Request) -> RunService:
-    runtime: Runtime = request.app.state.runtime
-    return runtime.runs
+    context: AppContext = request.app.state.context
+    return context.runs
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
@@ -33,6 +34,4 @@ PrincipalDep = Annotated[Principal, Depends(require_principal)]
 OperatorDep = Annotated[Principal, Depends(require_operator)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
-# Ids are 32-bit integer columns: a larger number is no id (a 422, not a database error).
-MAX_ID = 2**31 - 1
-IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+__all__ = ["MAX_ID", "AdminDep", "IdPath", "OperatorDep", "PrincipalDep", "RunsDep", "StoreDep"]

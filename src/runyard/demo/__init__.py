@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runyard.config.loader import load_text
-from runyard.config.specs import OperationSpec
+from runyard.operations.loader import load_text
+from runyard.operations.spec import OperationBase as OperationSpec
 
 OPERATIONS = Path(__file__).parent / "operations"
 SOURCE_URL_PLACEHOLDER = "{{DEMO_SOURCE_URL}}"

@@ -10,14 +10,14 @@ from dataclasses import asdict
 from typing import Any
 
 from runyard.engine import arrow
-from runyard.engine.context import StageContext, StageFailed, TaskOutput
+from runyard.engine.context import TaskContext, TaskFailed, TaskOutput
 from runyard.engine.resources import EngineResources, document_name, input_key, output_key
-from runyard.engine.staging import Manifest, PartInfo, StagingKey
+from runyard.staging import Manifest, PartInfo, StagingKey
 
 BLUEPRINT = "blueprint"
 
 
-def consolidate_metadata(ctx: StageContext, resources: EngineResources) -> None:
+def consolidate_metadata(ctx: TaskContext, resources: EngineResources) -> None:
     """`Metadata Consolidation [ep]`: union the slices' schemas and report how the table changes."""
     identity = ctx.identity
     manifests = [_manifest(ctx, resources, upstream) for upstream in ctx.inputs if upstream.succeeded]
@@ -42,7 +42,7 @@ def consolidate_metadata(ctx: StageContext, resources: EngineResources) -> None:
     )
 
 
-def consolidate_table(ctx: StageContext, resources: EngineResources) -> None:
+def consolidate_table(ctx: TaskContext, resources: EngineResources) -> None:
     """`ep Consolidation`: align every staged part to the blueprint.
 
     A part whose columns have the blueprint's types is kept as it is, even when it lacks some
@@ -56,7 +56,7 @@ def consolidate_table(ctx: StageContext, resources: EngineResources) -> None:
         key.account, key.operation_id, key.run_key, key.table, document_name(key.task, key.attempt)
     )
     if document is None or document.get("kind") != BLUEPRINT:
-        raise StageFailed(f"the blueprint of {identity.table} written by {upstream.name} is missing from staging")
+        raise TaskFailed(f"the blueprint of {identity.table} written by {upstream.name} is missing from staging")
     blueprint = arrow.schema_from_json(document["schema"])
     own = output_key(identity)
     parts: list[PartInfo] = []
@@ -64,7 +64,7 @@ def consolidate_table(ctx: StageContext, resources: EngineResources) -> None:
     for input_fields in document["inputs"]:
         manifest = resources.staging.read_manifest(StagingKey(**input_fields))
         if manifest is None:
-            raise StageFailed(f"the staged output of {input_fields['task']} is missing")
+            raise TaskFailed(f"the staged output of {input_fields['task']} is missing")
         for part in manifest.parts:
             ctx.checkpoint()
             if arrow.only_missing_columns(arrow.schema_from_json(part.schema), blueprint):
@@ -83,10 +83,10 @@ def consolidate_table(ctx: StageContext, resources: EngineResources) -> None:
     ctx.table(identity.table or "", rows)
 
 
-def _manifest(ctx: StageContext, resources: EngineResources, upstream: TaskOutput) -> Manifest:
+def _manifest(ctx: TaskContext, resources: EngineResources, upstream: TaskOutput) -> Manifest:
     manifest = resources.staging.read_manifest(input_key(ctx.identity, upstream))
     if manifest is None:
-        raise StageFailed(f"the staged output of {upstream.name} (attempt {upstream.attempt}) is missing")
+        raise TaskFailed(f"the staged output of {upstream.name} (attempt {upstream.attempt}) is missing")
     return manifest
 
 

@@ -1,11 +1,21 @@
-"""What a stage sees of the task it runs: who it is, what it reads, and how it reports."""
+"""What an executor sees of the task it runs: who it is, what it reads, and how it reports.
+
+One TaskContext per attempt, made by the worker from its claim. Executors call `checkpoint()`
+between units of work (pages, batches, files): it raises TaskInterrupted once the run is being
+canceled, the lease was lost or the worker stops. Metrics gathered here are written by the
+worker's heartbeats; messages, tables and spawned tasks when the task ends.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
 
+from runyard.domain.graph import PlannedTask
 from runyard.errors import RunyardError
 
 
@@ -32,30 +42,100 @@ class TaskIdentity:
     name: str
     attempt: int
     table: str | None
+    execution_date: date | None = None  # the run's execution date (kept by a retry), for templates
+    run_id: int = 0
 
 
-class StageContext(Protocol):
-    """Implemented by the worker's TaskContext; stages depend on this, not on the worker."""
-
-    @property
-    def params(self) -> Mapping[str, Any]: ...
-
-    @property
-    def identity(self) -> TaskIdentity: ...
-
-    @property
-    def inputs(self) -> tuple[TaskOutput, ...]: ...
-
-    def checkpoint(self) -> None: ...
-
-    def add_records(self, count: int) -> None: ...
-
-    def record_latency(self, milliseconds: float) -> None: ...
-
-    def message(self, level: str, text: str) -> None: ...
-
-    def table(self, name: str, record_count: int) -> None: ...
+class StopReason(StrEnum):
+    CANCEL = "cancel"  # the run is being canceled
+    LEASE_LOST = "lease_lost"  # another worker took the task over, or the lease lapsed
+    SHUTDOWN = "shutdown"  # this worker is stopping
 
 
-class StageFailed(RunyardError):
-    """A stage cannot go on; its message says why, for the data admin."""
+class TaskInterrupted(RunyardError):
+    """Raised at a checkpoint when the task must stop."""
+
+    def __init__(self, reason: StopReason) -> None:
+        self.reason = reason
+        super().__init__(f"task interrupted: {reason.value}")
+
+
+class TaskFailed(RunyardError):
+    """An executor's way to fail its task with a message for the data admin."""
+
+
+@dataclass
+class Progress:
+    """Metrics gathered by a running task since they were last written."""
+
+    records: int = 0
+    last_record_at: datetime | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    bytes: int = 0
+
+    def take(self) -> Progress:
+        taken = Progress(self.records, self.last_record_at, self.latencies_ms, self.bytes)
+        self.records, self.last_record_at, self.latencies_ms, self.bytes = 0, None, [], 0
+        return taken
+
+    def give_back(self, taken: Progress) -> None:
+        """Add back progress taken earlier that could not be written (it came before what is here now)."""
+        self.records += taken.records
+        self.bytes += taken.bytes
+        self.last_record_at = self.last_record_at or taken.last_record_at
+        self.latencies_ms = [*taken.latencies_ms, *self.latencies_ms]
+
+
+@dataclass
+class TaskContext:
+    identity: TaskIdentity
+    params: Mapping[str, Any] = field(default_factory=dict)
+    inputs: tuple[TaskOutput, ...] = ()
+    progress: Progress = field(default_factory=Progress)
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    tables: list[tuple[str, int]] = field(default_factory=list)
+    spawned: list[PlannedTask] = field(default_factory=list)
+    interrupt: threading.Event = field(default_factory=threading.Event)
+    interrupt_reason: StopReason = StopReason.SHUTDOWN
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def checkpoint(self) -> None:
+        """Call between units of work (pages, batches): stops the task if it must stop."""
+        if self.interrupt.is_set():
+            raise TaskInterrupted(self.interrupt_reason)
+
+    def stop(self, reason: StopReason) -> None:
+        self.interrupt_reason = reason
+        self.interrupt.set()
+
+    def add_records(self, count: int) -> None:
+        with self._lock:
+            self.progress.records += count
+            self.progress.last_record_at = datetime.now(UTC)
+
+    def add_bytes(self, count: int) -> None:
+        with self._lock:
+            self.progress.bytes += count
+
+    def record_latency(self, milliseconds: float) -> None:
+        with self._lock:
+            self.progress.latencies_ms.append(milliseconds)
+
+    def take_progress(self) -> Progress:
+        with self._lock:
+            return self.progress.take()
+
+    def give_back_progress(self, taken: Progress) -> None:
+        """Progress taken for a write that failed: the next take writes it with what came since."""
+        with self._lock:
+            self.progress.give_back(taken)
+
+    def message(self, level: str, text: str) -> None:
+        self.messages.append((level, text))
+
+    def table(self, name: str, record_count: int) -> None:
+        self.tables.append((name, record_count))
+
+    def spawn(self, tasks: Sequence[PlannedTask]) -> None:
+        """Add tasks to this run when this task succeeds (each may depend on this task and on each other)."""
+        self.spawned.extend(tasks)

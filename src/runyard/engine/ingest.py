@@ -6,21 +6,21 @@ from collections.abc import Iterator
 from typing import Any
 
 from runyard.engine import arrow
-from runyard.engine.context import StageContext, StageFailed
+from runyard.engine.context import TaskContext, TaskFailed
 from runyard.engine.resources import EngineResources, document_name, input_key, output_key
-from runyard.engine.staging import Manifest, Staging, StagingKey
+from runyard.staging import Manifest, Staging, StagingKey
 
 INGESTED = "ingested"
 
 
-def ingest(ctx: StageContext, resources: EngineResources) -> None:
+def ingest(ctx: TaskContext, resources: EngineResources) -> None:
     """`Ingestion [ep]`: Arrow batches from staging into the warehouse (DuckDB never reads files itself)."""
     identity = ctx.identity
     table = identity.table or ""
     (upstream,) = [u for u in ctx.inputs if u.succeeded]
     manifest = resources.staging.read_manifest(input_key(identity, upstream))
     if manifest is None:
-        raise StageFailed(f"the consolidated output of {upstream.name} is missing from staging")
+        raise TaskFailed(f"the consolidated output of {upstream.name} is missing from staging")
     schema = arrow.schema_from_json(manifest.schema)
     key = output_key(identity)
     if manifest.rows == 0 or len(schema) == 0:
@@ -31,7 +31,7 @@ def ingest(ctx: StageContext, resources: EngineResources) -> None:
     warehouse = resources.warehouses.for_account(identity.account)
     rows = warehouse.stage(identity.run_key, table, arrow.reader(schema, _batches(ctx, resources.staging, manifest)))
     if rows != manifest.rows:
-        raise StageFailed(f"{table}: staged {rows} rows but consolidation produced {manifest.rows}")
+        raise TaskFailed(f"{table}: staged {rows} rows but consolidation produced {manifest.rows}")
     _write_document(resources, key, {"kind": INGESTED, "rows": rows, "max_cursor": manifest.extra.get("max_cursor")})
     ctx.table(table, rows)
 
@@ -42,7 +42,7 @@ def _write_document(resources: EngineResources, key: StagingKey, data: dict[str,
     )
 
 
-def _batches(ctx: StageContext, staging: Staging, manifest: Manifest) -> Iterator[arrow.RecordBatch]:
+def _batches(ctx: TaskContext, staging: Staging, manifest: Manifest) -> Iterator[arrow.RecordBatch]:
     schema = arrow.schema_from_json(manifest.schema)
     for part in manifest.parts:
         ctx.checkpoint()

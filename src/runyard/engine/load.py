@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from runyard.engine.context import StageContext, TaskOutput
+from runyard.engine.context import TaskContext, TaskOutput
 from runyard.engine.ingest import INGESTED
 from runyard.engine.resources import EngineResources, document_name, input_key
 from runyard.faults import crash_point
 from runyard.warehouse.base import LoadRequest, TableLoad
 
 
-def data_load(ctx: StageContext, resources: EngineResources) -> None:
+def data_load(ctx: TaskContext, resources: EngineResources) -> None:
     identity = ctx.identity
     ingested = {u.table: _ingested(ctx, resources, u) for u in ctx.inputs if u.succeeded}
     loads = []
@@ -43,7 +43,7 @@ def data_load(ctx: StageContext, resources: EngineResources) -> None:
     warehouse.drop_staging(identity.run_key)
 
 
-def _ingested(ctx: StageContext, resources: EngineResources, upstream: TaskOutput) -> dict[str, Any] | None:
+def _ingested(ctx: TaskContext, resources: EngineResources, upstream: TaskOutput) -> dict[str, Any] | None:
     key = input_key(ctx.identity, upstream)
     document = resources.staging.read_document(
         key.account, key.operation_id, key.run_key, key.table, document_name(key.task, key.attempt)

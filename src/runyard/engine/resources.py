@@ -1,22 +1,17 @@
-"""What the stages share: staging, the warehouses, and the limits on where sources may be."""
+"""What the stages share: staging, the warehouses, and the limits on where sources and files may be."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 from runyard.engine.context import TaskIdentity, TaskOutput
-from runyard.engine.staging import Staging, StagingKey
-from runyard.warehouse.base import Warehouse
-
-
-class WarehouseProvider(Protocol):
-    def for_account(self, account: str) -> Warehouse: ...
-
-    def close_all(self) -> None: ...
+from runyard.staging import Staging, StagingKey
+from runyard.warehouse.base import WarehouseProvider
 
 
 @dataclass
@@ -24,6 +19,7 @@ class EngineResources:
     staging: Staging
     warehouses: WarehouseProvider
     allowed_hosts: tuple[str, ...] = ("public",)
+    storage_roots: tuple[Path, ...] = ()  # local folders storage-to-storage may read and write
     environ: Mapping[str, str] = field(default_factory=dict)
     transport: httpx.BaseTransport | None = None  # tests route requests through their own transport
     options: dict[str, Any] = field(default_factory=dict)

@@ -168,9 +168,12 @@ NULLABLE_RUN_SORTS = frozenset({"started_at", "completed_at", "duration"})
 
 @dataclass(frozen=True)
 class RunQuery:
-    """What the API Runs page asks for. Time bounds are inclusive and must be aware datetimes."""
+    """What the API Runs page asks for. Time bounds are inclusive and must be aware datetimes.
 
-    account_id: int
+    `account_id` None lists every account's runs: only the CLI's direct mode on the local store does that.
+    """
+
+    account_id: int | None
     operation_id: int | None = None
     status: RunStatus | None = None
     run_type: RunType | None = None
@@ -212,7 +215,9 @@ def _key_conditions(table: sa.Table, query: RunQuery, weak: Any = None) -> list[
         status, run_type = weak(status), weak(run_type)
     elif weak is not None and query.status is not None:
         run_type = weak(run_type)
-    conditions: list[ColumnElement[bool]] = [table.c.account_id == query.account_id]
+    conditions: list[ColumnElement[bool]] = []
+    if query.account_id is not None:
+        conditions.append(table.c.account_id == query.account_id)
     if query.operation_id is not None:
         conditions.append(table.c.operation_id == query.operation_id)
     if query.status is not None:
@@ -651,6 +656,14 @@ _TASK_VIEW_COLUMNS: tuple[ColumnElement[Any], ...] = (
     tasks.c.records_processed,
     tasks.c.reused_from,
 )
+
+
+def run_tasks(conn: Connection, run_id: int) -> list[TaskView]:
+    """Every task of a run, in plan order, with its tables and messages (no account check: the caller's)."""
+    rows = conn.execute(sa.select(*_TASK_VIEW_COLUMNS).where(tasks.c.run_id == run_id).order_by(tasks.c.position)).all()
+    ids = [row.id for row in rows]
+    tables, messages = tables_of(conn, ids), messages_of(conn, ids)
+    return [task_view(row, tables[row.id], messages[row.id]) for row in rows]
 
 
 def get_task(conn: Connection, run_id: int, task_id: int) -> TaskView | None:

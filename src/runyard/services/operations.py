@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runyard.config.specs import OperationSpec, TaskGraphOperation
-from runyard.domain.plans import plan_task_graph
-from runyard.domain.statuses import RunType
 from runyard.errors import ConfigError, InvalidInput, NotFound
+from runyard.operations import registry
+from runyard.operations.definition import DeployCheck
+from runyard.operations.spec import OperationBase
 from runyard.services.accounts import account_id
 from runyard.store.database import Store
 from runyard.store.tables import accounts, operations
@@ -41,27 +41,31 @@ class Deployed:
 
 
 def deploy(
-    store: Store, specs: Sequence[OperationSpec], executors: Collection[str], sources: Sequence[str] | None = None
+    store: Store,
+    specs: Sequence[OperationBase],
+    executors: Collection[str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> list[Deployed]:
     """Create or update every operation, all in one transaction: a bad spec deploys nothing.
 
-    `sources` (the file of each spec) only makes the error messages say where to look.
+    Each type's deploy-time checks run again here (the loader ran them already for files, with lines),
+    against `executors` (default: every executor the types declare). `sources` (the file of each spec)
+    only makes the error messages say where to look.
     """
     names = list(sources) if sources is not None else [spec.configuration_id for spec in specs]
     _refuse_duplicates(specs, names)
+    check = DeployCheck(executors=registry.executor_names() if executors is None else executors)
     for spec, source in zip(specs, names, strict=True):
-        if isinstance(spec, TaskGraphOperation):
-            try:
-                _check_executors(spec, executors)
-                plan_task_graph([t.model_dump() for t in spec.tasks], RunType.INCREMENTAL)  # validates the graph
-            except ConfigError as error:
-                raise ConfigError(error.reason, source=source, field=error.field) from None
+        try:
+            registry.operation_type(spec.configuration_type).check(spec, check)
+        except ConfigError as error:
+            raise ConfigError(error.reason, source=source, field=error.field) from None
     with store.write() as conn:
         now = store.now(conn)
         return [_upsert(conn, spec, now) for spec in specs]
 
 
-def _refuse_duplicates(specs: Sequence[OperationSpec], sources: Sequence[str]) -> None:
+def _refuse_duplicates(specs: Sequence[OperationBase], sources: Sequence[str]) -> None:
     seen: dict[tuple[str, str, str, str], str] = {}
     for spec, source in zip(specs, sources, strict=True):
         identity = (spec.account, spec.environment, spec.configuration_type, spec.configuration_id)
@@ -75,22 +79,16 @@ def _refuse_duplicates(specs: Sequence[OperationSpec], sources: Sequence[str]) -
         seen[identity] = source
 
 
-def _check_executors(spec: TaskGraphOperation, executors: Collection[str]) -> None:
-    for index, task in enumerate(spec.tasks):
-        if task.executor not in executors:
-            raise ConfigError(
-                f"unknown executor '{task.executor}'; known: {', '.join(sorted(executors))}",
-                field=f"tasks.{index}.executor",
-            )
-
-
-def _upsert(conn: Connection, spec: OperationSpec, now: object) -> Deployed:
+def _upsert(conn: Connection, spec: OperationBase, now: object) -> Deployed:
     owner = account_id(conn, spec.account)
+    configuration_id = registry.operation_type(spec.configuration_type).deployed_id(
+        spec.configuration_id, spec.environment
+    )
     identity = (
         operations.c.account_id == owner,
         operations.c.environment == spec.environment,
         operations.c.configuration_type == spec.configuration_type,
-        operations.c.configuration_id == spec.configuration_id,
+        operations.c.configuration_id == configuration_id,
     )
     values = {
         "description": spec.description,
@@ -103,20 +101,20 @@ def _upsert(conn: Connection, spec: OperationSpec, now: object) -> Deployed:
     existing = conn.execute(sa.select(operations.c.id).where(*identity)).scalar()
     if existing is not None:
         conn.execute(operations.update().where(operations.c.id == existing).values(**values))
-        return Deployed(int(existing), spec.configuration_id, created=False)
+        return Deployed(int(existing), configuration_id, created=False)
     new_id = conn.execute(
         operations.insert()
         .values(
             account_id=owner,
             environment=spec.environment,
             configuration_type=spec.configuration_type,
-            configuration_id=spec.configuration_id,
+            configuration_id=configuration_id,
             created_at=now,
             **values,
         )
         .returning(operations.c.id)
     ).scalar_one()
-    return Deployed(int(new_id), spec.configuration_id, created=True)
+    return Deployed(int(new_id), configuration_id, created=True)
 
 
 _COLUMNS = (*operations.c, accounts.c.name.label("account"))

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runyard.domain.graph import PlannedTask
 from runyard.domain.runs import (
     RunSnapshot,
     cancel_target,
@@ -20,18 +18,19 @@ from runyard.domain.runs import (
     one_active_run_per_operation,
     retry_only_latest,
 )
-from runyard.domain.search import initials
 from runyard.domain.statuses import RUN_ACTIVE, TASK_SUCCEEDED, RunStatus, RunType, TaskStatus, Trigger
 from runyard.errors import Conflict, NotFound, RunRejected
-from runyard.services.history import add_message, record_event
+from runyard.operations import registry
+from runyard.operations.definition import PlanRequest
+from runyard.services.history import record_event
 from runyard.services.operations import OperationView, get_operation
-from runyard.services.planning import plan_for
 from runyard.services.settle import settle_run
+from runyard.services.task_graph import insert_tasks
 from runyard.services.views import RunView
 from runyard.services.wakeup import Wakeup
 from runyard.store import dialect
 from runyard.store.database import Store
-from runyard.store.tables import operations, runs, task_dependencies, tasks
+from runyard.store.tables import operations, runs, tasks
 
 _ACTIVE = [s.value for s in RUN_ACTIVE]
 _LAUNCH_ATTEMPTS = 5
@@ -45,6 +44,7 @@ class LaunchRequest:
     account_id: int | None = None  # when set, the operation must belong to this account
     created_by: int | None = None
     retry_of: int | None = None
+    execution_date: date | None = None  # default: the launch's date; a retry keeps its run's
 
 
 class RunService:
@@ -85,10 +85,22 @@ class RunService:
             sa.select(runs.c.id).where(runs.c.operation_id == operation.id, runs.c.status.in_(_ACTIVE))
         ).scalar()
         decision = one_active_run_per_operation(active)
-        planned = plan_for(operation, request.run_type, now.date()) if decision.accepted else []
-        run_id = self._insert_run(conn, operation, request, decision.status, decision.blocked_by, now)
+        execution_date = request.execution_date or now.date()
+        planned = (
+            registry.plan(operation.configuration_type, operation.spec, PlanRequest(request.run_type, execution_date))
+            if decision.accepted
+            else []
+        )
+        run_id = self._insert_run(conn, operation, request, decision.status, decision.blocked_by, execution_date, now)
         if decision.accepted:
-            self._insert_tasks(conn, run_id, planned, request.retry_of, now)
+            insert_tasks(
+                conn,
+                run_id,
+                planned,
+                now,
+                reusable=self._reusable_outputs(conn, request.retry_of),
+                retry_of=request.retry_of,
+            )
             settle_run(conn, run_id, now)
         return run_id, decision.accepted, decision.blocked_by, operation
 
@@ -99,6 +111,7 @@ class RunService:
         request: LaunchRequest,
         status: RunStatus,
         blocked_by: int | None,
+        execution_date: date,
         now: datetime,
     ) -> int:
         run_key = make_run_key(now, uuid.uuid4())
@@ -116,7 +129,7 @@ class RunService:
                     status=status.value,
                     retry_of=request.retry_of,
                     blocked_by=blocked_by,
-                    execution_date=now.date(),
+                    execution_date=execution_date,
                     message=f"Run {blocked_by} of this operation was still active" if rejected else "",
                     created_by=request.created_by,
                     created_at=now,
@@ -129,61 +142,10 @@ class RunService:
         record_event(conn, run_id, "run_created", now, status=status.value)
         return run_id
 
-    def _insert_tasks(
-        self, conn: Connection, run_id: int, planned: Sequence[PlannedTask], retry_of: int | None, now: datetime
-    ) -> None:
-        reusable = self._reusable_outputs(conn, retry_of) if retry_of else {}
-        ids: dict[str, int] = {}
-        for position, task in enumerate(planned):
-            reused = reusable.get(task.name) if task.reusable else None
-            ids[task.name] = int(
-                conn.execute(
-                    tasks.insert()
-                    .values(
-                        run_id=run_id,
-                        position=position,
-                        name=task.name,
-                        initials=initials(task.name),
-                        stage=task.stage,
-                        metrics_type=task.metrics_type,
-                        executor=task.executor,
-                        params=dict(task.params),
-                        table_name=task.table,
-                        required=task.required,
-                        reusable=task.reusable,
-                        reused_from=reused,
-                        max_attempts=task.max_attempts,
-                        attempt=0,
-                        status=(TaskStatus.COMPLETED if reused else TaskStatus.WAITING_TO_START).value,
-                        started_at=now if reused else None,
-                        completed_at=now if reused else None,
-                        records_processed=0,
-                        latency_ms_sum=0.0,
-                        latency_count=0,
-                        updated_at=now,
-                    )
-                    .returning(tasks.c.id)
-                ).scalar_one()
-            )
-            if reused:
-                add_message(
-                    conn,
-                    run_id,
-                    ids[task.name],
-                    "info",
-                    f"Reused the output of task {reused} from run {retry_of}; it was not run again",
-                    now,
-                )
-        edges = [
-            {"task_id": ids[t.name], "upstream_id": ids[d.upstream], "soft": d.soft}
-            for t in planned
-            for d in t.depends_on
-        ]
-        if edges:
-            conn.execute(task_dependencies.insert(), edges)
-
-    def _reusable_outputs(self, conn: Connection, run_id: int) -> dict[str, int]:
+    def _reusable_outputs(self, conn: Connection, run_id: int | None) -> dict[str, int]:
         """Task name -> the task whose output a retry reuses (the original one, across retries of retries)."""
+        if run_id is None:
+            return {}
         rows = conn.execute(
             sa.select(tasks.c.name, tasks.c.id, tasks.c.reused_from).where(
                 tasks.c.run_id == run_id,
@@ -223,16 +185,17 @@ class RunService:
                     runs.c.operation_id == snapshot.operation_id, runs.c.status != RunStatus.REJECTED.value
                 )
             ).scalar()
-            run_type = conn.execute(sa.select(runs.c.run_type).where(runs.c.id == run_id)).scalar_one()
+            original = conn.execute(sa.select(runs.c.run_type, runs.c.execution_date).where(runs.c.id == run_id)).one()
         retry_only_latest(snapshot, latest)
         return self.launch(
             LaunchRequest(
                 operation_id=snapshot.operation_id,
-                run_type=RunType(run_type),
+                run_type=RunType(original.run_type),
                 trigger=Trigger.RETRY,
                 account_id=account_id,
                 created_by=created_by,
                 retry_of=run_id,
+                execution_date=original.execution_date,
             )
         )
 

@@ -10,19 +10,21 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from runyard.domain.graph import PlannedTask
 from runyard.domain.statuses import TASK_SUCCEEDED, RunStatus, TaskStatus
 from runyard.domain.transitions import check_task_transition
-from runyard.engine.context import TaskOutput
+from runyard.engine.context import Progress, TaskIdentity, TaskOutput
 from runyard.errors import LeaseLost
 from runyard.services.history import add_message, close_attempt, record_event
 from runyard.services.settle import lock_run, settle_run
+from runyard.services.task_graph import insert_tasks
 from runyard.services.wakeup import Wakeup
 from runyard.store import dialect
 from runyard.store.database import Store
@@ -30,6 +32,7 @@ from runyard.store.tables import accounts, data_loads, runs, task_attempts, task
 
 _FRESH_METRICS: dict[str, Any] = {
     "records_processed": 0,
+    "bytes_processed": 0,
     "last_record_at": None,
     "latency_ms_last": None,
     "latency_ms_min": None,
@@ -61,26 +64,21 @@ class Claim:
     account: str = ""
     run_type: str = "incremental"
     inputs: tuple[TaskOutput, ...] = ()
+    execution_date: date | None = None
 
-
-@dataclass
-class Progress:
-    """Metrics gathered by a running task since they were last written."""
-
-    records: int = 0
-    last_record_at: datetime | None = None
-    latencies_ms: list[float] = field(default_factory=list)
-
-    def take(self) -> Progress:
-        taken = Progress(self.records, self.last_record_at, self.latencies_ms)
-        self.records, self.last_record_at, self.latencies_ms = 0, None, []
-        return taken
-
-    def give_back(self, taken: Progress) -> None:
-        """Add back progress taken earlier that could not be written (it came before what is here now)."""
-        self.records += taken.records
-        self.last_record_at = self.last_record_at or taken.last_record_at
-        self.latencies_ms = [*taken.latencies_ms, *self.latencies_ms]
+    @property
+    def identity(self) -> TaskIdentity:
+        return TaskIdentity(
+            self.account,
+            self.operation_id,
+            self.run_key,
+            self.run_type,
+            self.name,
+            self.attempt,
+            self.table,
+            self.execution_date,
+            self.run_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +86,7 @@ class Outcome:
     status: TaskStatus
     messages: Sequence[tuple[str, str]] = ()  # (level, text)
     tables: Sequence[tuple[str, int]] = ()  # (table name, record count)
+    spawned: Sequence[PlannedTask] = ()  # tasks this one adds to its run (when it succeeded)
 
 
 class TaskLeases:
@@ -209,7 +208,7 @@ class TaskLeases:
             detail=f"attempt {attempt} on {worker_id}",
         )
         run = conn.execute(
-            sa.select(runs.c.run_key, runs.c.operation_id, runs.c.run_type, accounts.c.name)
+            sa.select(runs.c.run_key, runs.c.operation_id, runs.c.run_type, runs.c.execution_date, accounts.c.name)
             .join(accounts, accounts.c.id == runs.c.account_id)
             .where(runs.c.id == row.run_id)
         ).one()
@@ -230,6 +229,7 @@ class TaskLeases:
             account=run.name,
             run_type=run.run_type,
             inputs=_inputs(conn, row.id),
+            execution_date=run.execution_date,
         )
 
     def heartbeat(self, claim: Claim, progress: Progress | None = None) -> bool:
@@ -271,6 +271,9 @@ class TaskLeases:
                     ],
                 )
             close_attempt(conn, claim.task_id, claim.attempt, outcome.status.value, now)
+            if outcome.spawned and outcome.status in TASK_SUCCEEDED:
+                position = conn.execute(sa.select(tasks.c.position).where(tasks.c.id == claim.task_id)).scalar_one()
+                insert_tasks(conn, claim.run_id, outcome.spawned, now, after_position=position)
             if claim.stage == "load" and outcome.status in TASK_SUCCEEDED and outcome.tables:
                 _record_data_load(conn, claim.run_id, outcome.tables, now)
             record_event(conn, claim.run_id, "task_finished", now, task_id=claim.task_id, status=outcome.status.value)
@@ -365,9 +368,11 @@ def _inputs(conn: Connection, task_id: int) -> tuple[TaskOutput, ...]:
 
 
 def _progress_values(progress: Progress | None) -> dict[str, Any]:
-    if progress is None or (not progress.records and not progress.latencies_ms):
+    if progress is None or (not progress.records and not progress.latencies_ms and not progress.bytes):
         return {}
     values: dict[str, Any] = {"records_processed": tasks.c.records_processed + progress.records}
+    if progress.bytes:
+        values["bytes_processed"] = tasks.c.bytes_processed + progress.bytes
     if progress.last_record_at is not None:
         values["last_record_at"] = progress.last_record_at
     if progress.latencies_ms:

@@ -59,8 +59,11 @@ class SecondsBetween(FunctionElement[float]):
 @compiles(SecondsBetween, "sqlite")
 def _seconds_between_sqlite(element: SecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
     start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    # SQLite keeps times to the millisecond internally: round away the floating-point noise of julianday().
-    return f"round((julianday({end}) - julianday({start})) * 86400.0, 3)"
+    # Exact to the microsecond, as the API shows it (julianday() keeps milliseconds): whole seconds and
+    # microseconds subtracted as integers. SQLAlchemy stores SQLite times as 'YYYY-MM-DD HH:MM:SS.ffffff'.
+    seconds = f"(CAST(strftime('%s', {end}) AS INTEGER) - CAST(strftime('%s', {start}) AS INTEGER)) * 1000000"
+    micros = f"CAST(substr({end}, 21, 6) AS INTEGER) - CAST(substr({start}, 21, 6) AS INTEGER)"
+    return f"({seconds} + {micros}) / 1000000.0"
 
 
 @compiles(SecondsBetween)
@@ -231,6 +234,7 @@ tasks = sa.Table(
     sa.Column("started_at", UtcDateTime()),
     sa.Column("completed_at", UtcDateTime()),
     sa.Column("records_processed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("bytes_processed", sa.BigInteger, nullable=False, default=0, server_default="0"),  # migration 0009
     sa.Column("last_record_at", UtcDateTime()),
     sa.Column("latency_ms_last", sa.Float),
     sa.Column("latency_ms_min", sa.Float),

@@ -7,21 +7,21 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from runyard.runtime import Runtime
+from runyard.services.app_context import AppContext
 from runyard.ui.assets import assets_router, find_htmx, log
 from runyard.ui.routes import attention, auth, loads, runs, sources
 from runyard.ui.sessions import SessionSigner
 from runyard.ui.web import FormRejected, LoginRequired, UiState, page_headers, templates
 
 
-def install(app: FastAPI, runtime: Runtime) -> None:
+def install(app: FastAPI, context: AppContext) -> None:
     """Add the pages, their static files and their error pages to `app`."""
-    settings = runtime.settings
+    settings = context.settings
     htmx = find_htmx()
     if htmx is None:
         log.warning("htmx is not installed (run `make install`): pages work, but do not update live")
     app.state.ui = UiState(
-        runtime=runtime,
+        context=context,
         signer=SessionSigner(settings.signing_key(), lifetime_seconds=settings.session_hours * 3600),
         secure_cookies=settings.cookie_secure,
         htmx_available=htmx is not None,

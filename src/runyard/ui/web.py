@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from runyard.domain.statuses import RunStatus, RunType, TaskStatus
-from runyard.runtime import Runtime
+from runyard.services.app_context import AppContext
 from runyard.services.tokens import Principal, get_principal
 from runyard.ui.charts import format_seconds
 from runyard.ui.sessions import (
@@ -40,7 +40,7 @@ PAGE_CSP = (
 
 @dataclass(frozen=True)
 class UiState:
-    runtime: Runtime
+    context: AppContext
     signer: SessionSigner
     secure_cookies: bool
     htmx_available: bool
@@ -116,7 +116,7 @@ def viewer(request: Request) -> Viewer:
     state = ui_state(request)
     session = state.signer.read(request.cookies.get(SESSION_COOKIE), time.time())
     if session is not None:
-        principal = get_principal(state.runtime.store, session.user_id, via="session")
+        principal = get_principal(state.context.store, session.user_id, via="session")
         if principal is not None and principal.account_id == session.account_id:
             return Viewer(principal, session, state.signer.csrf_token(session))
     # After signing in, come back to the page; a form post cannot be replayed by a GET, so go home instead.

@@ -106,3 +106,11 @@ class Warehouse(Protocol):
     def close(self) -> None:
         """Release the warehouse; later calls fail."""
         ...
+
+
+class WarehouseProvider(Protocol):
+    """The warehouses of one process, one per account, opened on first use."""
+
+    def for_account(self, account: str) -> Warehouse: ...
+
+    def close_all(self) -> None: ...

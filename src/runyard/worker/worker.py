@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping
 import sqlalchemy as sa
 
 from runyard.domain.statuses import TaskStatus
+from runyard.engine.context import StopReason, TaskContext, TaskFailed, TaskInterrupted
+from runyard.engine.executors import Executor
 from runyard.errors import LeaseLost, RunyardError
 from runyard.faults import crash_point
 from runyard.services.tasks import Claim, Outcome, TaskLeases
 from runyard.services.wakeup import Wakeup
 from runyard.store.failures import describe_failure
-from runyard.worker.context import StopReason, TaskContext, TaskFailed, TaskInterrupted
-from runyard.worker.executors import Executor
 
 log = logging.getLogger("runyard.worker")
 
@@ -106,23 +106,22 @@ class Worker:
                 log.exception("task %d (%s) attempt %d: unexpected error in the worker", *_label(claim))
 
     def execute(self, claim: Claim) -> None:
-        ctx = TaskContext(claim)
+        ctx = TaskContext(claim.identity, claim.params, claim.inputs)
         with self._lock:
             self._running[claim.task_id] = ctx
         done = threading.Event()
-        thread = threading.Thread(target=self._heartbeat, args=(ctx, done), daemon=True)
+        thread = threading.Thread(target=self._heartbeat, args=(claim, ctx, done), daemon=True)
         thread.start()
         try:
-            outcome = self._run_executor(ctx)
+            outcome = self._run_executor(claim, ctx)
         finally:
             done.set()
             thread.join()
             with self._lock:
                 self._running.pop(claim.task_id, None)
-        self._record(ctx, outcome)
+        self._record(claim, ctx, outcome)
 
-    def _run_executor(self, ctx: TaskContext) -> Outcome | StopReason:
-        claim = ctx.claim
+    def _run_executor(self, claim: Claim, ctx: TaskContext) -> Outcome | StopReason:
         executor = self.registry.get(claim.executor)
         if executor is None:
             return _failed(ctx, f"no executor named '{claim.executor}' is installed on worker {self.worker_id}")
@@ -138,10 +137,9 @@ class Worker:
             return _failed(ctx, f"Unexpected error: {type(error).__name__}: {error}")
         with_errors = any(level == "error" for level, _ in ctx.messages)
         status = TaskStatus.COMPLETED_WITH_ERRORS if with_errors else TaskStatus.COMPLETED
-        return Outcome(status, tuple(ctx.messages), tuple(ctx.tables))
+        return Outcome(status, tuple(ctx.messages), tuple(ctx.tables), tuple(ctx.spawned))
 
-    def _record(self, ctx: TaskContext, outcome: Outcome | StopReason) -> None:
-        claim = ctx.claim
+    def _record(self, claim: Claim, ctx: TaskContext, outcome: Outcome | StopReason) -> None:
         if outcome is StopReason.LEASE_LOST:
             log.warning("task %d attempt %d: lease lost; abandoning without writing", claim.task_id, claim.attempt)
             return
@@ -207,7 +205,7 @@ class Worker:
         )
         return False
 
-    def _heartbeat(self, ctx: TaskContext, done: threading.Event) -> None:
+    def _heartbeat(self, claim: Claim, ctx: TaskContext, done: threading.Event) -> None:
         """Renew the lease every heartbeat_seconds; a failed renewal is tried again at the next beat.
 
         When no renewal has worked for a whole lease, another worker may already have taken the task
@@ -218,7 +216,7 @@ class Worker:
         while not done.wait(self.heartbeat_seconds):
             progress = ctx.take_progress()
             try:
-                canceling = self.leases.heartbeat(ctx.claim, progress)
+                canceling = self.leases.heartbeat(claim, progress)
             except LeaseLost as lost:  # the task is abandoned: its progress is never written
                 log.warning("%s", lost)
                 ctx.stop(StopReason.LEASE_LOST)
@@ -231,7 +229,7 @@ class Worker:
                     log.error(
                         "task %d (%s) attempt %d: its lease could not be renewed for %.0f s (%s); stopping the "
                         "task, which another worker may already have taken over",
-                        *_label(ctx.claim),
+                        *_label(claim),
                         silent,
                         problem,
                     )
@@ -239,7 +237,7 @@ class Worker:
                     return
                 log.warning(
                     "task %d (%s) attempt %d: could not renew its lease (%s); trying again at the next heartbeat",
-                    *_label(ctx.claim),
+                    *_label(claim),
                     problem,
                     exc_info=not isinstance(error, sa.exc.DBAPIError),
                 )

@@ -17,12 +17,12 @@ MAX_BULK = 100
 
 @router.get("/attention")
 def attention_page(request: Request, who: ViewerDep) -> Response:
-    runtime = ui_state(request).runtime
+    context = ui_state(request).context
     account = who.principal.account_id
-    with runtime.store.read() as conn:
+    with context.store.read() as conn:
         items = needs_attention(conn, account)
-        now = runtime.store.now(conn)
-        stalled = stalled_tasks(conn, account, now, timedelta(seconds=runtime.settings.stalled_after_seconds))
+        now = context.store.now(conn)
+        stalled = stalled_tasks(conn, account, now, timedelta(seconds=context.settings.stalled_after_seconds))
     return render(
         request,
         "attention.html",
@@ -30,7 +30,7 @@ def attention_page(request: Request, who: ViewerDep) -> Response:
         active="attention",
         items=items,
         stalled=stalled,
-        stalled_after=runtime.settings.stalled_after_seconds,
+        stalled_after=context.settings.stalled_after_seconds,
         live=True,
     )
 
@@ -46,7 +46,7 @@ def bulk_retry(request: Request, who: ViewerDep, form: FormDep) -> Response:
         return see_other(request, "/attention", error="Select at least one run to retry.")
     if len(chosen) > MAX_BULK or not all(value.isascii() and value.isdigit() and len(value) <= 10 for value in chosen):
         return see_other(request, "/attention", error="The selection is not a list of run ids.")
-    runs = ui_state(request).runtime.runs
+    runs = ui_state(request).context.runs
     started: list[str] = []
     not_retried: list[str] = []
     for run_id in dict.fromkeys(int(value) for value in chosen):

@@ -59,7 +59,7 @@ def login(request: Request, form: FormDep) -> Response:
     state = ui_state(request)
     principal = None
     if len(password) <= MAX_PASSWORD_CHARS:
-        principal = authenticate(state.runtime.store, login_name, password)
+        principal = authenticate(state.context.store, login_name, password)
     if principal is None:
         return _login_page(request, error="That login and password do not match.", status_code=401, login=login_name)
     response = RedirectResponse(safe_next(first(form, "next"), "/sources"), status_code=303)

@@ -17,7 +17,7 @@ router = APIRouter(include_in_schema=False)
 def loads_page(request: Request, who: ViewerDep) -> Response:
     account = who.principal.account_id
     error = None
-    with ui_state(request).runtime.store.read() as conn:
+    with ui_state(request).context.store.read() as conn:
         in_progress = active_runs(conn, account)
         try:
             page_number = parse_int(request.query_params.get("page"), "page", default=1) or 1

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from runyard.api.deps import IdPath
 from runyard.domain.runs import RunSnapshot, cancel_allowed, retry_allowed
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import NotFound, RunyardError
+from runyard.params import IdPath
 from runyard.services.attention import stalled_tasks
 from runyard.services.listing import RunQuery, TaskQuery, get_task, list_runs, list_tasks
 from runyard.services.operations import list_operations
@@ -80,7 +80,7 @@ def _order(value: str | None, default: str) -> str:
 @router.get("/runs")
 def runs_page(request: Request, who: ViewerDep) -> Response:
     params = request.query_params
-    store = ui_state(request).runtime.store
+    store = ui_state(request).context.store
     account = who.principal.account_id
     with store.read() as conn:
         sources = list_operations(conn, account=account)
@@ -123,14 +123,14 @@ def run_page(request: Request, run_id: IdPath, who: ViewerDep) -> Response:
     state = ui_state(request)
     params = request.query_params
     account = who.principal.account_id
-    with state.runtime.store.read() as conn:
+    with state.context.store.read() as conn:
         try:
             run = get_run(conn, run_id, account_id=account)
         except NotFound:
             return render(request, "not_found.html", who, status_code=404, what=f"run {run_id}")
         latest = latest_run_ids(conn, account, [run.operation_id]).get(run.operation_id)
-        now = state.runtime.store.now(conn)
-        threshold = timedelta(seconds=state.runtime.settings.stalled_after_seconds)
+        now = state.context.store.now(conn)
+        threshold = timedelta(seconds=state.context.settings.stalled_after_seconds)
         stalled = {task.task_id: task for task in stalled_tasks(conn, account, now, threshold, run_id=run.id)}
         error = None
         search = (params.get("search") or "").strip()[:200]
@@ -174,7 +174,7 @@ def run_page(request: Request, run_id: IdPath, who: ViewerDep) -> Response:
 
 @router.get("/runs/{run_id}/tasks/{task_id}/messages")
 def task_messages_page(request: Request, run_id: IdPath, task_id: IdPath, who: ViewerDep) -> Response:
-    store = ui_state(request).runtime.store
+    store = ui_state(request).context.store
     with store.read() as conn:
         try:
             run = get_run(conn, run_id, account_id=who.principal.account_id)
@@ -195,7 +195,7 @@ def retry(request: Request, run_id: IdPath, who: ViewerDep, form: FormDep) -> Re
     if refused is not None:
         return refused
     try:
-        new = ui_state(request).runtime.runs.retry(
+        new = ui_state(request).context.runs.retry(
             run_id, account_id=who.principal.account_id, created_by=who.principal.user_id
         )
     except RunyardError as exc:
@@ -212,7 +212,7 @@ def cancel(request: Request, run_id: IdPath, who: ViewerDep, form: FormDep) -> R
     if refused is not None:
         return refused
     try:
-        run = ui_state(request).runtime.runs.cancel(run_id, account_id=who.principal.account_id)
+        run = ui_state(request).context.runs.cancel(run_id, account_id=who.principal.account_id)
     except RunyardError as exc:
         return see_other(request, back, error=f"Run {run_id} was not canceled: {exc}")
     return see_other(request, back, notice=f"Run {run_id} is {run.status.label}.")

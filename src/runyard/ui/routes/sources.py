@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from runyard.api.deps import IdPath
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import NotFound, RunRejected, RunyardError
+from runyard.operations.registry import operation_types
+from runyard.params import IdPath
 from runyard.services.durations import run_durations
 from runyard.services.operations import get_operation
 from runyard.services.runs import LaunchRequest
@@ -16,14 +17,18 @@ from runyard.ui.charts import duration_chart
 from runyard.ui.web import FormDep, ViewerDep, check_form, first, refuse_unless_operator, render, see_other, ui_state
 
 router = APIRouter(include_in_schema=False)
-API_TO_TABLE = "api-to-table"
+
+
+def api_runs_types() -> frozenset[str]:
+    """The configuration types whose runs are API runs (spec 000): their sources offer "View API Runs"."""
+    return frozenset(name for name, definition in operation_types().items() if definition.api_runs)
 
 
 @router.get("/sources")
 def sources_page(request: Request, who: ViewerDep) -> Response:
-    with ui_state(request).runtime.store.read() as conn:
+    with ui_state(request).context.store.read() as conn:
         rows = list_sources(conn, who.principal.account_id)
-    return render(request, "sources.html", who, active="sources", rows=rows, api_to_table=API_TO_TABLE, live=True)
+    return render(request, "sources.html", who, active="sources", rows=rows, api_runs=api_runs_types(), live=True)
 
 
 @router.post("/sources/{operation_id}/launch")
@@ -36,7 +41,7 @@ def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep
         run_type = RunType(first(form, "type") or RunType.INCREMENTAL.value)
     except ValueError:
         return see_other(request, "/sources", error="Choose incremental or destructive.")
-    runs = ui_state(request).runtime.runs
+    runs = ui_state(request).context.runs
     launch_request = LaunchRequest(
         operation_id=operation_id,
         run_type=run_type,
@@ -56,7 +61,7 @@ def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep
 @router.get("/sources/{operation_id}/history")
 def history_page(request: Request, operation_id: IdPath, who: ViewerDep) -> Response:
     account = who.principal.account_id
-    with ui_state(request).runtime.store.read() as conn:
+    with ui_state(request).context.store.read() as conn:
         try:
             operation = get_operation(conn, operation_id, account=account)
         except NotFound:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Protocol
 
-from runyard.config.api_to_table import (
+from runyard.errors import RunyardError
+from runyard.operations.api_to_table.spec import (
     CursorPagination,
     LinkHeaderPagination,
     NextUrlPagination,
@@ -34,7 +35,6 @@ from runyard.config.api_to_table import (
     PageNumberPagination,
     PaginationSpec,
 )
-from runyard.errors import RunyardError
 
 __all__ = [
     "CursorPaginator",

@@ -1,21 +1,11 @@
-"""The registry of task executors: a name in a plan -> the function that does the work."""
+"""The `tasks` type's executors: noop, sleep and fail (demos, smoke checks, tests)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from runyard.worker.context import TaskContext, TaskFailed
-
-ExecutorFn = Callable[[TaskContext], None]
-
-
-@dataclass(frozen=True)
-class Executor:
-    name: str
-    run: ExecutorFn
-    description: str
+from runyard.engine.context import TaskContext, TaskFailed
+from runyard.engine.executors import Executor
 
 
 def noop(ctx: TaskContext) -> None:
@@ -59,7 +49,3 @@ BUILTIN: dict[str, Executor] = {
         Executor("fail", fail, "fails with a message: for demos and tests"),
     )
 }
-
-
-def default_registry() -> dict[str, Executor]:
-    return dict(BUILTIN)

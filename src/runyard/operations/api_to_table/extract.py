@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
-from runyard.config.api_to_table import ApiToTableSpec, EndpointSpec, OffsetPagination, PageNumberPagination
 from runyard.engine import arrow
-from runyard.engine.context import StageContext, StageFailed
-from runyard.engine.http import Page, SourceClient, SourceError
-from runyard.engine.paginators import (
+from runyard.engine.context import TaskContext, TaskFailed
+from runyard.engine.resources import EngineResources, document_name, input_key, output_key
+from runyard.faults import crash_point
+from runyard.operations.api_to_table.http import Page, SourceClient, SourceError
+from runyard.operations.api_to_table.paginators import (
     PageRequest,
     PaginationError,
     RecordSelectorError,
@@ -30,9 +31,8 @@ from runyard.engine.paginators import (
     select_records,
     total_pages,
 )
-from runyard.engine.resources import EngineResources, document_name, input_key, output_key
-from runyard.engine.staging import Manifest, PartInfo, Staging, StagingKey
-from runyard.faults import crash_point
+from runyard.operations.api_to_table.spec import ApiToTableSpec, EndpointSpec, OffsetPagination, PageNumberPagination
+from runyard.staging import Manifest, PartInfo, Staging, StagingKey
 
 PART_ROWS = 100_000
 PROBE_PAGES = 3  # pages walked before deciding whether to fetch ahead
@@ -113,7 +113,7 @@ class CursorTracker:
         return self.value.isoformat() if hasattr(self.value, "isoformat") else str(self.value)
 
 
-def high_watermark(ctx: StageContext, resources: EngineResources) -> None:
+def high_watermark(ctx: TaskContext, resources: EngineResources) -> None:
     """`Get High Watermark [ep]`: the cursor value the last load reached (or the initial value)."""
     identity = ctx.identity
     incremental = ctx.params["incremental"]
@@ -133,7 +133,7 @@ def high_watermark(ctx: StageContext, resources: EngineResources) -> None:
         ctx.message("info", f"No earlier load of {identity.table}: extracting everything")
 
 
-def extract(ctx: StageContext, resources: EngineResources) -> None:
+def extract(ctx: TaskContext, resources: EngineResources) -> None:
     """`Process [ep]`: one endpoint (or one slice of it) into staging."""
     spec = ApiToTableSpec.model_validate({**ctx.params["source"], "endpoints": [ctx.params["endpoint"]]})
     endpoint = spec.endpoints[0]
@@ -231,7 +231,7 @@ class PageFeed:
 
 @dataclass
 class _Walk:
-    ctx: StageContext
+    ctx: TaskContext
     client: SourceClient
     endpoint: EndpointSpec
     writer: PartWriter
@@ -246,7 +246,7 @@ class _Walk:
         try:
             return self.client.get(target, request.params)
         except SourceError as error:
-            raise StageFailed(f"{self.endpoint.name}, page {number}: {error}") from error
+            raise TaskFailed(f"{self.endpoint.name}, page {number}: {error}") from error
 
     def run(self, params: Mapping[str, str], page_range: tuple[int, int] | None) -> int:
         """Walk the pages; returns how many were fetched.
@@ -293,13 +293,13 @@ class _Walk:
                     return
                 request = paginator.next_request()
             except PaginationError as error:
-                raise StageFailed(f"{self.endpoint.name}, page {number}: {error}") from error
+                raise TaskFailed(f"{self.endpoint.name}, page {number}: {error}") from error
 
     def select(self, page: Page, number: int) -> list[object]:
         try:
             return select_records(page.body, self.endpoint.records)
         except RecordSelectorError as error:
-            raise StageFailed(f"{self.endpoint.name}, page {number} ({page.url}): {error}") from error
+            raise TaskFailed(f"{self.endpoint.name}, page {number} ({page.url}): {error}") from error
 
     def take(self, fetched: FetchedPage) -> None:
         records = fetched.records
@@ -316,7 +316,7 @@ class _Walk:
         bad = [r for r in records if not isinstance(r, dict)]
         if not objects:
             kind = type(bad[0]).__name__
-            raise StageFailed(
+            raise TaskFailed(
                 f"{self.endpoint.name}, page {number}: the records are {kind} values, not JSON objects "
                 f"(first: {str(bad[0])[:80]!r}); check the endpoint's record selector"
             )
@@ -337,13 +337,13 @@ def _page_range(walk: _Walk, slice_: Mapping[str, Any] | None, params: Mapping[s
     first = walk.fetch(make_paginator(pagination).first_request(params), 1, None)
     total = total_pages(pagination, first.body)
     if total is None:
-        raise StageFailed(f"{walk.endpoint.name}: the first page does not say how many pages there are")
+        raise TaskFailed(f"{walk.endpoint.name}: the first page does not say how many pages there are")
     ranges = plan_page_slices(total, int(slice_["count"])) if total else []
     index = int(slice_["index"])
     return ranges[index] if index < len(ranges) else NO_PAGES
 
 
-def _incremental_params(ctx: StageContext, resources: EngineResources, endpoint: EndpointSpec) -> dict[str, str]:
+def _incremental_params(ctx: TaskContext, resources: EngineResources, endpoint: EndpointSpec) -> dict[str, str]:
     if not ctx.params.get("incremental") or endpoint.incremental is None:
         return {}
     identity = ctx.identity
@@ -363,7 +363,7 @@ def _cursor_column(endpoint: EndpointSpec) -> str | None:
     return endpoint.incremental.cursor_field.replace(".", arrow.SEPARATOR)
 
 
-def _report_retries(ctx: StageContext, retries: list[str]) -> None:
+def _report_retries(ctx: TaskContext, retries: list[str]) -> None:
     for text in retries[:MAX_RETRY_MESSAGES]:
         ctx.message("warning", text)
     if len(retries) > MAX_RETRY_MESSAGES:

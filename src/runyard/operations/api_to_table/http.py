@@ -29,14 +29,14 @@ import httpcore
 import httpx
 import orjson
 
-from runyard.config.api_to_table import (
+from runyard.errors import RunyardError
+from runyard.operations.api_to_table.spec import (
     ApiKeyAuth,
     ApiToTableSpec,
     BasicAuth,
     BearerAuth,
     resolve_secret,
 )
-from runyard.errors import RunyardError
 
 __all__ = [
     "ALLOWED_HOSTS_SETTING",

@@ -1,4 +1,8 @@
-"""Read operation specs from YAML, and say where a mistake is: file, line, field."""
+"""Read operation configurations from YAML or JSON files, and say where a mistake is: file, line, field.
+
+Each document is validated by its type's model (runyard.operations.registry), then by the type's
+deploy-time checks (dependencies, executors, cycles), so that every mistake names its line.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from runyard.config.specs import CONFIGURATION_TYPES, ApiToTableOperation, OperationSpec, TaskGraphOperation
 from runyard.errors import ConfigError
+from runyard.operations import registry
+from runyard.operations.definition import DeployCheck
+from runyard.operations.spec import OperationBase
 
-_MODELS: dict[str, type[BaseModel]] = {"tasks": TaskGraphOperation, "api-to-table": ApiToTableOperation}
+OperationSpec = OperationBase
+CONFIGURATION_FILES = ("*.yaml", "*.yml", "*.json")  # JSON is read as YAML, of which it is (nearly) a subset
 
 Location = tuple[str | int, ...]
 
 
 def spec_files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        files = sorted(file for pattern in CONFIGURATION_FILES for file in path.glob(pattern))
         if not files:
-            raise ConfigError("no .yaml or .yml files in this folder", source=str(path))
+            raise ConfigError("no .yaml, .yml or .json files in this folder", source=str(path))
         return files
     if not path.exists():
         raise ConfigError("no such file or folder", source=str(path))
@@ -66,9 +73,9 @@ def parse_document(node: yaml.Node, source: str) -> OperationSpec:
     if not isinstance(data, dict):
         raise ConfigError("an operation must be a mapping of fields", source=source, line=start)
     kind = data.get("configuration_type")
-    model = _MODELS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        allowed = ", ".join(CONFIGURATION_TYPES)
+    definition = registry.operation_types().get(kind) if isinstance(kind, str) else None
+    if definition is None:
+        allowed = ", ".join(registry.configuration_types())
         raise ConfigError(
             f"unknown configuration type {kind!r}; allowed: {allowed}",
             source=source,
@@ -76,11 +83,27 @@ def parse_document(node: yaml.Node, source: str) -> OperationSpec:
             field="configuration_type",
         )
     try:
-        spec = model.model_validate(data)
+        spec = definition.spec.model_validate(data, context={"source": source})
     except ValidationError as error:
         raise _config_error(error, data, lines, source, start) from None
-    assert isinstance(spec, TaskGraphOperation | ApiToTableOperation)
+    try:
+        definition.check(spec, DeployCheck(executors=registry.executor_names()))
+    except ConfigError as error:
+        raise locate(error, data, lines, source, start) from None
     return spec
+
+
+def locate(error: ConfigError, data: Any, lines: dict[Location, int], source: str, start: int) -> ConfigError:
+    """A deploy-time check's error (its field a dotted path) with the file and the line of that field."""
+    loc: Location = tuple(int(part) if part.isdigit() else part for part in (error.field or "").split(".") if part)
+    return ConfigError(error.reason, source=source, line=_line(loc, lines, start), field=error.field)
+
+
+def _line(loc: Location, lines: dict[Location, int], start: int) -> int:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return start
 
 
 def _construct(node: yaml.Node) -> Any:
@@ -108,11 +131,7 @@ def _config_error(
 ) -> ConfigError:
     first = error.errors()[0]
     loc = _data_path(data, tuple(first["loc"]))
-    line = start
-    for cut in range(len(loc), -1, -1):
-        if loc[:cut] in lines:
-            line = lines[loc[:cut]]
-            break
+    line = _line(loc, lines, start)
     field = ".".join(str(part) for part in loc) or None
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":

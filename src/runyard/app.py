@@ -1,4 +1,7 @@
-"""create_app(runtime): the ASGI app `runyard serve` runs: the JSON API, the spec adapters, health."""
+"""create_app(context): the ASGI app `runyard serve` runs: the JSON API with the spec adapters, the web UI, health.
+
+The one place that composes runyard.api and runyard.ui, which never import each other.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +12,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard import __version__, ui
-from runyard.api import auth, errors
-from runyard.api.compat import etlworks, jobs
-from runyard.api.routes import auth as auth_routes
-from runyard.api.routes import events, operations, runs, users
-from runyard.runtime import Runtime
-from runyard.services.metrics import LastChecks
+from runyard import __version__, api, ui
+from runyard.api.auth import redact_query_token
+from runyard.services.app_context import AppContext
 from runyard.store.database import Store
 
 access_log = logging.getLogger("runyard.access")
@@ -35,64 +32,17 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    settings = runtime.settings
+def create_app(context: AppContext) -> FastAPI:
     app = FastAPI(
         title="runyard",
         version=__version__,
         description="Run data operations and watch them run: operations, runs, tasks, loads and jobs.",
     )
-    app.state.runtime = runtime
-    app.state.tokens = auth.TokenService(settings.signing_key(), ttl_seconds=settings.token_ttl_seconds)
-    app.state.last_checks = LastChecks()
-    auth.install(app, auth.Authenticator(runtime.store, app.state.tokens, allow_query_token=settings.query_token_auth))
-    errors.install(app)
-    for router in (
-        auth_routes.router,
-        operations.router,
-        runs.router,
-        events.router,
-        users.router,
-        jobs.router,
-        etlworks.router,
-    ):
-        app.include_router(router, responses=ERROR_RESPONSES)
-    app.add_api_route("/healthz", _healthz(runtime.store), methods=["GET"], tags=["health"])
-    ui.install(app, runtime)
+    api.install(app, context)
+    app.add_api_route("/healthz", _healthz(context.store), methods=["GET"], tags=["health"])
+    ui.install(app, context)
     app.add_middleware(AccessLogAndHeaders)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-class ErrorDetail(BaseModel):
-    """Every error runyard answers: one sentence that names what is wrong."""
-
-    detail: str
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorDetail, "description": description}
-    for status, description in (
-        (400, "A parameter is invalid"),
-        (401, "No credentials, or invalid ones"),
-        (403, "Your role does not allow this"),
-        (404, "Not found (or not in your account)"),
-        (409, "The state of the run or operation forbids it"),
-        (422, "The request is malformed"),
-        (503, "The runs database is unavailable"),
-    )
-}
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI documents 422 as a list of errors; runyard answers every error as {"detail": "..."}."""
-    if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["HTTPValidationError"] = ErrorDetail.model_json_schema()
-        components.pop("ValidationError", None)
-        app.openapi_schema = schema
-    return app.openapi_schema
 
 
 def _healthz(store: Store) -> Callable[[], Awaitable[JSONResponse]]:
@@ -156,7 +106,7 @@ def _log_access(scope: Scope, status: int, started: float) -> None:
     access_log.info(
         "%s %s %d %.1fms",
         scope["method"],
-        auth.redact_query_token(target),
+        redact_query_token(target),
         status,
         (time.perf_counter() - started) * 1000,
     )

@@ -28,9 +28,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from runyard.errors import ConfigError
+from runyard.operations.spec import OperationBase
 
 __all__ = [
     "ApiKeyAuth",
+    "ApiToTableOperation",
     "ApiToTableSpec",
     "AuthSpec",
     "BasicAuth",
@@ -469,6 +471,12 @@ class ApiToTableSpec(_Model):
     def url_for(self, endpoint: EndpointSpec) -> str:
         """The absolute URL of an endpoint's first page (without query parameters)."""
         return self.base_url + endpoint.path
+
+
+class ApiToTableOperation(OperationBase, ApiToTableSpec):
+    """An HTTP API extracted into warehouse tables, one table per endpoint (spec 000)."""
+
+    configuration_type: Literal["api-to-table"]
 
 
 _TAGGED_FIELDS: dict[str, tuple[str, ...]] = {

@@ -1,1 +1,0 @@
-"""Operation specs: pydantic models, YAML loading with file/line/field errors."""

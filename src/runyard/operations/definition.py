@@ -1,0 +1,75 @@
+"""What the rest of runyard knows of an operation type: one OperationType value per type package.
+
+A type package (`runyard.operations.<type>`) holds the configuration's pydantic model (spec.py), a pure
+plan (plan.py: the configuration and the launch in, the task graph out) and its stage executors. Its
+definition.py ties them together in a `DEFINITION`, and runyard.operations.registry lists the packages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from runyard.domain.graph import PlannedTask
+from runyard.domain.statuses import RunType
+from runyard.operations.spec import OperationBase
+
+if TYPE_CHECKING:
+    from runyard.engine.executors import Executor
+    from runyard.engine.resources import EngineResources
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What a launch tells the plan: the run type and the run's execution date."""
+
+    run_type: RunType
+    execution_date: date
+
+
+@dataclass(frozen=True)
+class DeployCheck:
+    """What deploy-time checks may consult besides the configuration itself."""
+
+    executors: Collection[str]  # the executor names workers know
+
+
+Plan = Callable[[Mapping[str, Any], PlanRequest], list[PlannedTask]]
+Check = Callable[[OperationBase, DeployCheck], None]
+BindExecutors = Callable[["EngineResources"], Sequence["Executor"]]
+
+
+def no_check(_spec: OperationBase, _context: DeployCheck) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class OperationType:
+    """One configuration type: its model, plan, executors and deploy-time checks.
+
+    `executors` is called once per worker process with that process's resources; it imports the stage
+    modules itself, so that reading a configuration never loads pyarrow, httpx or duckdb.
+    `check` raises ConfigError with a dotted `field` (`steps.2.depends_on.0`): the loader turns it into
+    the line of the file. `environment_suffix`: the deployed configuration_id ends in `_<ENV>` (spec 003's
+    table-to-table). `api_runs`: the Sources page offers "View API Runs".
+    """
+
+    name: str
+    spec: type[OperationBase]
+    plan: Plan
+    executors: BindExecutors
+    executor_names: frozenset[str]
+    description: str
+    check: Check = no_check
+    environment_suffix: bool = False
+    api_runs: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def deployed_id(self, configuration_id: str, environment: str) -> str:
+        """The configuration_id under which the operation is stored and named in the APIs."""
+        suffix = f"_{environment}"
+        if not self.environment_suffix or configuration_id.endswith(suffix):
+            return configuration_id
+        return configuration_id + suffix
