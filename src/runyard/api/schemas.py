@@ -114,6 +114,7 @@ class TaskPublic(BaseModel):
     completed_at: datetime | None
     duration_seconds: float | None
     records_processed: int
+    bytes_processed: int = Field(description="Bytes the task moved (copies); 0 for tasks that count records only")
     reused_from: int | None
     tables: list[TableCount]
     message_count: int
@@ -136,6 +137,7 @@ class TaskPublic(BaseModel):
             completed_at=task.completed_at,
             duration_seconds=task.duration_seconds,
             records_processed=task.records_processed,
+            bytes_processed=task.bytes_processed,
             reused_from=task.reused_from,
             tables=[TableCount(name=n, record_count=c) for n, c in task.tables],
             message_count=len(task.messages),

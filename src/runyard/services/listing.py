@@ -635,6 +635,7 @@ def task_view(row: Any, tables: Sequence[tuple[str, int]], messages: Sequence[Ta
         completed_at=row.completed_at,
         records_processed=int(row.records_processed),
         reused_from=row.reused_from,
+        bytes_processed=int(row.bytes_processed),
         tables=tuple(tables),
         messages=tuple(messages),
     )
@@ -655,6 +656,7 @@ _TASK_VIEW_COLUMNS: tuple[ColumnElement[Any], ...] = (
     tasks.c.completed_at,
     tasks.c.records_processed,
     tasks.c.reused_from,
+    tasks.c.bytes_processed,
 )
 
 

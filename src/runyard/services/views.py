@@ -86,6 +86,7 @@ class TaskView:
     completed_at: datetime | None
     records_processed: int
     reused_from: int | None
+    bytes_processed: int = 0
     tables: tuple[tuple[str, int], ...] = ()
     messages: tuple[TaskMessage, ...] = ()
 

@@ -88,6 +88,18 @@ def _format_number(value: int | float | None) -> str:
     return f"{value:,.0f}"
 
 
+def _format_bytes(value: int | None) -> str:
+    """1536 -> "1.5 KB": sizes in powers of 1024, as file browsers show them."""
+    if value is None:
+        return "—"
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{value} B"  # pragma: no cover - the loop always returns
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -99,6 +111,7 @@ def _environment() -> Environment:
     env.filters["dt"] = _format_datetime
     env.filters["duration"] = format_seconds
     env.filters["number"] = _format_number
+    env.filters["bytes"] = _format_bytes
     env.globals.update(RunStatus=RunStatus, TaskStatus=TaskStatus, RunType=RunType, PAGE_SIZES=PAGE_SIZES)
     return env
 
