@@ -1,7 +1,8 @@
-"""The `runyard` command line: serve, worker, deploy, run, runs, retry, cancel, accounts, users."""
+"""The `runyard` command line: serve, worker, deploy, operations, run, runs, retry, cancel, accounts, users."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -18,17 +19,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runyard.api.schemas import RunPublic, TaskPublic
+from runyard.api.schemas import OperationPublic, RunPublic, TaskPublic
 from runyard.client import ClientError, RunyardClient
 from runyard.client import login as request_token
 from runyard.domain.statuses import RunStatus, RunType, Trigger
-from runyard.errors import ConfigError, RunyardError
-from runyard.operations.loader import load_specs_with_sources
+from runyard.errors import ConfigError, InvalidInput, RunyardError
+from runyard.operations.loader import check_environment, load_specs_with_sources
 from runyard.runtime import Runtime, open_store
 from runyard.services import accounts as account_service
+from runyard.services.deploy_changes import DeployAction, FieldChange
 from runyard.services.listing import RUN_PAGE_SIZE_MAX, RunQuery, list_runs, run_tasks
+from runyard.services.operations import (
+    OperationFilter,
+    OperationState,
+    find_operation,
+    known_type,
+    list_operations,
+    preview_deploy,
+    set_status,
+)
 from runyard.services.operations import deploy as deploy_specs
-from runyard.services.operations import find_operation
 from runyard.services.runs import LaunchRequest
 from runyard.settings import Settings
 from runyard.store import migrate
@@ -43,7 +53,12 @@ db_app = typer.Typer(help="The runs database.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 users_app = typer.Typer(help="Users.", no_args_is_help=True)
 runs_app = typer.Typer(help="List runs, or show one with `runs show ID`.", invoke_without_command=True)
+operations_app = typer.Typer(
+    help="List operations, or change their state: `operations activate|deactivate|archive ID`.",
+    invoke_without_command=True,
+)
 app.add_typer(db_app, name="db")
+app.add_typer(operations_app, name="operations")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(users_app, name="users")
 app.add_typer(runs_app, name="runs")
@@ -155,8 +170,11 @@ def _save_login(home: Path, saved: SavedLogin) -> Path:
 
 
 class Backend(Protocol):
-    """What run, runs, retry and cancel need, answered by the local store or by a server."""
+    """What operations, run, runs, retry and cancel need, answered by the local store or by a server."""
 
+    def operations(self, where: OperationFilter) -> list[OperationPublic]: ...
+    def find(self, ref: str, environment: str | None) -> OperationPublic: ...
+    def set_status(self, operation_id: int, activated: bool, archived: bool) -> OperationPublic: ...
     def launch(self, ref: str, run_type: RunType, environment: str | None) -> RunPublic: ...
     def runs(
         self, ref: str | None, status: RunStatus | None, run_type: RunType | None, limit: int
@@ -172,6 +190,20 @@ class LocalBackend:
     """Direct mode: the store under RUNYARD_HOME, no server (a worker runs the tasks)."""
 
     runtime: Runtime
+
+    def operations(self, where: OperationFilter) -> list[OperationPublic]:
+        with self.runtime.store.read() as conn:
+            return [OperationPublic.of(found) for found in list_operations(conn, where=where)]
+
+    def find(self, ref: str, environment: str | None) -> OperationPublic:
+        with self.runtime.store.read() as conn:
+            return OperationPublic.of(find_operation(conn, ref, environment=environment))
+
+    def set_status(self, operation_id: int, activated: bool, archived: bool) -> OperationPublic:
+        changed = set_status(
+            self.runtime.store, operation_id, activated=activated, archived=archived, changed_by=_local_user()
+        )
+        return OperationPublic.of(changed)
 
     def launch(self, ref: str, run_type: RunType, environment: str | None) -> RunPublic:
         with self.runtime.store.read() as conn:
@@ -213,6 +245,20 @@ class HttpBackend:
 
     client: RunyardClient
 
+    def operations(self, where: OperationFilter) -> list[OperationPublic]:
+        return self.client.operations(
+            type=where.configuration_type,
+            environment=where.environment,
+            state=where.state,
+            archived=where.include_archived,
+        )
+
+    def find(self, ref: str, environment: str | None) -> OperationPublic:
+        return self.client.find_operation(ref, environment=environment)
+
+    def set_status(self, operation_id: int, activated: bool, archived: bool) -> OperationPublic:
+        return self.client.set_status(operation_id, activated=activated, archived=archived)
+
     def launch(self, ref: str, run_type: RunType, environment: str | None) -> RunPublic:
         return self.client.launch(self.client.find_operation(ref, environment=environment).id, run_type)
 
@@ -236,6 +282,14 @@ class HttpBackend:
         from runyard.progress import follow_events
 
         return follow_events(self.client, run_id, out)
+
+
+def _local_user() -> str:
+    """Who changes an operation in direct mode, for the log: the operating system's user."""
+    try:
+        return f"{getpass.getuser()} (CLI, direct mode)"
+    except (KeyError, OSError):  # no login name and no password entry for this uid
+        return "an unknown user (CLI, direct mode)"
 
 
 @contextmanager
@@ -276,15 +330,57 @@ def _print_bootstrap(boot: account_service.Bootstrap) -> None:
         out.print(f"created account default; administrator login: {boot.login} (password from RUNYARD_ADMIN_PASSWORD)")
 
 
+_ENV_OPTION = typer.Option("--env", "--environment", help="The environment (DEV, PROD, ...)")
+_DRY_RUN_VERBS = {
+    DeployAction.CREATED: "would create",
+    DeployAction.UPDATED: "would update",
+    DeployAction.UNCHANGED: "unchanged",
+}
+
+
 @app.command()
-def deploy(path: Annotated[Path, typer.Argument(help="A YAML file, or a folder of them")]) -> None:
-    """Create or update operations from YAML specs (all of them, or none if one is wrong)."""
-    loaded = load_specs_with_sources(path)
+def deploy(
+    path: Annotated[Path, typer.Argument(help="A YAML or JSON file, or a folder of them")],
+    environment: Annotated[
+        str | None,
+        typer.Option("--env", "--environment", help="Deploy every configuration to this environment (DEV, PROD, ...)"),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing")] = False,
+) -> None:
+    """Create or update operations from configuration files (all of them, or none if one is wrong).
+
+    Each operation is listed as created, updated (with the fields that changed) or unchanged; an update keeps the
+    operation's id, state and runs (unless a file sets `activated` or `archived`)."""
+    loaded = load_specs_with_sources(path, check_environment(environment) if environment else None)
     runtime = _runtime()
     sources, specs = [source for source, _ in loaded], [spec for _, spec in loaded]
-    for item in deploy_specs(runtime.store, specs, runtime.registry, sources):
-        verb = "created" if item.created else "updated"
-        out.print(f"{verb} operation {item.operation_id} ({item.configuration_id})")
+    if not dry_run:
+        for item in deploy_specs(runtime.store, specs, runtime.registry, sources):
+            _print_deployed(item.action, item.operation_id, item.configuration_id, item.changes)
+        return
+    previews = preview_deploy(runtime.store, specs, runtime.registry, sources)
+    for preview in previews:
+        _print_deployed(preview.action, preview.operation_id, preview.configuration_id, preview.changes, dry_run=True)
+    counted = {action: sum(1 for p in previews if p.action is action) for action in DeployAction}
+    out.print(
+        f"dry run: nothing was deployed ({counted[DeployAction.CREATED]} to create, "
+        f"{counted[DeployAction.UPDATED]} to update, {counted[DeployAction.UNCHANGED]} unchanged)"
+    )
+
+
+def _print_deployed(
+    action: DeployAction,
+    operation_id: int | None,
+    configuration_id: str,
+    changes: tuple[FieldChange, ...],
+    *,
+    dry_run: bool = False,
+) -> None:
+    verb = _DRY_RUN_VERBS[action] if dry_run else action.value
+    which = f"{operation_id} ({configuration_id})" if operation_id is not None else configuration_id
+    out.print(f"{verb} operation {which}", markup=False)
+    for change in changes:
+        out.print(f"  {change}", markup=False)
 
 
 @app.command("login")
@@ -300,12 +396,112 @@ def login_command(
     out.print(f"logged in to {server} as {login}; saved in {path}")
 
 
+_TYPE_OPTION = typer.Option("--type", help="Only this configuration type (api-to-table, tasks, ...)")
+_STATE_OPTION = typer.Option("--state", help="Only this state: active, inactive or archived")
+_ARCHIVED_OPTION = typer.Option("--archived", help="Without --state: archived operations too")
+
+
+@operations_app.callback()
+def operations(
+    ctx: typer.Context,
+    configuration_type: Annotated[str | None, _TYPE_OPTION] = None,
+    environment: Annotated[str | None, _ENV_OPTION] = None,
+    state: Annotated[str | None, _STATE_OPTION] = None,
+    archived: Annotated[bool, _ARCHIVED_OPTION] = False,
+) -> None:
+    """List operations (archived ones only with --archived or --state archived)."""
+    if ctx.invoked_subcommand is None:
+        _list_operations(configuration_type, environment, state, archived)
+
+
+@operations_app.command("list")
+def operations_list(
+    configuration_type: Annotated[str | None, _TYPE_OPTION] = None,
+    environment: Annotated[str | None, _ENV_OPTION] = None,
+    state: Annotated[str | None, _STATE_OPTION] = None,
+    archived: Annotated[bool, _ARCHIVED_OPTION] = False,
+) -> None:
+    """List operations (archived ones only with --archived or --state archived)."""
+    _list_operations(configuration_type, environment, state, archived)
+
+
+def _list_operations(
+    configuration_type: str | None, environment: str | None, state: str | None, archived: bool
+) -> None:
+    where = OperationFilter(
+        configuration_type=known_type(configuration_type) if configuration_type else None,
+        environment=check_environment(environment) if environment else None,
+        state=_state(state) if state else None,
+        include_archived=archived,
+    )
+    with _backend() as backend:
+        found = backend.operations(where)
+    table = Table("ID", "Operation", "Type", "Environment", "State", "Updated", box=None)
+    several_accounts = len({item.account for item in found}) > 1
+    if several_accounts:
+        table.add_column("Account")
+    for item in found:
+        cells = [str(item.id), escape(item.configuration_id), item.configuration_type, item.environment]
+        cells += [item.state.label, _when(item.updated_at)]
+        table.add_row(*cells, *([escape(item.account)] if several_accounts else []))
+    out.print(table)
+    out.print(f"{len(found)} operation{'' if len(found) == 1 else 's'}")
+
+
+def _state(value: str) -> OperationState:
+    try:
+        return OperationState(value)
+    except ValueError:
+        allowed = ", ".join(state.value for state in OperationState)
+        raise InvalidInput("--state", f"{value[:40]!r} is not a state; use one of: {allowed}") from None
+
+
+_OPERATION_ARGUMENT = typer.Argument(help="Operation id or configuration_id")
+
+
+@operations_app.command("activate")
+def operations_activate(
+    operation: Annotated[str, _OPERATION_ARGUMENT], environment: Annotated[str | None, _ENV_OPTION] = None
+) -> None:
+    """Activate an operation (it can be launched again); unarchives it too (administrators)."""
+    _set_state(operation, environment, activated=True, archived=False)
+
+
+@operations_app.command("deactivate")
+def operations_deactivate(
+    operation: Annotated[str, _OPERATION_ARGUMENT], environment: Annotated[str | None, _ENV_OPTION] = None
+) -> None:
+    """Deactivate an operation: launches are refused, runs under way go on; unarchives it too (administrators)."""
+    _set_state(operation, environment, activated=False, archived=False)
+
+
+@operations_app.command("archive")
+def operations_archive(
+    operation: Annotated[str, _OPERATION_ARGUMENT], environment: Annotated[str | None, _ENV_OPTION] = None
+) -> None:
+    """Archive an operation: deactivated and out of the default lists; its runs stay readable (administrators)."""
+    _set_state(operation, environment, activated=False, archived=True)
+
+
+def _set_state(ref: str, environment: str | None, *, activated: bool, archived: bool) -> None:
+    with _backend() as backend:
+        found = backend.find(ref, check_environment(environment) if environment else None)
+        changed = backend.set_status(found.id, activated, archived)
+    which = f"operation {changed.id} ({changed.configuration_id}, {changed.environment})"
+    if changed.state is found.state:
+        out.print(f"{which} was already {changed.state.label}", markup=False)
+    else:
+        out.print(f"{which} is now {changed.state.label} (was {found.state.label})", markup=False)
+
+
 @app.command()
 def run(
     operation: Annotated[str, typer.Argument(help="Operation id or configuration_id")],
     destructive: Annotated[bool, typer.Option("--destructive", help="Replace the tables")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends")] = False,
-    environment: Annotated[str | None, typer.Option(help="Pick the operation of this environment")] = None,
+    environment: Annotated[
+        str | None, typer.Option("--env", "--environment", help="Pick the operation of this environment")
+    ] = None,
 ) -> None:
     """Launch a run of OPERATION."""
     run_type = RunType.DESTRUCTIVE if destructive else RunType.INCREMENTAL

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from runyard.api.schemas import OperationPublic, RunPublic, RunsPage, TaskPublic, TasksPage
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput, NotFound, RunyardError
+from runyard.services.operations import AMBIGUOUS_HINT
 
 API = "/api/v1"
 MAX_RUNS_PAGE = 200  # the API's largest page of runs
@@ -73,23 +74,45 @@ class RunyardClient:
 
     # --- operations -----------------------------------------------------------------------------------
 
-    def operations(self) -> list[OperationPublic]:
-        return _OPERATIONS.validate_python(self._json("GET", f"{API}/operations"))
+    def operations(
+        self,
+        *,
+        type: str | None = None,
+        environment: str | None = None,
+        state: str | None = None,
+        archived: bool = False,
+    ) -> list[OperationPublic]:
+        """The account's operations the filters select (archived ones only with `archived` or state=archived)."""
+        params: dict[str, str] = {"archived": "true"} if archived else {}
+        for name, value in (("type", type), ("environment", environment), ("state", state)):
+            if value is not None:
+                params[name] = str(value)  # StrEnums give their value
+        return _OPERATIONS.validate_python(self._json("GET", f"{API}/operations", params=params))
+
+    def operation(self, operation_id: int) -> OperationPublic:
+        return OperationPublic.model_validate(self._json("GET", f"{API}/operations/{operation_id}"))
 
     def find_operation(self, ref: str, *, environment: str | None = None) -> OperationPublic:
-        """An operation by id or configuration_id; a name shared by several operations is an error listing ids."""
+        """An operation by id or configuration_id (archived ones too); a name shared by several operations is an
+        error listing their ids."""
         if ref.isdigit():
-            matches = [op for op in self.operations() if op.id == int(ref)]
-        else:
-            matches = [
-                op for op in self.operations() if op.configuration_id == ref and environment in (None, op.environment)
-            ]
+            found = self.operation(int(ref))
+            if environment is not None and found.environment != environment:
+                raise NotFound("operation", f"{ref} in environment {environment}")
+            return found
+        listed = self.operations(environment=environment, archived=True)
+        matches = [op for op in listed if op.configuration_id == ref]
         if not matches:
-            raise NotFound("operation", ref)
+            raise NotFound("operation", ref if environment is None else f"{ref} in environment {environment}")
         if len(matches) > 1:
             choices = ", ".join(f"{op.id} ({op.account}/{op.environment}/{op.configuration_type})" for op in matches)
-            raise InvalidInput("operation", f"'{ref}' names several operations; use an id: {choices}")
+            raise InvalidInput("operation", f"'{ref}' names several operations; {AMBIGUOUS_HINT}: {choices}")
         return matches[0]
+
+    def set_status(self, operation_id: int, *, activated: bool, archived: bool) -> OperationPublic:
+        """Activate, deactivate or archive (administrators): POST /operations/{id}/status."""
+        body = {"activated": activated, "archived": archived}
+        return OperationPublic.model_validate(self._json("POST", f"{API}/operations/{operation_id}/status", json=body))
 
     def launch(self, operation_id: int, run_type: RunType) -> RunPublic:
         """The new run; RejectedLaunch when another run of the operation is still active."""

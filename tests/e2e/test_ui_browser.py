@@ -8,13 +8,15 @@ Each page's screenshot is written to docs/screenshots/ for the README.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import yaml
-from playwright.sync_api import BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.e2e.conftest import ADMIN_PASSWORD, VIEWER, UiServer, screenshot, sign_in
+from tests.e2e.conftest import ADMIN_PASSWORD, VIEWER, VIEWPORT, UiServer, screenshot, sign_in
 
 LIVE_SECONDS = 60_000  # ms: how long a run may take to show its next status on a live page
 
@@ -321,3 +323,89 @@ def test_untrusted_names_and_messages_render_as_text_and_never_run(
     expect(admin_page.locator("#messages-panel")).to_contain_text(XSS)
     assert admin_page.evaluate("window.__xss") is None
     assert dialogs == []
+
+
+# --- environments, activation and archiving ---------------------------------------------------------------------------
+
+TOGGLE = """\
+configuration_type: tasks
+configuration_id: toggle
+description: switched on and off from the Sources page
+tasks:
+  - {name: "Data Load", executor: noop}
+"""
+
+
+def test_filter_sources_then_deactivate_archive_and_see_a_change_made_elsewhere_live(
+    admin_page: Page, ui_server: UiServer, tmp_path: Path
+) -> None:
+    spec = tmp_path / "toggle.yaml"
+    spec.write_text(TOGGLE)
+    ui_server.cli("deploy", str(spec), "--env", "STAGE")
+    op_id = ui_server.operation_id("toggle")
+    admin_page.goto(f"{ui_server.url}/sources")
+    toggle = admin_page.locator(f'#sources-table tr[data-operation-id="{op_id}"]')
+
+    admin_page.get_by_label("Environment", exact=True).select_option("STAGE")  # submits the GET form at once
+
+    expect(admin_page).to_have_url(re.compile(r"/sources\?type=&environment=STAGE&state=$"))
+    expect(rows(admin_page, "sources-table")).to_have_count(1)
+    expect(toggle.locator("td.state")).to_have_text("Active")
+    toggle.get_by_role("button", name="Deactivate toggle").click()
+
+    expect(admin_page.locator(".flash-notice")).to_have_text("Source toggle (STAGE) is now Inactive.")
+    expect(admin_page).to_have_url(re.compile(r"environment=STAGE"))  # back to the same filtered view
+    expect(toggle.locator("td.state")).to_have_text("Inactive")
+    expect(toggle.get_by_role("button", name="Launch toggle")).to_have_count(0)
+    refused = ui_server.api.post(f"/api/v1/operations/{op_id}/runs", json={"type": "incremental"})
+    assert (refused.status_code, refused.json()) == (
+        409,
+        {"detail": "operation toggle is deactivated; activate it to launch it"},
+    )
+
+    admin_page.evaluate("window.__sameDocument = true")
+    activated = ui_server.api.post(f"/api/v1/operations/{op_id}/status", json={"activated": True, "archived": False})
+    assert activated.status_code == 200, activated.text
+    expect(toggle.locator("td.state")).to_have_text("Active", timeout=LIVE_SECONDS)  # the live refresh, in place
+    expect(toggle.get_by_role("button", name="Launch toggle")).to_be_visible()
+    assert admin_page.evaluate("window.__sameDocument") is True
+
+    toggle.get_by_role("button", name="Archive toggle").click()
+
+    expect(admin_page.locator(".flash-notice")).to_contain_text("Source toggle (STAGE) is now Archived.")
+    expect(rows(admin_page, "sources-table")).to_have_count(0)
+    admin_page.get_by_label("State", exact=True).select_option(label="Archived")
+    expect(admin_page).to_have_url(re.compile(r"environment=STAGE&state=archived"))
+    expect(toggle.locator("td.state")).to_have_text("Archived")
+    expect(toggle.get_by_role("button", name="Activate toggle")).to_be_visible()
+    assert ui_server.api.get("/api/v1/operations", params={"environment": "STAGE"}).json() == []
+
+
+@pytest.fixture
+def browser_without_js(browser: Browser) -> Iterator[BrowserContext]:
+    """A browser context with JavaScript off: the pages must work in it, only without live updates."""
+    opened = browser.new_context(viewport=VIEWPORT, java_script_enabled=False)  # type: ignore[arg-type]
+    opened.set_default_timeout(15_000)
+    yield opened
+    opened.close()
+
+
+def test_sources_filters_work_without_javascript_and_viewers_get_no_state_buttons(
+    browser_without_js: BrowserContext, context: BrowserContext, ui_server: UiServer
+) -> None:
+    page = browser_without_js.new_page()
+    sign_in(page, ui_server.url, "admin", ADMIN_PASSWORD)
+
+    page.get_by_label("Type", exact=True).select_option("tasks")
+    page.get_by_label("State", exact=True).select_option(label="All, archived too")
+    page.get_by_role("button", name="Filter").click()
+
+    expect(page).to_have_url(re.compile(r"/sources\?type=tasks&environment=&state=all$"))
+    expect(page.locator("#sources-table td.state", has_text="Archived")).to_have_count(1)  # toggle, archived above
+    expect(page.get_by_role("link", name="View API Runs")).to_have_count(0)  # tasks are not API sources
+
+    viewer = context.new_page()
+    sign_in(viewer, ui_server.url, *VIEWER)
+    viewer.goto(f"{ui_server.url}/sources?state=all")
+    expect(viewer.locator("#sources-table tbody tr").first).to_be_visible()
+    expect(viewer.get_by_role("button", name=re.compile(r"^(Activate|Deactivate|Archive|Unarchive) "))).to_have_count(0)

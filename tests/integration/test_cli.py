@@ -237,6 +237,7 @@ def test_deploy_a_file_then_a_folder_updates_instead_of_duplicating(tmp_path: Pa
 
     assert again.stdout.splitlines() == [
         "updated operation 1 (quick)",
+        "  description: 'two short tasks' -> CHANGED",
         "created operation 2 (fresh)",
         "created operation 3 (broken)",
     ]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from runyard.services.operations import OperationState, OperationView
 from runyard.services.views import RunView, TaskView
 
 
@@ -163,6 +164,43 @@ class OperationPublic(BaseModel):
     archived: bool
     schedule: str | None
     spec: dict[str, Any]
+    state: OperationState = Field(
+        description="active; inactive (deactivated: launches refused); archived (inactive, and out of default lists)"
+    )
+    created_at: datetime
+    updated_at: datetime = Field(description="When a deploy last changed it, or its state last changed")
+
+    @classmethod
+    def of(cls, operation: OperationView) -> OperationPublic:
+        return cls(
+            id=operation.id,
+            account=operation.account,
+            environment=operation.environment,
+            configuration_type=operation.configuration_type,
+            configuration_id=operation.configuration_id,
+            description=operation.description,
+            activated=operation.activated,
+            archived=operation.archived,
+            schedule=operation.schedule,
+            spec=operation.spec,
+            state=operation.state,
+            created_at=operation.created_at,
+            updated_at=operation.updated_at,
+        )
+
+
+class OperationStatusUpdate(StrictBody):
+    """Spec 003's set_configuration_status flags: {true, false} activates, {false, false} deactivates,
+    {false, true} archives; archived false unarchives. {true, true} is refused: archiving deactivates."""
+
+    activated: bool
+    archived: bool
+
+
+class ConflictDetail(BaseModel):
+    """A 409 that recorded nothing: the operation is deactivated or archived."""
+
+    detail: str
 
 
 def json_response(body: BaseModel, status_code: int = 200) -> Response:

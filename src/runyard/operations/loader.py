@@ -2,10 +2,15 @@
 
 Each document is validated by its type's model (runyard.operations.registry), then by the type's
 deploy-time checks (dependencies, executors, cycles), so that every mistake names its line.
+
+`environment`, when given (`runyard deploy --env DEV`), replaces every document's own before validation: the
+configurations are deployed to that environment, and a table-to-table configuration_id takes its `_<ENV>` suffix
+from it (OperationType.deployed_id).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,7 @@ from pydantic import ValidationError
 from runyard.errors import ConfigError
 from runyard.operations import registry
 from runyard.operations.definition import DeployCheck
-from runyard.operations.spec import OperationBase
+from runyard.operations.spec import ENVIRONMENT, OperationBase
 
 OperationSpec = OperationBase
 CONFIGURATION_FILES = ("*.yaml", "*.yml", "*.json")  # JSON is read as YAML, of which it is (nearly) a subset
@@ -35,43 +40,58 @@ def spec_files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_specs(path: Path) -> list[OperationSpec]:
+def load_specs(path: Path, environment: str | None = None) -> list[OperationSpec]:
     """Every operation in a file (one YAML document each) or in the YAML files of a folder."""
-    return [spec for _, spec in load_specs_with_sources(path)]
+    return [spec for _, spec in load_specs_with_sources(path, environment)]
 
 
-def load_specs_with_sources(path: Path) -> list[tuple[str, OperationSpec]]:
+def load_specs_with_sources(path: Path, environment: str | None = None) -> list[tuple[str, OperationSpec]]:
     """Like load_specs, with the file each operation came from (for messages at deploy time)."""
-    return [(str(file), spec) for file in spec_files(path) for spec in load_file(file)]
+    return [(str(file), spec) for file in spec_files(path) for spec in load_file(file, environment)]
 
 
-def load_file(path: Path) -> list[OperationSpec]:
+def load_file(path: Path, environment: str | None = None) -> list[OperationSpec]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read it: {error}", source=str(path)) from error
-    return load_text(text, source=str(path))
+    return load_text(text, source=str(path), environment=environment)
 
 
-def load_text(text: str, source: str = "<string>") -> list[OperationSpec]:
+def check_environment(environment: str) -> str:
+    """An environment name given on its own (`--env`), checked as a configuration's `environment` is."""
+    if not re.fullmatch(ENVIRONMENT, environment):
+        raise ConfigError(
+            f"{environment[:60]!r} is not an environment name: capital letters, digits and '_', "
+            "starting with a letter (DEV, PROD, ...)",
+            field="environment",
+        )
+    return environment
+
+
+def load_text(text: str, source: str = "<string>", environment: str | None = None) -> list[OperationSpec]:
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as error:
         line = error.problem_mark.line + 1 if getattr(error, "problem_mark", None) else None  # type: ignore[attr-defined]
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(f"not valid YAML: {problem}", source=source, line=line) from error
-    specs = [parse_document(node, source) for node in nodes if node is not None]
+    if environment is not None:
+        check_environment(environment)
+    specs = [parse_document(node, source, environment) for node in nodes if node is not None]
     if not specs:
         raise ConfigError("the file holds no operation", source=source)
     return specs
 
 
-def parse_document(node: yaml.Node, source: str) -> OperationSpec:
+def parse_document(node: yaml.Node, source: str, environment: str | None = None) -> OperationSpec:
     data = _construct(node)
     lines = dict(_locations(node, ()))
     start = node.start_mark.line + 1
     if not isinstance(data, dict):
         raise ConfigError("an operation must be a mapping of fields", source=source, line=start)
+    if environment is not None:
+        data["environment"] = environment  # its line, if the document names one, still locates a mistake
     kind = data.get("configuration_type")
     definition = registry.operation_types().get(kind) if isinstance(kind, str) else None
     if definition is None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 TYPE_PACKAGES: tuple[str, ...] = (
     "api_to_table",
     "tasks",
+    "storage_to_storage",
 )
 
 

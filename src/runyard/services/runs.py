@@ -75,6 +75,10 @@ class RunService:
         raise Conflict("the operation's runs changed too fast to launch; try again")  # pragma: no cover
 
     def _try_launch(self, conn: Connection, request: LaunchRequest) -> tuple[int, bool, int | None, OperationView]:
+        # Held until commit, so a deactivation or archive waits for this launch or sees its run.
+        conn.execute(
+            dialect.lock_for_write(sa.select(operations.c.id).where(operations.c.id == request.operation_id), conn)
+        )
         operation = get_operation(conn, request.operation_id, account=request.account_id)
         if operation.archived:
             raise Conflict(f"operation {operation.configuration_id} is archived; it cannot be launched")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from runyard.domain.statuses import RUN_ACTIVE, RunStatus
-from runyard.services.operations import OperationView, list_operations
+from runyard.services.operations import OperationFilter, OperationView, list_operations
 from runyard.services.runs import RUN_COLUMNS
 from runyard.services.views import RunView
 from runyard.store.tables import operations, runs
@@ -46,10 +46,11 @@ def runs_by_id(conn: Connection, run_ids: Collection[int]) -> dict[int, RunView]
     return {row["id"]: RunView.from_row(row) for row in conn.execute(query).mappings()}
 
 
-def list_sources(conn: Connection, account_id: int) -> list[SourceRow]:
-    """The account's operations, by id, each with its most recent run."""
-    found = list_operations(conn, account=account_id)
-    latest = latest_run_ids(conn, account_id)
+def list_sources(conn: Connection, account_id: int, where: OperationFilter | None = None) -> list[SourceRow]:
+    """The account's operations `where` selects (default: all but the archived ones), by id, each with its most
+    recent run."""
+    found = list_operations(conn, account=account_id, where=where or OperationFilter())
+    latest = latest_run_ids(conn, account_id, [operation.id for operation in found])
     last_runs = runs_by_id(conn, latest.values())
     return [SourceRow(operation, last_runs.get(latest.get(operation.id, 0))) for operation in found]
 

@@ -182,6 +182,13 @@ def refuse_unless_operator(request: Request, who: Viewer, back: str, action: str
     return see_other(request, back, error=f"Your role ({who.principal.role.value}) cannot {action}.")
 
 
+def refuse_unless_admin(request: Request, who: Viewer, back: str, action: str) -> Response | None:
+    """None for an administrator; for anyone else, the way back to `back` saying they cannot `action`."""
+    if who.principal.is_admin:
+        return None
+    return see_other(request, back, error=f"Your role ({who.principal.role.value}) cannot {action}.")
+
+
 def safe_next(value: str | None, default: str) -> str:
     """A local path to go back to: absolute path, same site, no scheme or host tricks."""
     if not value or not value.startswith("/") or value.startswith(("//", "/\\")) or any(c in value for c in "\r\n\\"):

@@ -1,45 +1,106 @@
-"""Operations: list, show, launch."""
+"""Operations: list (with filters), show, launch, and their state (activate, deactivate, archive)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-from runyard.api.deps import IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
-from runyard.api.schemas import OperationPublic, RejectedRun, RunCreate, RunPublic
+from runyard.api.deps import AdminDep, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
+from runyard.api.schemas import (
+    ConflictDetail,
+    OperationPublic,
+    OperationStatusUpdate,
+    RejectedRun,
+    RunCreate,
+    RunPublic,
+)
 from runyard.domain.statuses import RunType, Trigger
-from runyard.errors import RunRejected
-from runyard.services.operations import OperationView, get_operation, list_operations
+from runyard.errors import InvalidInput, RunRejected
+from runyard.operations.loader import check_environment
+from runyard.services.operations import (
+    OperationFilter,
+    OperationState,
+    get_operation,
+    known_type,
+    list_operations,
+    set_status,
+)
 from runyard.services.runs import LaunchRequest
 
 router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
 
 
-def _public(operation: OperationView) -> OperationPublic:
-    return OperationPublic.model_validate(operation, from_attributes=True)
-
-
 @router.get("", response_model=list[OperationPublic])
-def operations(store: StoreDep, principal: PrincipalDep) -> list[OperationPublic]:
-    """Every operation of your account."""
+def operations(
+    store: StoreDep,
+    principal: PrincipalDep,
+    type: Annotated[str | None, Query(max_length=50, description="A configuration type, e.g. api-to-table")] = None,
+    environment: Annotated[str | None, Query(max_length=50, description="An environment, e.g. DEV")] = None,
+    state: Annotated[OperationState | None, Query(description="Only this state (archived included)")] = None,
+    archived: Annotated[bool, Query(description="Without `state`: list archived operations too")] = False,
+) -> list[OperationPublic]:
+    """The operations of your account, by id. Archived ones are left out unless `archived=true` or
+    `state=archived`."""
+    where = OperationFilter(
+        configuration_type=known_type(type) if type else None,
+        environment=check_environment(environment) if environment else None,
+        state=state,
+        include_archived=archived,
+    )
     with store.read() as conn:
-        return [_public(op) for op in list_operations(conn, account=principal.account_id)]
+        return [OperationPublic.of(op) for op in list_operations(conn, account=principal.account_id, where=where)]
 
 
 @router.get("/{operation_id}", response_model=OperationPublic, responses={404: {"description": "No such operation"}})
 def operation(operation_id: IdPath, store: StoreDep, principal: PrincipalDep) -> OperationPublic:
+    """One operation, archived or not."""
     with store.read() as conn:
-        return _public(get_operation(conn, operation_id, account=principal.account_id))
+        return OperationPublic.of(get_operation(conn, operation_id, account=principal.account_id))
+
+
+@router.post("/{operation_id}/status", response_model=OperationPublic)
+def operation_status(
+    operation_id: IdPath,
+    store: StoreDep,
+    principal: AdminDep,
+    body: Annotated[OperationStatusUpdate | None, Body()] = None,
+) -> OperationPublic:
+    """Activate (`{"activated": true, "archived": false}`), deactivate (`false, false`) or archive (`false, true`),
+    as spec 003's set_configuration_status: administrators only. An archived operation is always deactivated
+    (`true, true` is a 400); unarchive it by sending archived false. Runs already under way go on; launches of an
+    operation that is not active are refused (409)."""
+    if body is None:  # checked after the operation, so that another account's answers 404 whatever is sent
+        with store.read() as conn:
+            get_operation(conn, operation_id, account=principal.account_id)
+        raise InvalidInput("body", 'send {"activated": true or false, "archived": true or false}')
+    changed = set_status(
+        store,
+        operation_id,
+        activated=body.activated,
+        archived=body.archived,
+        account=principal.account_id,
+        changed_by=f"{principal.login} (user {principal.user_id})",
+    )
+    return OperationPublic.of(changed)
 
 
 @router.post(
     "/{operation_id}/runs",
     status_code=202,
     response_model=RunPublic,
-    responses={409: {"model": RejectedRun, "description": "Another run of the operation is active"}},
+    responses={
+        409: {
+            "model": RejectedRun | ConflictDetail,
+            "description": "Another run of the operation is active (the Rejected run), or the operation is "
+            "deactivated or archived (nothing recorded)",
+        }
+    },
 )
 def launch(operation_id: IdPath, body: RunCreate, runs: RunsDep, principal: OperatorDep) -> RunPublic | JSONResponse:
-    """Launch a run. 409 with the Rejected run when another run of the operation is still active."""
+    """Launch a run. 409 with the Rejected run when another run of the operation is still active; 409 with only a
+    `detail` when the operation is deactivated or archived."""
     request = LaunchRequest(
         operation_id=operation_id,
         run_type=RunType(body.type),

@@ -1,22 +1,61 @@
-"""Data > Sources: operations, their last run, Launch, and each one's run time history."""
+"""Data > Sources: operations with filters, their last run, Launch, Activate / Deactivate / Archive, and each one's
+run time history."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import NotFound, RunRejected, RunyardError
-from runyard.operations.registry import operation_types
+from runyard.operations.loader import check_environment
+from runyard.operations.registry import configuration_types, operation_types
 from runyard.params import IdPath
 from runyard.services.durations import run_durations
-from runyard.services.operations import get_operation
+from runyard.services.operations import (
+    OperationFilter,
+    OperationState,
+    environments,
+    get_operation,
+    known_type,
+    set_status,
+)
 from runyard.services.runs import LaunchRequest
 from runyard.services.sources import list_sources
 from runyard.ui.charts import duration_chart
-from runyard.ui.web import FormDep, ViewerDep, check_form, first, refuse_unless_operator, render, see_other, ui_state
+from runyard.ui.web import (
+    FormDep,
+    Viewer,
+    ViewerDep,
+    check_form,
+    first,
+    refuse_unless_admin,
+    refuse_unless_operator,
+    render,
+    safe_next,
+    see_other,
+    ui_state,
+)
 
 router = APIRouter(include_in_schema=False)
+
+ALL_STATES = "all"
+#: The State filter's choices: (value in the URL, label). The default leaves archived sources out.
+STATE_CHOICES = (
+    ("", "Active and inactive"),
+    (OperationState.ACTIVE.value, "Active"),
+    (OperationState.INACTIVE.value, "Inactive"),
+    (OperationState.ARCHIVED.value, "Archived"),
+    (ALL_STATES, "All, archived too"),
+)
+#: What each state button asks for: (activated, archived). Unarchive leaves the source Inactive.
+STATE_ACTIONS = {
+    "activate": (True, False),
+    "deactivate": (False, False),
+    "archive": (False, True),
+}
 
 
 def api_runs_types() -> frozenset[str]:
@@ -24,23 +63,61 @@ def api_runs_types() -> frozenset[str]:
     return frozenset(name for name, definition in operation_types().items() if definition.api_runs)
 
 
+def source_filter(params: Mapping[str, str]) -> OperationFilter:
+    """The filters of the page's address (type, environment, state); ValueError or a RunyardError naming a bad one."""
+    kind = params.get("type") or None
+    environment = params.get("environment") or None
+    state = params.get("state") or None
+    if state is not None and state != ALL_STATES and state not in {choice.value for choice in OperationState}:
+        raise ValueError(f"state {state[:40]!r} is not one of: {', '.join(value for value, _ in STATE_CHOICES[1:])}")
+    return OperationFilter(
+        configuration_type=known_type(kind) if kind else None,
+        environment=check_environment(environment) if environment else None,
+        state=OperationState(state) if state not in (None, ALL_STATES) else None,
+        include_archived=state == ALL_STATES,
+    )
+
+
 @router.get("/sources")
 def sources_page(request: Request, who: ViewerDep) -> Response:
+    params = request.query_params
+    account = who.principal.account_id
+    error = None
+    try:
+        where = source_filter(params)
+    except (ValueError, RunyardError) as exc:
+        error, where = str(exc), OperationFilter()
     with ui_state(request).context.store.read() as conn:
-        rows = list_sources(conn, who.principal.account_id)
-    return render(request, "sources.html", who, active="sources", rows=rows, api_runs=api_runs_types(), live=True)
+        rows = [] if error else list_sources(conn, account, where)
+        known_environments = environments(conn, account=account)
+    return render(
+        request,
+        "sources.html",
+        who,
+        active="sources",
+        status_code=400 if error else 200,
+        error=error,
+        rows=rows,
+        api_runs=api_runs_types(),
+        types=configuration_types(),
+        environments=known_environments,
+        states=STATE_CHOICES,
+        filtered=any(params.get(name) for name in ("type", "environment", "state")),
+        live=True,
+    )
 
 
 @router.post("/sources/{operation_id}/launch")
 def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
     check_form(request, who, form)
-    refused = refuse_unless_operator(request, who, "/sources", "launch runs")
+    back = safe_next(first(form, "next"), "/sources")
+    refused = refuse_unless_operator(request, who, back, "launch runs")
     if refused is not None:
         return refused
     try:
         run_type = RunType(first(form, "type") or RunType.INCREMENTAL.value)
     except ValueError:
-        return see_other(request, "/sources", error="Choose incremental or destructive.")
+        return see_other(request, back, error="Choose incremental or destructive.")
     runs = ui_state(request).context.runs
     launch_request = LaunchRequest(
         operation_id=operation_id,
@@ -52,10 +129,52 @@ def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep
     try:
         run = runs.launch(launch_request)
     except RunRejected as rejected:
-        return see_other(request, "/sources", error=str(rejected))
+        return see_other(request, back, error=str(rejected))
     except RunyardError as exc:
-        return see_other(request, "/sources", error=f"Not launched: {exc}")
+        return see_other(request, back, error=f"Not launched: {exc}")
     return see_other(request, f"/runs/{run.id}", notice=f"Run {run.id} started ({run_type.value}).")
+
+
+@router.post("/sources/{operation_id}/activate")
+def activate(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
+    return _change_state(request, operation_id, who, form, "activate")
+
+
+@router.post("/sources/{operation_id}/deactivate")
+def deactivate(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
+    """Also Unarchive: the source comes back Inactive."""
+    return _change_state(request, operation_id, who, form, "deactivate")
+
+
+@router.post("/sources/{operation_id}/archive")
+def archive(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep) -> Response:
+    return _change_state(request, operation_id, who, form, "archive")
+
+
+def _change_state(
+    request: Request, operation_id: IdPath, who: Viewer, form: Mapping[str, list[str]], action: str
+) -> Response:
+    check_form(request, who, form)
+    back = safe_next(first(form, "next"), "/sources")
+    refused = refuse_unless_admin(request, who, back, "activate, deactivate or archive sources")
+    if refused is not None:
+        return refused
+    activated, archived = STATE_ACTIONS[action]
+    try:
+        changed = set_status(
+            ui_state(request).context.store,
+            operation_id,
+            activated=activated,
+            archived=archived,
+            account=who.principal.account_id,
+            changed_by=f"{who.principal.login} (user {who.principal.user_id}, web UI)",
+        )
+    except RunyardError as exc:
+        return see_other(request, back, error=f"Not changed: {exc}")
+    notice = f"Source {changed.configuration_id} ({changed.environment}) is now {changed.state.label}."
+    if changed.state is OperationState.ARCHIVED:
+        notice += " It is listed under State: Archived, and its runs stay on API Runs."
+    return see_other(request, back, notice=notice)
 
 
 @router.get("/sources/{operation_id}/history")
