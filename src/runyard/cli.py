@@ -355,10 +355,10 @@ def deploy(
     runtime = _runtime()
     sources, specs = [source for source, _ in loaded], [spec for _, spec in loaded]
     if not dry_run:
-        for item in deploy_specs(runtime.store, specs, runtime.registry, sources):
+        for item in deploy_specs(runtime.store, specs, sources=sources):
             _print_deployed(item.action, item.operation_id, item.configuration_id, item.changes)
         return
-    previews = preview_deploy(runtime.store, specs, runtime.registry, sources)
+    previews = preview_deploy(runtime.store, specs, sources=sources)
     for preview in previews:
         _print_deployed(preview.action, preview.operation_id, preview.configuration_id, preview.changes, dry_run=True)
     counted = {action: sum(1 for p in previews if p.action is action) for action in DeployAction}

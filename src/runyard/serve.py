@@ -19,9 +19,10 @@ import uvicorn
 from rich.console import Console
 
 from runyard.app import create_app
-from runyard.demo import demo_specs
+from runyard.demo import LAUNCHED_AFTER, demo_specs
+from runyard.demo.landing import drop_demo_files
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
-from runyard.domain.statuses import RunType, Trigger
+from runyard.domain.statuses import RunStatus, RunType, Trigger
 from runyard.errors import RunRejected
 from runyard.runtime import Runtime, configure_logging, engine_resources, open_store, tuned_gc
 from runyard.services.accounts import bootstrap_admin
@@ -33,6 +34,7 @@ from runyard.settings import Settings
 log = logging.getLogger("runyard.serve")
 SHUTDOWN_GRACE_SECONDS = 10.0
 HTTP_PROCESS_STARTUP_SECONDS = 30.0
+DEMO_FOLLOW_UP_POLL_SECONDS = 0.5
 
 
 def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Console) -> None:
@@ -45,8 +47,9 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     demo_source = _start_demo_source(port + 1) if demo else None
     extra_hosts = ("127.0.0.1",) if demo_source else ()
     runtime = Runtime(settings, store, resources=engine_resources(settings, extra_hosts=extra_hosts))
+    stopping = threading.Event()
     if demo_source is not None:
-        _deploy_demo(runtime, demo_source.base_url)
+        _deploy_demo(runtime, demo_source.base_url, stopping)
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
     server = http_server(runtime)
@@ -67,6 +70,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         with tuned_gc():
             server.run(sockets=[sock])
     finally:
+        stopping.set()
         stop_http_processes(helpers)
         worker.stop(SHUTDOWN_GRACE_SECONDS)
         scheduler.stop()
@@ -204,20 +208,57 @@ def _start_demo_source(port: int) -> DemoSourceServer:
     return server
 
 
-def _deploy_demo(runtime: Runtime, source_url: str) -> None:
-    """Deploy the demo operations and launch each once, on a store that has no run of them yet."""
-    for item in deploy(runtime.store, demo_specs(source_url), runtime.registry):
-        with runtime.store.read() as conn:
-            total = list_runs(conn, RunQuery(account_id=None, operation_id=item.operation_id, page_size=1)).total
-        if total:
-            continue
-        try:
-            view = runtime.runs.launch(
-                LaunchRequest(operation_id=item.operation_id, run_type=RunType.DESTRUCTIVE, trigger=Trigger.MANUAL)
-            )
-            log.info("demo: launched run %d of %s", view.id, item.configuration_id)
-        except RunRejected:
-            pass
+def _deploy_demo(runtime: Runtime, source_url: str, stopping: threading.Event) -> None:
+    """Deploy the demo operations and launch each once, on a store that has no run of them yet: at once, or
+    (LAUNCHED_AFTER) as soon as the upstream's run has completed, from a thread that ends with `stopping`."""
+    landing = runtime.settings.resolved_storage_roots[0] / "landing"
+    if not any(landing.glob("stores-*.csv")):
+        drop_demo_files(landing)
+    deployed = deploy(runtime.store, demo_specs(source_url), runtime.registry)
+    launched: dict[str, int] = {}
+    for item in deployed:
+        if item.configuration_id not in LAUNCHED_AFTER and not _has_runs(runtime, item.operation_id):
+            run_id = _launch_demo(runtime, item.operation_id, item.configuration_id)
+            if run_id is not None:
+                launched[item.configuration_id] = run_id
+    for item in deployed:
+        upstream = launched.get(LAUNCHED_AFTER.get(item.configuration_id, ""))
+        if upstream is not None and not _has_runs(runtime, item.operation_id):
+            threading.Thread(
+                target=_launch_after,
+                args=(runtime, upstream, item.operation_id, item.configuration_id, stopping),
+                name=f"demo-{item.configuration_id}",
+                daemon=True,
+            ).start()
+
+
+def _has_runs(runtime: Runtime, operation_id: int) -> bool:
+    with runtime.store.read() as conn:
+        return list_runs(conn, RunQuery(account_id=None, operation_id=operation_id, page_size=1)).total > 0
+
+
+def _launch_demo(runtime: Runtime, operation_id: int, configuration_id: str) -> int | None:
+    try:
+        view = runtime.runs.launch(
+            LaunchRequest(operation_id=operation_id, run_type=RunType.DESTRUCTIVE, trigger=Trigger.MANUAL)
+        )
+    except RunRejected:
+        return None
+    log.info("demo: launched run %d of %s", view.id, configuration_id)
+    return view.id
+
+
+def _launch_after(
+    runtime: Runtime, upstream_run: int, operation_id: int, configuration_id: str, stopping: threading.Event
+) -> None:
+    while not stopping.wait(DEMO_FOLLOW_UP_POLL_SECONDS):
+        upstream = runtime.runs.get_run(upstream_run)
+        if upstream.status.is_final:
+            if upstream.status is RunStatus.COMPLETED:
+                _launch_demo(runtime, operation_id, configuration_id)
+            else:
+                log.info("demo: %s was not launched: run %d ended %s", configuration_id, upstream_run, upstream.status)
+            return
 
 
 def run_worker(settings: Settings) -> None:

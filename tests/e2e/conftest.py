@@ -1,7 +1,7 @@
 """Browser tests: Playwright (Python) drives Debian's chromium against a real `runyard serve --demo`.
 
-The server is one subprocess for the whole module, with the demo's two runs finished, a viewer user, and a
-third run of demo-hr that Failed (the demo source was told to answer HTML for employees, then healed).
+The server is one subprocess for the whole module, with the demo's four runs finished, a viewer user, and a
+fifth run, of demo-hr, that Failed (the demo source was told to answer HTML for employees, then healed).
 Chromium is /usr/bin/chromium, installed by `make test` (scripts/install-system-deps.sh); without it these
 tests fail, they never skip.
 """
@@ -107,6 +107,9 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         assert token.status_code == 200, token.text
         api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         server = UiServer(url=url, source_url=found.group(1), process=process, api=api, cli=cli)
+        # The demo launches three runs at once, and the summaries once demo-hr's run has completed: run 4.
+        summaries = wait_until(lambda: _run_of(api, "demo-hr-summaries_DEV"), timeout=RUN_SECONDS, what="run 4")
+        assert summaries == 4
         for run in api.get("/api/v1/runs").json()["items"]:
             assert server.wait_final(run["id"])["status"] == "completed"
         created = api.post("/api/v1/users", json={"login": VIEWER[0], "password": VIEWER[1], "role": "viewer"})
@@ -119,6 +122,11 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         api.close()
         process.stop(signal.SIGTERM)
     assert "Traceback" not in process.stderr, process.describe()
+
+
+def _run_of(api: httpx.Client, configuration_id: str) -> int | None:
+    runs = api.get("/api/v1/runs").json()["items"]
+    return next((run["id"] for run in runs if run["configuration_id"] == configuration_id), None)
 
 
 def _healthy(url: str, process: Background) -> bool:

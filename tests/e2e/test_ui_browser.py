@@ -1,7 +1,8 @@
 """A data admin in a real browser: sign in, find the failed run, see why it failed, retry it and watch it finish.
 
 The tests share one server (see conftest) and run in file order: the runs they read (1: demo-hr-sleep,
-2: demo-hr Completed, 3: demo-hr Failed) exist from the start, and only the last tests launch new ones.
+2: demo-hr Completed, 3: demo-stores-archive, 4: demo-hr-summaries_DEV, 5: demo-hr Failed) exist from the
+start, and only the last tests launch new ones.
 Each page's screenshot is written to docs/screenshots/ for the README.
 """
 
@@ -74,12 +75,41 @@ def test_sources_list_operations_with_their_last_run(admin_page: Page, ui_server
     expect(rows(admin_page, "runs-table")).to_have_count(2)
 
 
+def test_the_demo_runs_every_type_and_the_summaries_show_their_tables(admin_page: Page, ui_server: UiServer) -> None:
+    types = admin_page.locator("#sources-table tbody tr td:nth-child(2)").all_inner_texts()
+    assert sorted(types) == ["api-to-table", "storage-to-storage", "table-to-table", "tasks"]
+    summaries = admin_page.locator("#sources-table tr", has_text="Headcount and time off by department")
+    expect(summaries.locator(".badge")).to_have_text("Completed")
+    expect(summaries.get_by_role("link", name="View API Runs")).to_have_count(0)  # not an API source
+
+    admin_page.goto(f"{ui_server.url}/runs/4")
+    expect(admin_page.locator("#run-status")).to_have_text("Completed")
+    assert task_names(admin_page) == [
+        "headcount_by_department",
+        "time_off_by_department",
+        "department_summary",
+        "Data Load",
+    ]
+    summary_row = rows(admin_page, "tasks-table").filter(has_text="department_summary").first
+    departments = ui_server.api.get("/api/v1/runs/4/tasks").json()["items"]
+    (summary,) = [task for task in departments if task["name"] == "department_summary"]
+    ((table, count),) = [(t["name"], t["record_count"]) for t in summary["tables"]]
+    expect(summary_row.locator("td.tables")).to_have_text(f"{table} {count:,}")
+    assert count > 0
+
+    admin_page.goto(f"{ui_server.url}/loads")
+    load = admin_page.locator("#loads-table tbody tr", has=admin_page.get_by_role("link", name="Run 4", exact=True))
+    expect(load.locator("td.tables .table-name")).to_have_text(
+        ["headcount_by_department", "time_off_by_department", "department_summary"]
+    )
+
+
 # --- the API Runs page ----------------------------------------------------------------------------------------------
 
 
 def test_filter_api_runs_to_failed(admin_page: Page, ui_server: UiServer) -> None:
     admin_page.goto(f"{ui_server.url}/runs")
-    expect(rows(admin_page, "runs-table")).to_have_count(3)
+    expect(rows(admin_page, "runs-table")).to_have_count(5)
     screenshot(admin_page, "api-runs")
 
     admin_page.get_by_label("Status").select_option(label="Failed")
@@ -104,7 +134,7 @@ def test_sort_api_runs_by_started_at_both_ways(admin_page: Page, ui_server: UiSe
     expect(header).to_have_attribute("aria-sort", "descending")
     descending = started_times(admin_page)
 
-    assert len(ascending) == 3
+    assert len(ascending) == 5
     assert ascending == sorted(ascending)
     assert descending == sorted(ascending, reverse=True)
 
@@ -145,7 +175,9 @@ def test_open_a_failed_run_and_search_its_tasks(admin_page: Page, ui_server: UiS
 
 
 def test_search_by_table_name_change_page_size_and_read_messages(admin_page: Page, ui_server: UiServer) -> None:
-    completed = ui_server.api.get("/api/v1/runs", params={"status": "completed", "operation": 2}).json()["items"]
+    completed = ui_server.api.get(
+        "/api/v1/runs", params={"status": "completed", "operation": ui_server.operation_id("demo-hr")}
+    ).json()["items"]
     run_id = completed[-1]["id"]
     admin_page.goto(f"{ui_server.url}/runs/{run_id}")
     expect(rows(admin_page, "tasks-table")).to_have_count(13)
@@ -188,7 +220,8 @@ def test_needs_attention_data_loads_and_run_time_history(admin_page: Page, ui_se
     screenshot(admin_page, "needs-attention")
 
     admin_page.get_by_role("link", name="Data Loads").click()
-    expect(rows(admin_page, "loads-table").first).to_contain_text("employees")
+    hr_load = rows(admin_page, "loads-table").filter(has_text="demo-hr ").filter(has_text="Run 2")
+    expect(hr_load.locator("td.tables .table-name")).to_have_text(["employees", "departments", "time_off"])
 
     admin_page.goto(f"{ui_server.url}/sources/{ui_server.operation_id('demo-hr')}/history")
     expect(admin_page.locator("#history-summary tr[data-type='destructive'] td.num").first).to_have_text("1")
@@ -219,10 +252,10 @@ def test_a_viewer_sees_no_retry_launch_or_cancel(context: BrowserContext, ui_ser
     sign_in(page, ui_server.url, *VIEWER)
     run_id = failed_run_id(ui_server)
 
-    expect(page.locator("#sources-table tbody tr")).to_have_count(2)
+    expect(page.locator("#sources-table tbody tr")).to_have_count(4)
     expect(page.get_by_role("button", name=re.compile("Launch"))).to_have_count(0)
     page.goto(f"{ui_server.url}/runs")
-    expect(rows(page, "runs-table")).to_have_count(3)
+    expect(rows(page, "runs-table")).to_have_count(5)
     expect(page.get_by_role("button", name=re.compile("Retry"))).to_have_count(0)
     page.goto(f"{ui_server.url}/runs/{run_id}")
     expect(page.locator("#run-status")).to_have_text("Failed")

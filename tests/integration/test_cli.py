@@ -61,6 +61,11 @@ BAD_SPECS: dict[str, str] = {
         "configuration_type: tasks\nconfiguration_id: orphan\ntasks:\n"
         "  - {name: Load, executor: noop, depends_on: [Ghost]}\n"
     ),
+    "unknown-step.yaml": (
+        "configuration_type: table-to-table\nconfiguration_id: steps\nsteps:\n"
+        "  - target: detail\n    sql: SELECT 1 AS one\n    depends_on: [sumary]\n"
+        "  - target: summary\n    sql: SELECT count(*) AS n FROM detail\n"
+    ),
     "cycle.yaml": (
         "configuration_type: tasks\nconfiguration_id: loop\ntasks:\n"
         "  - {name: a, executor: noop, depends_on: [b]}\n  - {name: b, executor: noop, depends_on: [a]}\n"
@@ -84,11 +89,28 @@ ERROR_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
         ("unknown-field.yaml, line 4", "field 'retries'", "not a known field"),
     ),
     ("missing-configuration-id", ("deploy", "{bad}/no-id.yaml"), ("no-id.yaml", "'configuration_id'", "required")),
-    ("unknown-executor", ("deploy", "{bad}/unknown-executor.yaml"), ("unknown executor 'teleport'", "tasks.1")),
-    ("missing-upstream", ("deploy", "{bad}/missing-upstream.yaml"), ("'Load' depends on 'Ghost'",)),
-    ("cycle", ("deploy", "{bad}/cycle.yaml"), ("cycle", "a -> b -> a")),
+    (
+        "unknown-executor",
+        ("deploy", "{bad}/unknown-executor.yaml"),
+        ("unknown-executor.yaml, line 5: field 'tasks.1.executor'", "unknown executor 'teleport'"),
+    ),
+    (
+        "missing-upstream",
+        ("deploy", "{bad}/missing-upstream.yaml"),
+        ("missing-upstream.yaml, line 4: field 'tasks.0.depends_on.0'", "'Load' depends on 'Ghost'"),
+    ),
+    ("cycle", ("deploy", "{bad}/cycle.yaml"), ("cycle.yaml, line 4: field 'tasks.0.depends_on'", "a -> b -> a")),
+    (
+        "unknown-step",
+        ("deploy", "{bad}/unknown-step.yaml"),
+        ("unknown-step.yaml, line 6: field 'steps.0.depends_on.0'", "depends on 'sumary', which is no step's target"),
+    ),
     ("folder-bad-parse", ("deploy", "{folders}/mixed-parse"), ("b-bad.yaml, line 4", "field 'retries'")),
-    ("folder-bad-deploy", ("deploy", "{folders}/mixed-deploy"), ("unknown executor 'teleport'",)),
+    (
+        "folder-bad-deploy",
+        ("deploy", "{folders}/mixed-deploy"),
+        ("b-bad.yaml, line 5: field 'tasks.1.executor'", "unknown executor 'teleport'"),
+    ),
     ("no-such-path", ("deploy", "{bad}/nowhere.yaml"), ("nowhere.yaml", "no such file or folder")),
     ("run-unknown-operation", ("run", "nope"), ("operation nope not found",)),
     ("retry-not-latest", ("retry", "1"), ("run 1 cannot be retried", "run 2 is more recent")),

@@ -101,12 +101,20 @@ def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(serv
         timeout=STARTUP_SECONDS,
         what="the extra processes to start",
     )
-    # Every process answers: keep many connections open at once, and each process holds some of them.
+    # Every process answers: open connections, keeping each open, until each process holds one. The kernel
+    # gives a new connection to whichever process accepts first, and on a busy machine one process can win
+    # many races in a row, so the count it takes varies; a process that never accepts fails the wait.
     processes = {served.pid, *_helpers(served.pid)}
-    clients = [httpx.Client(base_url=served.url, timeout=10) for _ in range(8 * PROCESSES)]
+    clients: list[httpx.Client] = []
+
+    def every_process_holds_one() -> bool | None:
+        client = httpx.Client(base_url=served.url, timeout=10)
+        clients.append(client)
+        assert client.get("/healthz").status_code == 200
+        return _connection_holders(processes, served.port) == processes or None
+
     try:
-        assert all(client.get("/healthz").status_code == 200 for client in clients)
-        assert _connection_holders(processes, served.port) == processes
+        wait_until(every_process_holds_one, timeout=STARTUP_SECONDS, what="every process to accept a connection")
     finally:
         for client in clients:
             client.close()

@@ -9,6 +9,9 @@ from runyard.operations.spec import OperationBase as OperationSpec
 
 OPERATIONS = Path(__file__).parent / "operations"
 SOURCE_URL_PLACEHOLDER = "{{DEMO_SOURCE_URL}}"
+# Demo operations launched once another's first run has completed (deployed configuration_id -> upstream's),
+# as a workflow would: the summaries read the tables demo-hr loads.
+LAUNCHED_AFTER = {"demo-hr-summaries_DEV": "demo-hr"}
 
 
 def demo_specs(source_url: str) -> list[OperationSpec]:

@@ -11,7 +11,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-OPERATION = Path(__file__).parent / "operations" / "unwired" / "demo-stores-archive.yaml"
+OPERATION = Path(__file__).parent / "operations" / "demo-stores-archive.yaml"
 PRODUCTS = ("espresso beans", "oat milk", "croissant", "green tea", "sparkling water", "granola", "dark chocolate")
 
 

@@ -64,22 +64,33 @@ def validate_plan(tasks: Sequence[PlannedTask]) -> None:
 
 
 def _check_acyclic(tasks: Sequence[PlannedTask]) -> None:
-    upstream = {t.name: [d.upstream for d in t.depends_on] for t in tasks}
+    cycle = find_cycle({t.name: [d.upstream for d in t.depends_on] for t in tasks})
+    if cycle:
+        raise ConfigError(f"the tasks depend on each other in a cycle: {' -> '.join(cycle)}", field="tasks")
+
+
+def find_cycle(upstream: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """A cycle of the graph (node -> what it depends on), as a path that ends where it starts; None if none."""
     state: dict[str, int] = {}  # 1 = visiting, 2 = done
 
-    def visit(name: str, path: list[str]) -> None:
+    def visit(name: str, path: list[str]) -> list[str] | None:
         if state.get(name) == 2:
-            return
+            return None
         if state.get(name) == 1:
-            cycle = " -> ".join([*path[path.index(name) :], name])
-            raise ConfigError(f"the tasks depend on each other in a cycle: {cycle}", field="tasks")
+            return [*path[path.index(name) :], name]
         state[name] = 1
-        for up in upstream[name]:
-            visit(up, [*path, name])
+        for up in upstream.get(name, ()):
+            cycle = visit(up, [*path, name])
+            if cycle:
+                return cycle
         state[name] = 2
+        return None
 
-    for task in tasks:
-        visit(task.name, [])
+    for name in upstream:
+        cycle = visit(name, [])
+        if cycle:
+            return cycle
+    return None
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,11 @@ def make_run_key(created_at: datetime, uid: uuid.UUID | None = None) -> str:
     return f"{created_at:%Y%m%d-%H%M%S}-{uid or uuid.uuid4()}"
 
 
+def run_key_moment(run_key: str) -> datetime:
+    """When the run was created, as its run key says (to the second, UTC)."""
+    return datetime.strptime(run_key[:15], "%Y%m%d-%H%M%S")
+
+
 def make_job_name(configuration_id: str, run_key: str) -> str:
     """The job name of spec 002: contains '#', so clients URL-encode it."""
     return f"{configuration_id}#{run_key}"

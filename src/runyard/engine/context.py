@@ -9,7 +9,8 @@ worker's heartbeats; messages, tables and spawned tasks when the task ends.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -98,6 +99,7 @@ class TaskContext:
     interrupt: threading.Event = field(default_factory=threading.Event)
     interrupt_reason: StopReason = StopReason.SHUTDOWN
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def checkpoint(self) -> None:
         """Call between units of work (pages, batches): stops the task if it must stop."""
@@ -107,6 +109,24 @@ class TaskContext:
     def stop(self, reason: StopReason) -> None:
         self.interrupt_reason = reason
         self.interrupt.set()
+        with self._lock:
+            callbacks = list(self._on_stop)
+        for callback in callbacks:
+            callback()
+
+    @contextmanager
+    def on_stop(self, callback: Callable[[], None]) -> Iterator[None]:
+        """While inside, `stop` also calls `callback` (from the thread that stops the task): for work that
+        reaches no checkpoint for a long time, such as one SQL statement. Called at once if already stopped."""
+        with self._lock:
+            self._on_stop.append(callback)
+        try:
+            if self.interrupt.is_set():
+                callback()
+            yield
+        finally:
+            with self._lock:
+                self._on_stop.remove(callback)
 
     def add_records(self, count: int) -> None:
         with self._lock:

@@ -7,12 +7,14 @@ value never becomes SQL text: runyard.operations.table_to_table turns each one i
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2 import StrictUndefined, TemplateError, Undefined, meta, pass_context
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runyard.errors import ConfigError
@@ -21,6 +23,48 @@ from runyard.errors import ConfigError
 @cache
 def sandbox() -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+_VALUES, _MARK = "__runyard_values", "__runyard_mark"
+VALUE_TYPES = (str, int, float, bool, date, datetime, Decimal, type(None))
+
+
+@pass_context  # a context-dependent finalize is never folded at compile time: every output passes here
+def _capture(context: Context, value: Any) -> str:
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined: raises, naming the variable
+    if not isinstance(value, VALUE_TYPES) and not (
+        isinstance(value, list | tuple) and all(isinstance(item, VALUE_TYPES) for item in value)
+    ):
+        raise TemplateError(
+            f"a {{{{ }}}} value must be a text, number, date, boolean or list, not {type(value).__name__}"
+        )
+    values: list[Any] = context[_VALUES]
+    values.append(value)
+    mark: Callable[[int], str] = context[_MARK]
+    return mark(len(values) - 1)
+
+
+@cache
+def _capturing_sandbox() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=_capture
+    )
+
+
+def render_values(
+    text: str, variables: Mapping[str, Any], mark: Callable[[int], str], *, what: str
+) -> tuple[str, list[Any]]:
+    """`text` rendered with each `{{ }}` output replaced by `mark(its index)`, and the values in that order.
+
+    For SQL: the caller makes each mark a bound parameter, so no value ever becomes text of the statement.
+    """
+    values: list[Any] = []
+    try:
+        rendered = _capturing_sandbox().from_string(text).render(**variables, **{_VALUES: values, _MARK: mark})
+    except TemplateError as error:
+        raise ConfigError(f"{what}: the template cannot be rendered: {error.message or error}") from None
+    return rendered, values
 
 
 def date_variables(moment: datetime | date, prefix: str = "FD") -> dict[str, str]:

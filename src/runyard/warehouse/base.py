@@ -10,6 +10,7 @@ exists is never loaded again, which makes a retried Data Load a no-op (exactly o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -24,6 +25,16 @@ LOAD_MODES: tuple[LoadMode, ...] = ("replace", "merge")
 
 class WarehouseError(RunyardError):
     """The warehouse refused or failed an operation; the message names the table or run."""
+
+
+class QueryFailed(WarehouseError):
+    """A step's SQL failed: the database's message, and the line of the SQL it points at (1-based), if any."""
+
+    def __init__(self, reason: str, line: int | None = None, interrupted: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+        self.interrupted = interrupted
 
 
 @dataclass(frozen=True)
@@ -68,8 +79,25 @@ class LoadResult:
     tables: tuple[TableResult, ...]
 
 
+class Transform(Protocol):
+    """One step of a table-to-table run: a session where the run's own tables hide the published ones."""
+
+    def build(self, table: str, sql: str, params: Sequence[object]) -> int:
+        """(Re)create the run's staging table for `table` from one SELECT; return its row count (QueryFailed)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Stop the statement running now (from another thread); build then raises QueryFailed(interrupted)."""
+        ...
+
+
 class Warehouse(Protocol):
     """One account's warehouse."""
+
+    def transform(self, run_key: str, inputs: Sequence[str]) -> AbstractContextManager[Transform]:
+        """A session in which the names in `inputs` read the tables this run built for them, not the published
+        ones (WarehouseError if one was not built)."""
+        ...
 
     def stage(self, run_key: str, table: str, reader: pa.RecordBatchReader) -> int:
         """(Re)create the run's staging table for `table` from Arrow batches; return its row count."""

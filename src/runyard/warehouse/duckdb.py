@@ -35,6 +35,7 @@ from runyard.warehouse.base import (
     LOAD_MODES,
     LoadRequest,
     LoadResult,
+    QueryFailed,
     TableLoad,
     TableResult,
     WarehouseError,
@@ -121,6 +122,27 @@ def _check_run_key(run_key: str) -> None:
     if RUN_KEY_SEPARATOR in run_key:
         # drop_staging finds a run's tables by the prefix `<run_key>__`: it must be unambiguous.
         raise WarehouseError(f"run key {run_key!r} must not contain {RUN_KEY_SEPARATOR!r}")
+
+
+def _check_select(sql: str) -> None:
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryFailed(_first_line(error), _error_line(error)) from error
+    if len(statements) != 1:
+        raise QueryFailed(f"a step is one SELECT, and this SQL holds {len(statements)} statements")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        kind = statements[0].type.name.replace("_", " ")
+        raise QueryFailed(f"a step is one SELECT that builds its table, and this SQL is a {kind} statement")
+
+
+_ERROR_LINE = re.compile(r"^LINE (\d+):", re.MULTILINE)
+
+
+def _error_line(error: BaseException) -> int | None:
+    """The line DuckDB's message points at (`LINE 3: ...`), None when it points at none."""
+    found = _ERROR_LINE.search(str(error))
+    return int(found.group(1)) if found else None
 
 
 def _check_request(request: LoadRequest) -> None:
@@ -224,6 +246,24 @@ class DuckDBWarehouse:
             for (name,) in rows:
                 cur.execute(f"DROP TABLE IF EXISTS {STAGING_SCHEMA}.{quote(name)}")
 
+    @contextmanager
+    def transform(self, run_key: str, inputs: Sequence[str]) -> Iterator[DuckDBTransform]:
+        """A cursor on which each name in `inputs` is a temporary view of the run's staging table for it.
+
+        DuckDB resolves temporary objects first (even `main.<name>`), so a step's SQL reads what its upstream
+        steps built in this run; the views end with the cursor.
+        """
+        _check_run_key(run_key)
+        with self._cursor() as cur:
+            for name in inputs:
+                _check_name("table", name)
+                staged = staging_name(run_key, name)
+                with _errors(f"run {run_key}: cannot read the table {name!r} built by this run"):
+                    if _columns(cur, STAGING_SCHEMA, staged) is None:
+                        raise WarehouseError(f"run {run_key}: the table {name!r} was not built by this run")
+                    cur.execute(f"CREATE TEMP VIEW {quote(name)} AS SELECT * FROM {STAGING_SCHEMA}.{quote(staged)}")  # noqa: S608
+            yield DuckDBTransform(cur, run_key)
+
     # -- the load -------------------------------------------------------------------------
 
     def load(self, request: LoadRequest) -> LoadResult:
@@ -275,7 +315,8 @@ class DuckDBWarehouse:
         if table.mode == "replace" and _keys_unique(cur, staging, table.primary_key):
             # The staged table becomes the table: a rename, not a copy of every row.
             cur.execute(f"DROP TABLE IF EXISTS {target}")
-            cur.execute(f"ALTER TABLE {staging} DROP COLUMN {quote(ROW_COLUMN)}")
+            if ROW_COLUMN in staging_columns:  # tables built by SQL steps have no staging order
+                cur.execute(f"ALTER TABLE {staging} DROP COLUMN {quote(ROW_COLUMN)}")
             cur.execute(f"ALTER TABLE {staging} RENAME TO {quote(table.name)}")
             return TableResult(name=table.name, rows=staged, staged=staged)
         if table.mode == "replace":
@@ -388,6 +429,33 @@ class DuckDBWarehouse:
         """Run one statement, return its rows. For tests and tools: this is no read-only gate."""
         with self._cursor() as cur, _errors("query failed"):
             return [tuple(row) for row in cur.execute(sql, list(params)).fetchall()]
+
+
+class DuckDBTransform:
+    """One step's session on its own cursor (see DuckDBWarehouse.transform)."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, run_key: str) -> None:
+        self._cur = cur
+        self._run_key = run_key
+
+    def build(self, table: str, sql: str, params: Sequence[object]) -> int:
+        """CREATE OR REPLACE the run's staging table for `table` AS the SELECT; its row count.
+
+        The CREATE is put before the SELECT on its first line, so the lines DuckDB reports are the SELECT's.
+        """
+        _check_name("table", table)
+        _check_select(sql)
+        staging = f"{STAGING_SCHEMA}.{quote(staging_name(self._run_key, table))}"
+        try:
+            row = self._cur.execute(f"CREATE OR REPLACE TABLE {staging} AS {sql}", list(params)).fetchone()
+        except duckdb.InterruptException as error:
+            raise QueryFailed("the query was interrupted", interrupted=True) from error
+        except duckdb.Error as error:
+            raise QueryFailed(_first_line(error), _error_line(error)) from error
+        return int(row[0]) if row else 0
+
+    def interrupt(self) -> None:
+        self._cur.interrupt()
 
 
 class DuckDBWarehouses:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from runyard.engine.consolidate import consolidate_metadata, consolidate_table
-from runyard.engine.context import TaskContext
-from runyard.engine.executors import Executor
+from runyard.engine.executors import Executor, Stage, bind_stages
 from runyard.engine.ingest import ingest
 from runyard.engine.load import data_load
 from runyard.engine.resources import EngineResources
 from runyard.operations.api_to_table import plan
 from runyard.operations.api_to_table.extract import extract, high_watermark
-
-Stage = Callable[[TaskContext, EngineResources], None]
 
 STAGES: dict[str, tuple[Stage, str]] = {
     plan.HWM: (high_watermark, "reads the high watermark of the last load"),
@@ -27,11 +22,4 @@ STAGES: dict[str, tuple[Stage, str]] = {
 
 def executors(resources: EngineResources) -> list[Executor]:
     """Each stage with this process's resources, ready for the worker's executor registry."""
-    return [Executor(name, bind(stage, resources), text) for name, (stage, text) in STAGES.items()]
-
-
-def bind(stage: Stage, resources: EngineResources) -> Callable[[TaskContext], None]:
-    def run(ctx: TaskContext) -> None:
-        stage(ctx, resources)
-
-    return run
+    return bind_stages(STAGES, resources)

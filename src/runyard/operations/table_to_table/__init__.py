@@ -1,0 +1,1 @@
+"""The table-to-table operation type: SQL steps that build warehouse tables, published together."""
