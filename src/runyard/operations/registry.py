@@ -23,6 +23,7 @@ TYPE_PACKAGES: tuple[str, ...] = (
     "api_to_table",
     "tasks",
     "storage_to_storage",
+    "table_to_table",
 )
 
 
