@@ -146,4 +146,5 @@ class Runtime:
             self.store,
             sweep_seconds=self.settings.sweep_seconds,
             cancel_timeout_seconds=self.settings.cancel_timeout_seconds,
+            warehouses=self.resources.warehouses if self.resources is not None else None,
         )

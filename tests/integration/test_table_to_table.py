@@ -19,7 +19,7 @@ from runyard.operations.table_to_table.executors import publish
 from runyard.services.operations import deploy
 from runyard.services.runs import LaunchRequest
 from runyard.services.views import RunView
-from tests.integration.api_harness import ApiHarness, api_harness
+from tests.integration.api_harness import ApiHarness, api_harness, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,8 @@ def test_a_failing_middle_step_fails_the_run_with_the_database_message_and_publi
     assert tasks["Data Load"].status is TaskStatus.SKIPPED
     assert {table: rows(hr, table) for table in before} == before
     assert hr.data_loads(run.id) == []
+    # chain_a was built, never published: the scheduler drops what the ended run staged.
+    wait_for(lambda: staging_tables(hr, run.run_key) == [] or None, timeout=30, what="the run's staging to go")
 
 
 def test_a_cancel_stops_the_running_statement_and_publishes_nothing(hr: ApiHarness) -> None:
@@ -155,6 +157,7 @@ def test_a_cancel_stops_the_running_statement_and_publishes_nothing(hr: ApiHarne
     assert hr.task(run.id, "slow_sum").status is TaskStatus.CANCELED
     assert hr.task(run.id, "Data Load").status in (TaskStatus.CANCELED, TaskStatus.SKIPPED)
     assert rows(hr, "slow_sum") == [(-1,)]
+    wait_for(lambda: staging_tables(hr, run.run_key) == [] or None, timeout=30, what="the run's staging to go")
 
 
 def test_the_environment_suffix_is_added_once_per_environment(hr: ApiHarness) -> None:
@@ -234,3 +237,16 @@ def test_sql_files_beside_the_configuration_are_read_at_deploy(hr: ApiHarness, t
 
     assert run.status is RunStatus.COMPLETED, hr.describe(run.id)
     assert rows(hr, "active_count") == [(hr.scalar("SELECT count(*) FROM employees WHERE active"),)]
+
+
+def test_the_scheduler_drops_what_ended_runs_staged_and_nothing_else(hr: ApiHarness) -> None:
+    ended = run_text(hr, operation("ended", "- target: ended_step\n  sql: SELECT 1 AS one\n"))
+    assert ended.status is RunStatus.COMPLETED, hr.describe(ended.id)
+    foreign = "20240101-000000-not-a-run-of-this-store"
+    for run_key in (ended.run_key, foreign):
+        hr.query(f'CREATE TABLE main."_runyard_staging__{run_key}__left_behind" AS SELECT 1 AS one')
+
+    wait_for(lambda: staging_tables(hr, ended.run_key) == [] or None, timeout=30, what="the ended run's staging to go")
+
+    assert staging_tables(hr, foreign) == [f"_runyard_staging__{foreign}__left_behind"]
+    hr.query(f'DROP TABLE main."_runyard_staging__{foreign}__left_behind"')

@@ -7,6 +7,7 @@ sweepers running at once, and the workers, each end a task at most once and neve
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runyard.domain.statuses import RunStatus, TaskStatus
+from runyard.domain.statuses import RUN_FINAL, RunStatus, TaskStatus
 from runyard.services.history import add_message, close_attempt, record_event
 from runyard.services.settle import finish_run, lock_run, settle_run
 from runyard.store.database import Store
@@ -147,3 +148,16 @@ def _end_task(conn: Connection, task_id: int, lease_token: str | None, target: T
             .values(status=target.value, completed_at=now, lease_token=None, lease_expires_at=None, updated_at=now)
         ).rowcount
     )
+
+
+def ended_runs(store: Store, run_keys: Collection[str]) -> set[str]:
+    """The run keys among `run_keys` whose runs have ended (Completed, Failed, Canceled, ...): nothing of
+    theirs runs again, so what they staged can go. Keys of no run of this store are left out."""
+    if not run_keys:
+        return set()
+    final = [status.value for status in RUN_FINAL]
+    with store.read() as conn:
+        rows = conn.execute(
+            sa.select(runs.c.run_key).where(runs.c.run_key.in_(sorted(run_keys)), runs.c.status.in_(final))
+        )
+        return {row.run_key for row in rows}

@@ -128,7 +128,11 @@ class Warehouse(Protocol):
         ...
 
     def drop_staging(self, run_key: str) -> None:
-        """Drop the run's staging tables (after its load, or when it was canceled)."""
+        """Drop the run's staging tables (after its load, or once the run has ended without one)."""
+        ...
+
+    def staged_runs(self) -> set[str]:
+        """The run keys that have staging tables."""
         ...
 
     def close(self) -> None:
@@ -140,5 +144,9 @@ class WarehouseProvider(Protocol):
     """The warehouses of one process, one per account, opened on first use."""
 
     def for_account(self, account: str) -> Warehouse: ...
+
+    def opened(self) -> Sequence[Warehouse]:
+        """The warehouses this process has open (the ones its tasks may have left staging tables in)."""
+        ...
 
     def close_all(self) -> None: ...

@@ -235,7 +235,7 @@ class DuckDBWarehouse:
             return _count(cur, staging)
 
     def drop_staging(self, run_key: str) -> None:
-        """Drop every staging table of the run (after its load, or when it was canceled)."""
+        """Drop every staging table of the run (after its load, or once the run has ended without one)."""
         _check_run_key(run_key)
         with self._cursor() as cur, _errors(f"run {run_key}: cannot drop its staging tables"):
             rows = cur.execute(
@@ -263,6 +263,16 @@ class DuckDBWarehouse:
                         raise WarehouseError(f"run {run_key}: the table {name!r} was not built by this run")
                     cur.execute(f"CREATE TEMP VIEW {quote(name)} AS SELECT * FROM {STAGING_SCHEMA}.{quote(staged)}")  # noqa: S608
             yield DuckDBTransform(cur, run_key)
+
+    def staged_runs(self) -> set[str]:
+        """The run keys that have staging tables (their names are `_runyard_staging__<run_key>__<table>`)."""
+        with self._cursor() as cur, _errors("cannot list the staging tables"):
+            rows = cur.execute(
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE database_name = current_database() AND schema_name = ? AND starts_with(table_name, ?)",
+                [STAGING_SCHEMA, STAGING_PREFIX],
+            ).fetchall()
+        return {name[len(STAGING_PREFIX) :].split(RUN_KEY_SEPARATOR, 1)[0] for (name,) in rows}
 
     # -- the load -------------------------------------------------------------------------
 
@@ -477,6 +487,10 @@ class DuckDBWarehouses:
                 warehouse = DuckDBWarehouse(self.directory / f"{account}.duckdb")
                 self._open[account] = warehouse
             return warehouse
+
+    def opened(self) -> list[DuckDBWarehouse]:
+        with self._lock:
+            return list(self._open.values())
 
     def close_all(self) -> None:
         """Close every open warehouse; `for_account` opens them again."""

@@ -1,4 +1,5 @@
-"""The scheduler loop: sweeps expired leases and stuck cancellations on a timer."""
+"""The scheduler loop: sweeps expired leases and stuck cancellations on a timer, and drops the warehouse
+staging tables of runs that ended without loading them (failed, canceled, or a worker died mid-load)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,25 @@ import threading
 
 import sqlalchemy as sa
 
-from runyard.services.sweep import sweep
+from runyard.services.sweep import ended_runs, sweep
 from runyard.store.database import Store
 from runyard.store.failures import describe_failure
+from runyard.warehouse.base import WarehouseProvider
 
 log = logging.getLogger("runyard.scheduler")
 
 
 class Scheduler:
-    def __init__(self, store: Store, *, sweep_seconds: float, cancel_timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        sweep_seconds: float,
+        cancel_timeout_seconds: float,
+        warehouses: WarehouseProvider | None = None,
+    ) -> None:
         self.store = store
+        self.warehouses = warehouses
         self.sweep_seconds = sweep_seconds
         self.cancel_timeout_seconds = cancel_timeout_seconds
         self._stopping = threading.Event()
@@ -45,3 +55,14 @@ class Scheduler:
                 continue
             if report.exhausted or report.canceled or report.forced_runs:
                 log.info("sweep: %s", report)
+            if self.warehouses is not None:
+                self._drop_ended_staging(self.warehouses)
+
+    def _drop_ended_staging(self, warehouses: WarehouseProvider) -> None:
+        for warehouse in warehouses.opened():
+            try:
+                for run_key in ended_runs(self.store, warehouse.staged_runs()):
+                    warehouse.drop_staging(run_key)
+                    log.info("dropped the warehouse staging tables of run %s, which has ended", run_key)
+            except Exception as error:  # the next sweep tries again
+                log.warning("could not drop the staging tables of ended runs: %s", describe_failure(error))
