@@ -45,6 +45,8 @@ from runyard.operations.table_to_table.sql import (
         ("SELECT E'it\\'s FROM esc' FROM t2", ["t2"]),
         ("SELECT * FROM a WHERE id IN (SELECT id FROM b) AND EXISTS (SELECT 1 FROM c)", ["a", "b", "c"]),
         ("SELECT * FROM t(x, y)", []),
+        ("SELECT CASE WHEN x THEN (SELECT max(y) FROM a) ELSE (FROM c SELECT 1) END FROM b", ["a", "c", "b"]),
+        ("SELECT DISTINCT (SELECT 1 FROM a), ARRAY(SELECT y FROM c), coalesce((SELECT 2 FROM d), 0)", ["a", "c", "d"]),
         ("SELECT * FROM a AS t(x, y), b", ["a", "b"]),
     ],
 )

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined, meta, pass_context
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -52,6 +52,12 @@ def _capturing_sandbox() -> ImmutableSandboxedEnvironment:
     )
 
 
+@lru_cache(maxsize=512)
+def _compiled(text: str) -> Template:
+    """Compiling is most of a render's cost, and a step's SQL is the same at every run."""
+    return _capturing_sandbox().from_string(text)
+
+
 def render_values(
     text: str, variables: Mapping[str, Any], mark: Callable[[int], str], *, what: str
 ) -> tuple[str, list[Any]]:
@@ -60,8 +66,10 @@ def render_values(
     For SQL: the caller makes each mark a bound parameter, so no value ever becomes text of the statement.
     """
     values: list[Any] = []
+    if "{" not in text:
+        return text, values
     try:
-        rendered = _capturing_sandbox().from_string(text).render(**variables, **{_VALUES: values, _MARK: mark})
+        rendered = _compiled(text).render(**variables, **{_VALUES: values, _MARK: mark})
     except TemplateError as error:
         raise ConfigError(f"{what}: the template cannot be rendered: {error.message or error}") from None
     return rendered, values

@@ -254,12 +254,21 @@ class DuckDBWarehouse:
         steps built in this run; the views end with the cursor.
         """
         _check_run_key(run_key)
+        for name in inputs:
+            _check_name("table", name)
         with self._cursor() as cur:
-            for name in inputs:
-                _check_name("table", name)
-                staged = staging_name(run_key, name)
-                with _errors(f"run {run_key}: cannot read the table {name!r} built by this run"):
-                    if _columns(cur, STAGING_SCHEMA, staged) is None:
+            with _errors(f"run {run_key}: cannot read the tables built by this run"):
+                built = {
+                    str(name)
+                    for (name,) in cur.execute(
+                        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                        "AND schema_name = ? AND list_contains(?, table_name)",
+                        [STAGING_SCHEMA, [staging_name(run_key, name) for name in inputs]],
+                    ).fetchall()
+                }
+                for name in inputs:
+                    staged = staging_name(run_key, name)
+                    if staged not in built:
                         raise WarehouseError(f"run {run_key}: the table {name!r} was not built by this run")
                     cur.execute(f"CREATE TEMP VIEW {quote(name)} AS SELECT * FROM {STAGING_SCHEMA}.{quote(staged)}")  # noqa: S608
             yield DuckDBTransform(cur, run_key)

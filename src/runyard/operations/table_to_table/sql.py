@@ -68,6 +68,8 @@ _CLAUSE_WORDS = frozenset(
         "with",
     ]
 )
+# Words after a "(" that make it a subquery, whatever comes before it (`THEN (SELECT ...)`).
+_QUERY_STARTS = frozenset(("select", "from", "with", "values", "table"))
 # Words before a "(" that open a subquery or a list, not a function call.
 _NOT_FUNCTIONS = frozenset(
     [
@@ -206,7 +208,9 @@ def table_references(sql: str) -> list[str]:
     for index, token in enumerate(significant):
         if token.text == "(":
             previous = significant[index - 1] if index else None
-            calls.append(previous is not None and _is_function_name(previous))
+            following = significant[index + 1] if index + 1 < len(significant) else None
+            opens_query = following is not None and fold(following.text) in _QUERY_STARTS
+            calls.append(not opens_query and previous is not None and _is_function_name(previous))
         elif token.text == ")" and calls:
             calls.pop()
         elif token.kind == "code" and fold(token.text) in ("from", "join") and not (calls and calls[-1]):
