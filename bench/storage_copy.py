@@ -6,14 +6,16 @@
 Writes --files files of random bytes (--total-mb in all) under a temporary folder in /tmp, then, --repeats
 times and in alternating order, copies them:
 - local -> local: runyard (a storage-to-storage run in this process: SQLite store, a worker with the default 4
-  slots, one task per file, each streamed, fsynced and renamed into place) against fsspec's LocalFileSystem
-  `put` of the same list (one file after the other, no fsync), timed alone and followed by `os.sync()` so that
-  its copies are as durable as runyard's;
-- local -> S3: the same run to s3:// against s3fs's `put` of the same list (s3fs uploads a batch of files at
+  slots, the default `files_per_task: auto`; each file copied in the kernel, fsynced, its size checked, renamed
+  into place, one fsync of the folder per task) against fsspec's LocalFileSystem `put` of the same list (one
+  file after the other, no fsync), timed alone and followed by `os.sync()` so that its copies are as durable
+  as runyard's;
+- local -> S3: the same run to s3:// against s3fs's `put` of the same list (s3fs uploads up to 128 files at
   once), both to one moto S3 server started in its own process on 127.0.0.1.
 runyard's time is its run's, from created_at (the launch) to completed_at (the last task's end), as the store
-recorded them. Every copy is checked byte for byte against its source size; destinations are removed between
-repeats and the whole folder at the end. Prints a Markdown table of medians.
+recorded them. Beside each time, the CPU seconds (user + system) this process and the moto server used
+meanwhile. Every copy is checked (count and sizes) after it is timed; destinations are removed between repeats
+and the whole folder at the end. Prints a Markdown table of medians.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Measure:
     route: str
     seconds: float
     bytes: int
+    cpu_seconds: float  # this process's, user + system, while it copied
+    server_cpu_seconds: float | None  # the moto server's (S3 only)
 
     @property
     def mb_per_s(self) -> float:
@@ -106,15 +110,18 @@ def run_all(work: Path, source: Path, total: int, routes: list[str], repeats: in
         for repeat in range(repeats):
             for route in routes:
                 pair: list[Callable[[], list[Measure]]] = [
-                    partial(runyard, route, repeat, source, s3),
-                    partial(fsspec_put, work, route, repeat, source, s3),
+                    partial(runyard, route, repeat, source, s3 if route == "s3" else None),
+                    partial(fsspec_put, work, route, repeat, source, s3 if route == "s3" else None),
                 ]
                 for measure in pair if repeat % 2 == 0 else reversed(pair):
                     os.sync()  # what earlier copies left dirty does not land on the next one
                     taken = measure()
                     for each in taken:
                         each.bytes = total
-                        print(f"  {each.route:5} {each.bench:22} {each.seconds:7.2f} s {each.mb_per_s:8.1f} MB/s")
+                        print(
+                            f"  {each.route:5} {each.bench:22} {each.seconds:7.2f} s {each.mb_per_s:8.1f} MB/s"
+                            f"  CPU {each.cpu_seconds:5.2f} s, moto {_show(each.server_cpu_seconds)}"
+                        )
                     measures.extend(taken)
     return measures
 
@@ -122,6 +129,28 @@ def run_all(work: Path, source: Path, total: int, routes: list[str], repeats: in
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield None
+
+
+class CpuClock:
+    """CPU seconds (user + system) since it was made: of this process, and of the moto server if any."""
+
+    def __init__(self, s3: MotoServer | None) -> None:
+        self.s3 = s3
+        self.started = _own_cpu()
+        self.server_started = s3.cpu_seconds() if s3 else 0.0
+
+    def read(self) -> tuple[float, float | None]:
+        server = self.s3.cpu_seconds() - self.server_started if self.s3 else None
+        return _own_cpu() - self.started, server
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _show(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:5.2f} s"
 
 
 # --- runyard --------------------------------------------------------------------------------------
@@ -153,15 +182,17 @@ def runyard_runtime(work: Path) -> Iterator[Callable[[str, int, Path, Any], list
         destination = str(work / "files" / name) if route == "local" else s3.location(f"s3://bench/{name}")
         text = SPEC.format(name=name, source=source, destination=destination)
         (deployed,) = deploy(store, load_text(text), runtime.registry)
+        clock = CpuClock(s3)
         view = runtime.runs.launch(LaunchRequest(operation_id=deployed.operation_id, run_type=RunType.DESTRUCTIVE))
         while not (view := runtime.runs.get_run(view.id)).status.is_final:
             time.sleep(0.02)
+        cpu, server_cpu = clock.read()
         if view.status is not RunStatus.COMPLETED or view.completed_at is None:
             raise SystemExit(f"run {view.id} ended {view.status.label}: {view.message}")
         seconds = (view.completed_at - view.created_at).total_seconds()
         check_copies(source, destination if route == "local" else f"bench/{name}", s3 if route == "s3" else None)
         remove(destination if route == "local" else f"bench/{name}", s3 if route == "s3" else None)
-        return [Measure("runyard", route, seconds, 0)]
+        return [Measure("runyard", route, seconds, 0, cpu, server_cpu)]
 
     try:
         with tuned_gc():
@@ -183,21 +214,26 @@ def fsspec_put(work: Path, route: str, repeat: int, source: Path, s3: Any) -> li
         folder = work / "files" / name
         folder.mkdir()
         targets = [str(folder / Path(path).name) for path in sources]
+        clock = CpuClock(None)
         started = time.perf_counter()
         fsspec.filesystem("file").put(sources, targets)
-        put = time.perf_counter() - started
+        put, (put_cpu, _) = time.perf_counter() - started, clock.read()
         os.sync()
-        synced = time.perf_counter() - started
+        synced, (synced_cpu, _) = time.perf_counter() - started, clock.read()
         check_copies(source, str(folder), None)
         remove(str(folder), None)
-        return [Measure("fsspec put", route, put, 0), Measure("fsspec put + os.sync()", route, synced, 0)]
+        return [
+            Measure("fsspec put", route, put, 0, put_cpu, None),
+            Measure("fsspec put + os.sync()", route, synced, 0, synced_cpu, None),
+        ]
     targets = [f"bench/{name}/{Path(path).name}" for path in sources]
+    clock = CpuClock(s3)
     started = time.perf_counter()
     s3.fs.put(sources, targets)
-    seconds = time.perf_counter() - started
+    seconds, (cpu, server_cpu) = time.perf_counter() - started, clock.read()
     check_copies(source, f"bench/{name}", s3)
     remove(f"bench/{name}", s3)
-    return [Measure("s3fs put", route, seconds, 0)]
+    return [Measure("s3fs put", route, seconds, 0, cpu, server_cpu)]
 
 
 # --- the S3 server --------------------------------------------------------------------------------
@@ -207,6 +243,12 @@ def fsspec_put(work: Path, route: str, repeat: int, source: Path, s3: Any) -> li
 class MotoServer:
     endpoint_url: str
     fs: Any
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """The server process's CPU seconds so far, user + system (Linux: /proc/<pid>/stat)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def location(self, url: str) -> str:
         return (
@@ -247,7 +289,7 @@ def moto_server(work: Path) -> Iterator[MotoServer]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise
                 time.sleep(0.1)
-        yield MotoServer(endpoint, fs)
+        yield MotoServer(endpoint, fs, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -283,10 +325,14 @@ def remove(folder: str, s3: Any) -> None:
 def report(measures: list[Measure]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for route in dict.fromkeys(m.route for m in measures):
-        ours = statistics.median(m.seconds for m in measures if m.route == route and m.bench == "runyard")
+        runyard = [m.seconds for m in measures if m.route == route and m.bench == "runyard"]
+        ours = statistics.median(runyard)
         for bench in dict.fromkeys(m.bench for m in measures if m.route == route):
             taken = [m for m in measures if m.route == route and m.bench == bench]
             seconds = statistics.median(m.seconds for m in taken)
+            # each repeat ran runyard and this bench one after the other: their ratio shares the machine's load
+            paired = statistics.median(m.seconds / mine for m, mine in zip(taken, runyard, strict=True))
+            server = [m.server_cpu_seconds for m in taken if m.server_cpu_seconds is not None]
             rows.append(
                 {
                     "route": route,
@@ -294,15 +340,23 @@ def report(measures: list[Measure]) -> list[dict[str, Any]]:
                     "seconds": round(seconds, 3),
                     "mb_per_s": round(taken[0].bytes / 1e6 / seconds, 1),
                     "runyard_throughput_ratio": round(seconds / ours, 3),
+                    "median_of_paired_ratios": round(paired, 3),
                     "all_seconds": [round(m.seconds, 3) for m in taken],
+                    "cpu_seconds": round(statistics.median(m.cpu_seconds for m in taken), 2),
+                    "server_cpu_seconds": round(statistics.median(server), 2) if server else None,
                 }
             )
-    print("\n| route | bench | median s | MB/s | runyard's throughput ÷ this one's |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print(
+        "\n| route | bench | median s | MB/s | runyard's throughput ÷ this one's | the same, median of the "
+        "repeats' | CPU s | moto CPU s |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
+        moto = "-" if row["server_cpu_seconds"] is None else f"{row['server_cpu_seconds']:.2f}"
         print(
             f"| {row['route']} | {row['bench']} | {row['seconds']:.2f} | {row['mb_per_s']:,.0f} | "
-            f"{row['runyard_throughput_ratio']:.0%} |"
+            f"{row['runyard_throughput_ratio']:.0%} | {row['median_of_paired_ratios']:.0%} | "
+            f"{row['cpu_seconds']:.2f} | {moto} |"
         )
     return rows
 

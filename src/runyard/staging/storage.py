@@ -1,11 +1,12 @@
 """Where files live: a local folder or any fsspec filesystem (S3 through s3fs), behind one interface.
 
 Staging writes small documents whole (`write_atomic`, `read`); storage-to-storage copies stream files of any
-size (`list_files`, `info`, `open_read`, `open_write`, `sync_names`, `delete`). Either way a reader never sees
-half a file: local folders write under a temporary name in the same folder, fsync it and rename it; S3 writes
-one object with one put, or a multipart upload completed at the end (both atomic), each request carrying the
-MD5 that S3 checks. A local rename is durable once its folder is fsynced: `write_atomic` does it for each file,
-a copy of many files once per folder (`sync_names`) before it reports them done or deletes their sources.
+size (`list_files`, `info`, `infos`, `open_read`, `open_write`, `sync_names`, `delete`). Either way a reader
+never sees half a file: local folders write under a temporary name in the same folder, fsync it, check its size
+and rename it; S3 writes one object with one put, or a multipart upload completed at the end (both atomic), each
+request carrying the MD5 that S3 checks, and the object's ETag is compared with the MD5s sent. A local rename
+is durable once its folder is fsynced: `write_atomic` does it for each file, a copy of many files once per folder
+(`sync_names`) before it reports them done or deletes their sources.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import shutil
 import stat
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -38,6 +39,7 @@ TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}" + re.escape(TMP_SUFFIX) + "$"
 _TEMPORARY_OF = re.compile(r"\.(.+)\.[0-9a-f]{32}" + re.escape(TMP_SUFFIX))  # group 1: the file's name
 S3_PART_BYTES = 8 * 2**20  # a multipart upload's part (memory per S3 write), and the single-put limit
 S3_MAX_PARTS = 10_000
+LISTED_PER_PATH = 4  # FsspecStorage.infos lists at most this many S3 keys per path asked about, then HEADs
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
@@ -74,12 +76,13 @@ class Reader(Protocol):
 class AtomicWriter(Protocol):
     """A file being written: invisible until `commit()`; `abort()` (or leaving the `with` block) drops it.
 
-    `write_from(data, reader, offset)` writes `data`, which is what `reader` read at `offset`: a local writer
-    fed by a local file has the kernel copy those bytes (copy_file_range) instead of copying `data` again.
+    `copy_from(reader, offset, count)` appends up to `count` bytes of `reader` from `offset` without them passing
+    through Python (a local writer fed by a local file: copy_file_range) and says how many (0: the reader's end);
+    None when this writer cannot, before anything was written: the caller reads and `write()`s instead.
     """
 
     def write(self, data: bytes | memoryview) -> None: ...
-    def write_from(self, data: memoryview, reader: Reader, offset: int) -> None: ...
+    def copy_from(self, reader: Reader, offset: int, count: int) -> int | None: ...
     def commit(self) -> FileInfo: ...
     def abort(self) -> None: ...
     def __enter__(self) -> AtomicWriter: ...
@@ -101,6 +104,7 @@ class Storage(Protocol):
     def remove_temporaries(self, path: str) -> None: ...
     def list_files(self, folder: str, *, recursive: bool) -> list[FileInfo]: ...
     def info(self, path: str) -> FileInfo | None: ...
+    def infos(self, paths: Sequence[str]) -> dict[str, FileInfo]: ...
     def open_read(self, path: str) -> Reader: ...
     def open_write(self, path: str, size: int | None = None) -> AtomicWriter: ...
     def remove_leftovers(self, paths: Iterable[str]) -> None: ...
@@ -183,6 +187,10 @@ class LocalStorage:
         """A regular file (or a link to one) at `path`; None for nothing, a folder, a broken or looping link."""
         return _local_info(path)
 
+    def infos(self, paths: Sequence[str]) -> dict[str, FileInfo]:
+        """The info() of each of `paths` that is a file."""
+        return {path: info for path in paths if (info := _local_info(path)) is not None}
+
     def open_read(self, path: str) -> Reader:
         return open(path, "rb", buffering=0)  # unbuffered: callers read large chunks
 
@@ -258,28 +266,20 @@ class _LocalWriter:
             view = view[os.write(self._fd, view) :]
         self.written += len(data)
 
-    def write_from(self, data: memoryview, reader: Reader, offset: int) -> None:
+    def copy_from(self, reader: Reader, offset: int, count: int) -> int | None:
         """The kernel copies the bytes from the reader's file, page cache to page cache, when it can."""
         assert self._fd is not None, "write after commit or abort"
-        source = reader.fileno() if self._in_kernel and isinstance(reader, io.FileIO) else None
-        if source is not None and os.lseek(self._fd, 0, os.SEEK_CUR) == self.written:
-            try:
-                done = 0
-                while done < len(data):
-                    step = os.copy_file_range(source, self._fd, len(data) - done, offset + done)
-                    if step == 0:
-                        break  # the source got shorter meanwhile: write what was read
-                    done += step
-                if done == len(data):
-                    self.written += done
-                    return
-                data = data[done:]
-                self.written += done
-            except OSError as error:
-                if error.errno not in _NO_COPY_RANGE or done:
-                    raise
-                self._in_kernel = False  # another file system, an old kernel: plain writes from now on
-        self.write(data)
+        if not (self._in_kernel and isinstance(reader, io.FileIO)):
+            return None
+        try:
+            done = os.copy_file_range(reader.fileno(), self._fd, count, offset)
+        except OSError as error:
+            if error.errno not in _NO_COPY_RANGE or self.written:
+                raise
+            self._in_kernel = False  # another file system, an old kernel: the caller reads and writes
+            return None
+        self.written += done
+        return done
 
     def commit(self) -> FileInfo:
         assert self._fd is not None, "commit after commit or abort"
@@ -387,6 +387,46 @@ class FsspecStorage:
             return None
         return _fsspec_info(path, entry) if _is_file(path, entry) else None
 
+    def infos(self, paths: Sequence[str]) -> dict[str, FileInfo]:
+        """The info() of each of `paths` that is a file. On S3, a listing of the range of keys the paths span
+        (one request per 1,000 keys) instead of a HEAD of each one, plus a HEAD of each path past that range
+        when it holds more than LISTED_PER_PATH keys per path (other files in between)."""
+        if not self.is_s3:
+            return {path: info for path in paths if (info := self.info(path)) is not None}
+        found: dict[str, FileInfo] = {}
+        by_bucket: dict[str, dict[str, str]] = {}  # bucket -> key -> path
+        for path in paths:
+            bucket, key, _ = self._fs.split_path(path)
+            by_bucket.setdefault(bucket, {})[key] = path
+        for bucket, wanted in by_bucket.items():
+            listed_up_to = self._list_range(bucket, wanted, found)
+            for key in sorted(wanted):
+                if key > listed_up_to and (info := self.info(wanted[key])) is not None:
+                    found[wanted[key]] = info
+        return found
+
+    def _list_range(self, bucket: str, wanted: Mapping[str, str], found: dict[str, FileInfo]) -> str:
+        """Put the `wanted` keys (-> their paths) that the listing of their range finds into `found`; the last
+        key listed (the listing stops past the last wanted key, or when it has listed enough)."""
+        keys = sorted(wanted)
+        budget = LISTED_PER_PATH * len(keys)
+        request = {"Bucket": bucket, "Prefix": posixpath.commonprefix(keys)}
+        if keys[0][:-1]:
+            request["StartAfter"] = keys[0][:-1]  # before the first key, after any key before it
+        last = ""
+        while budget > 0:
+            page = self._fs.call_s3("list_objects_v2", **request, MaxKeys=min(1000, budget))
+            for entry in page.get("Contents", []):
+                last = str(entry["Key"])
+                if last in wanted:
+                    path = wanted[last]
+                    found[path] = _fsspec_info(path, {"size": entry["Size"], **entry})
+            budget -= max(1, int(page.get("KeyCount", 0)))
+            if not page.get("IsTruncated") or last >= keys[-1]:
+                return keys[-1]
+            request["ContinuationToken"] = page["NextContinuationToken"]
+        return last
+
     def open_read(self, path: str) -> Reader:
         if self.is_s3:  # no read-ahead cache: each read() of the caller's chunk is one ranged GET
             return self._fs.open(path, "rb", cache_type="none")  # type: ignore[no-any-return]
@@ -451,24 +491,32 @@ class _S3Writer:
         self.path = path
         self.part_bytes = part_bytes
         self.bucket, self.key, _ = fs.split_path(path)
-        self._buffer = bytearray()
+        self._held: list[bytes] = []  # what was written and not sent yet, as it was given (bytes are not copied)
+        self._held_bytes = 0
         self._digests: list[bytes] = []
         self._parts: list[dict[str, Any]] = []
         self._upload_id: str | None = None
         self.written = 0
         self._open = True
 
-    def write_from(self, data: memoryview, reader: Reader, offset: int) -> None:
-        self.write(data)
+    def copy_from(self, reader: Reader, offset: int, count: int) -> int | None:
+        return None
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._open, "write after commit or abort"
-        self._buffer += data
+        self._held.append(data if isinstance(data, bytes) else bytes(data))
+        self._held_bytes += len(data)
         self.written += len(data)
-        while len(self._buffer) >= self.part_bytes:
-            part = bytes(self._buffer[: self.part_bytes])
-            del self._buffer[: self.part_bytes]
-            self._upload_part(part)
+        while self._held_bytes >= self.part_bytes:
+            self._upload_part(self._take(self.part_bytes))
+
+    def _take(self, size: int) -> bytes:
+        """The first `size` bytes held (all of them at most), no longer held; a chunk of that size is not copied."""
+        held = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+        taken, rest = held[:size], held[size:]
+        self._held = [rest] if rest else []
+        self._held_bytes = len(rest)
+        return taken
 
     def _upload_part(self, data: bytes) -> None:
         if self._upload_id is None:
@@ -502,7 +550,7 @@ class _S3Writer:
         assert self._open, "commit after commit or abort"
         try:
             if self._upload_id is None:
-                data = bytes(self._buffer)
+                data = self._take(self._held_bytes)
                 digest = hashlib.md5(data, usedforsecurity=False).digest()
                 answer = self._fs.call_s3(
                     "put_object",
@@ -513,8 +561,8 @@ class _S3Writer:
                 )
                 expected = digest.hex()
             else:
-                if self._buffer:
-                    self._upload_part(bytes(self._buffer))
+                if self._held_bytes:
+                    self._upload_part(self._take(self._held_bytes))
                 answer = self._fs.call_s3(
                     "complete_multipart_upload",
                     Bucket=self.bucket,
@@ -528,7 +576,6 @@ class _S3Writer:
             self.abort()
             raise
         self._open = False
-        self._buffer = bytearray()
         self._fs.invalidate_cache(self.path)
         return self._verify(str(answer.get("ETag") or "").strip('"'), expected)
 
@@ -547,7 +594,7 @@ class _S3Writer:
             with contextlib.suppress(Exception):  # an upload left behind is aborted by the next writer
                 self._fs.call_s3("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=upload)
         self._open = False
-        self._buffer = bytearray()
+        self._held, self._held_bytes = [], 0
 
     def __enter__(self) -> _S3Writer:
         return self
@@ -566,8 +613,8 @@ class _SpooledWriter:
         self._temp: IO[bytes] | None = tempfile.NamedTemporaryFile(prefix="runyard-", suffix=TMP_SUFFIX)  # noqa: SIM115
         self.written = 0
 
-    def write_from(self, data: memoryview, reader: Reader, offset: int) -> None:
-        self.write(data)
+    def copy_from(self, reader: Reader, offset: int, count: int) -> int | None:
+        return None
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._temp is not None, "write after commit or abort"

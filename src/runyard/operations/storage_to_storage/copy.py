@@ -1,15 +1,19 @@
 """The `Copy [...]` tasks: stream each listed file to its destination, verify it, and (move) delete the source.
 
 A copy streams in chunks (CHUNK_BYTES), never holding a file in memory, counts its bytes as it goes, and checks
-for a cancel between chunks and between files. Its destination appears whole or not at all (a temporary file
-renamed, or an S3 put / completed multipart upload) and is verified: its size, and a checksum where the stores
-give one (S3's ETag, the MD5 S3 checks on every request, an S3 source's ETag against the bytes read; SHA-256
-of what was read for a local-to-local copy, reported in the task's message). The file's snapshot from the
-listing is checked first: a file that changed since is not copied under the name its old time rendered.
+for a cancel between chunks and between files; local to local, the kernel copies the chunks (copy_file_range)
+and the bytes never pass through Python. Its destination appears whole or not at all (a temporary file fsynced
+and renamed, or an S3 put / completed multipart upload) and is verified: its size, and a checksum where a store
+gives one: S3 checks the MD5 that every request carries and runyard compares the object's ETag with the MD5 of
+what it sent; an S3 source's ETag is compared with the MD5 of the bytes read. A local folder keeps no checksum
+to compare a copy with, so a local-to-local copy is verified by its size. The file's snapshot from the listing
+is checked first: a file that changed since is not copied under the name its old time rendered.
 
-A retry never copies twice: a destination that already holds the same bytes (same size, same checksum) is left
-as it is ("already copied"); a killed copy's temporary file or S3 upload is removed by the next attempt, and
-was never visible. With move, a source is deleted only after its copy was verified and its name made durable.
+A retry never copies twice: a destination that already holds the same bytes (same size, same checksum: the
+ETags, or the bytes of both hashed, SHA-256 for two local files) is left as it is ("already copied"); a killed
+copy's temporary file or S3 upload is removed by the next attempt, and was never visible. Which destination
+files exist is asked once per task (on S3, one listing instead of a HEAD per file). With move, a source is
+deleted only after its copy was verified and its name made durable.
 
 A task of several files copies up to COPY_THREADS of them at once: a small file's copy mostly waits (for an
 fsync, for S3), and the files of one task share one fsync of their folder at the end. The first failure stops
@@ -21,9 +25,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,12 +37,12 @@ from runyard.engine.resources import EngineResources
 from runyard.faults import crash_point
 from runyard.operations.storage_to_storage.listing import human_bytes
 from runyard.operations.storage_to_storage.locations import Place, resolve
-from runyard.staging.storage import FileInfo, multipart_etag, s3_part_bytes
+from runyard.staging.storage import AtomicWriter, FileInfo, Reader, multipart_etag, s3_part_bytes
 
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-CHUNK_BYTES = 8 * 2**20  # read at once, and one ranged GET on S3: memory per copy, with an S3 part
+CHUNK_BYTES = 8 * 2**20  # read at once (one ranged GET on S3; an S3 part): the memory a copy holds, if it reads
 COPY_THREADS = 4  # files one task copies at once
 CRASH_MID_FILE = "storage.copy_mid_file"  # runyard.faults: the reliability tests kill a copy here
 
@@ -73,16 +76,17 @@ def copy_files(ctx: TaskContext, resources: EngineResources) -> None:
     move = bool(ctx.params.get("move"))
     files = [Listed.from_dict(entry) for entry in ctx.params["files"]]
     done: list[Copied] = []
+    remove_leftovers(destination, files)
+    existing = destination.storage.infos([destination.path_of(listed.destination) for listed in files])
 
     def copy(listed: Listed) -> Copied:
         ctx.checkpoint()
-        copied = copy_one(ctx, source, destination, listed, move=move)
+        copied = copy_one(ctx, source, destination, listed, existing, move=move)
         ctx.add_records(1)
         if len(files) == 1 or copied.outcome != COPIED:  # a batch reports its plain copies in one summary
             ctx.message("info", copied.detail)
         return copied
 
-    remove_leftovers(destination, files)
     try:
         run_all(files, copy, done)
     except BaseException:
@@ -151,12 +155,15 @@ def settle(source: Place, destination: Place, done: Sequence[Copied], move: bool
 COPIED, ALREADY_COPIED, ALREADY_MOVED = "copied", "already copied", "already moved"
 
 
-def copy_one(ctx: TaskContext, source: Place, destination: Place, listed: Listed, *, move: bool) -> Copied:
-    """Copy one listed file and verify the copy (TaskFailed when it cannot be copied safely)."""
+def copy_one(
+    ctx: TaskContext, source: Place, destination: Place, listed: Listed, found: Mapping[str, FileInfo], *, move: bool
+) -> Copied:
+    """Copy one listed file and verify the copy (TaskFailed when it cannot be copied safely). `found`: the
+    destination's files as the task found them when it started (a retry's earlier copies)."""
     source_path = source.readable_path(listed.path)
     target = destination.writable_path(listed.destination)
     current = source.storage.info(source_path)
-    existing = destination.storage.info(target)
+    existing = found.get(target)
     where = f"{source.show(listed.path)} to {destination.show(listed.destination)}"
     if current is None:
         if move and existing is not None and existing.size == listed.size:  # an earlier attempt moved it
@@ -181,30 +188,19 @@ def copy_one(ctx: TaskContext, source: Place, destination: Place, listed: Listed
 
 def stream(ctx: TaskContext, source: Place, path: str, destination: Place, target: str, listed: Listed) -> str:
     """Copy `path` to `target` chunk by chunk and verify it; the checksum that vouches for it, as text."""
-    hasher = _hasher(source, destination, listed)
-    copied = 0
+    hasher = _hasher(listed)
     with (
-        _chunk_buffer() as view,
         source.storage.open_read(path) as reader,
         destination.storage.open_write(target, listed.size) as writer,
     ):
-        while count := reader.readinto(view):
-            chunk = view[:count]
-            if hasher is not None:
-                hasher.update(chunk)
-            writer.write_from(chunk, reader, copied)
-            copied += count
-            ctx.add_bytes(count)
-            if copied * 2 >= listed.size:
-                crash_point(CRASH_MID_FILE)  # halfway or more: the tests' kill of a copy in progress
-            ctx.checkpoint()
+        copied = pump(ctx, reader, writer, hasher, listed.size)
         after = source.storage.info(path)
         if copied != listed.size or after is None or after.version != listed.version:
             raise TaskFailed(
                 f"{source.show(listed.path)} changed while it was copied ({copied:,} bytes read, {listed.size:,} "
                 "listed); nothing was written: launch the operation again to copy it as it is now"
             )
-        if listed.etag and "-" not in listed.etag and hasher is not None and hasher.hexdigest() != listed.etag:
+        if hasher is not None and hasher.hexdigest() != listed.etag:
             raise TaskFailed(
                 f"{source.show(listed.path)}: the bytes read have MD5 {hasher.hexdigest()}, but the store says "
                 f"{listed.etag}; nothing was written"
@@ -212,39 +208,42 @@ def stream(ctx: TaskContext, source: Place, path: str, destination: Place, targe
         written = writer.commit()
     if written.size != listed.size:  # the writers check this themselves; a last guard before a move deletes
         raise TaskFailed(f"{destination.show(listed.destination)} holds {written.size:,} bytes, not {listed.size:,}")
-    if written.etag:
-        return f"ETag {written.etag} verified"
-    if hasher is not None:
-        return f"{hasher.name} {hasher.hexdigest()}"
-    return "size verified"
+    return f"ETag {written.etag} verified" if written.etag else "size verified"
 
 
-_spare_buffers: list[memoryview] = []  # chunk buffers kept between copies: a new one is 8 MiB to zero
-_spare_lock = threading.Lock()
-_MAX_SPARE_BUFFERS = 16
+def pump(ctx: TaskContext, reader: Reader, writer: AtomicWriter, hasher: _Hash | None, size: int) -> int:
+    """Move the reader's bytes to the writer a chunk at a time; how many there were."""
+    copied = 0
+    while count := _next_chunk(reader, writer, hasher, copied):
+        copied += count
+        ctx.add_bytes(count)
+        if copied * 2 >= size:
+            crash_point(CRASH_MID_FILE)  # halfway or more: the tests' kill of a copy in progress
+        ctx.checkpoint()
+    return copied
 
 
-@contextlib.contextmanager
-def _chunk_buffer() -> Iterator[memoryview]:
-    with _spare_lock:
-        view = _spare_buffers.pop() if _spare_buffers else None
-    if view is None:
-        view = memoryview(bytearray(CHUNK_BYTES))
-    try:
-        yield view
-    finally:
-        with _spare_lock:
-            if len(_spare_buffers) < _MAX_SPARE_BUFFERS:
-                _spare_buffers.append(view)
+def _next_chunk(reader: Reader, writer: AtomicWriter, hasher: _Hash | None, offset: int) -> int:
+    """Copy the chunk at `offset`: in the kernel when nothing hashes it and the stores allow it, else read and
+    written (an S3 writer keeps the bytes read as they are until it sends them). Its size; 0 at the end."""
+    if hasher is None and (count := writer.copy_from(reader, offset, CHUNK_BYTES)) is not None:
+        return count
+    chunk = reader.read(CHUNK_BYTES)
+    if chunk:
+        if hasher is not None:
+            hasher.update(chunk)
+        writer.write(chunk)
+    return len(chunk)
 
 
-def _hasher(source: Place, destination: Place, listed: Listed) -> _Hash | None:
-    """What the copy hashes while streaming: the MD5 an S3 source's ETag can be checked against, else SHA-256
-    for a local-to-local copy (an S3 destination checks its own MD5s, per request)."""
+def _hasher(listed: Listed) -> _Hash | None:
+    """The MD5 of what is read, when the source is an S3 object whose ETag is its MD5 (a single-part upload).
+
+    Nothing else is hashed while streaming: an S3 destination checks the MD5 of every request itself, and a
+    local folder keeps no checksum to compare a copy with (its copy is verified by size).
+    """
     if listed.etag and "-" not in listed.etag:
         return hashlib.md5(usedforsecurity=False)
-    if source.local and destination.local:
-        return hashlib.sha256()
     return None
 
 
