@@ -47,6 +47,7 @@ from typing import Any
 import duckdb
 
 from benchlib import code_version, machine
+from runyard.demo.hr_data import FIRST_NAMES, LAST_NAMES
 from runyard.operations.table_to_table.plan import DATA_LOAD
 from runyard.runtime import tuned_gc
 from runyard.warehouse.duckdb import CONFIG
@@ -56,18 +57,6 @@ OPERATION = "bench_hr_transform"
 
 # --- the data -------------------------------------------------------------------------------------
 
-FIRST_NAMES = (
-    "Ada", "Alan", "Amara", "Ana", "Arjun", "Beatriz", "Bruno", "Chen", "Chloe", "Dmitri",
-    "Elena", "Emeka", "Farah", "Felix", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jamal",
-    "Jana", "Kenji", "Lara", "Leon", "Lucia", "Malik", "Maya", "Mateo", "Nadia", "Noah",
-    "Olga", "Omar", "Priya", "Rafael", "Sara", "Sofia", "Tariq", "Umar", "Yara", "Zoe",
-)  # fmt: skip
-LAST_NAMES = (
-    "Abbott", "Adeyemi", "Almeida", "Bauer", "Becker", "Chen", "Costa", "Dubois", "Eriksen", "Fischer",
-    "Garcia", "Gupta", "Hansen", "Haddad", "Ito", "Jansen", "Kaur", "Kim", "Kowalski", "Larsen",
-    "Lopez", "Mbeki", "Meyer", "Moreau", "Nakamura", "Novak", "Okafor", "Patel", "Petrov", "Quinn",
-    "Rossi", "Santos", "Schmidt", "Silva", "Tanaka", "Varga", "Weber", "Wong", "Yilmaz", "Zhang",
-)  # fmt: skip
 DEPARTMENTS = ("Engineering", "Sales", "Marketing", "Finance", "People", "Legal", "Operations", "Support",
                "Research", "Design")  # fmt: skip
 CITIES = ("Berlin", "Lisbon", "Toronto", "Austin", "Singapore")

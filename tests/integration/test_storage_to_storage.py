@@ -10,17 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
-import sys
 import threading
-import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -41,11 +38,12 @@ from runyard.settings import Settings
 from runyard.staging import Staging
 from runyard.staging.storage import TEMPORARY_NAME, FsspecStorage, multipart_etag
 from runyard.warehouse.provider import open_warehouses
-from tests.reliability.procs import HEARTBEAT_SECONDS, LEASE_SECONDS, POLL_SECONDS, SWEEP_SECONDS, WorkerProcess
+from tests.integration.api_harness import wait_for
+from tests.reliability.procs import HEARTBEAT_SECONDS, LEASE_SECONDS, POLL_SECONDS, SWEEP_SECONDS, Workers
 from tests.s3_server import KEY, KEY_ENV, SECRET, SECRET_ENV, S3Server, s3_server
 
-T = TypeVar("T")
 RUN_TIMEOUT = 60.0
+MOTO_HOST = "127.0.0.1"  # the workers may reach the S3 server on loopback
 POLL = 0.05
 MAY_1 = datetime(2024, 5, 1, 10, 15, 0, tzinfo=UTC).timestamp()
 
@@ -100,7 +98,7 @@ class Copies:
         return self.runtime.runs.launch(LaunchRequest(operation_id=operation_id, run_type=RunType.DESTRUCTIVE)).id
 
     def wait(self, run_id: int, timeout: float = RUN_TIMEOUT) -> RunView:
-        return wait_for(lambda: _final(self.runtime.runs.get_run(run_id)), timeout, f"run {run_id} to end")
+        return wait_for(lambda: _final(self.runtime.runs.get_run(run_id)), timeout=timeout, what=f"run {run_id} to end")
 
     def run(self, text: str) -> tuple[int, RunView]:
         operation_id = self.deploy(text)
@@ -120,17 +118,6 @@ class Copies:
 
 def _final(view: RunView) -> RunView | None:
     return view if view.status.is_final else None
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(POLL)
 
 
 @contextmanager
@@ -157,46 +144,6 @@ def copies(home: Path, *, worker: bool = True, extra_hosts: tuple[str, ...] = ("
             threads.stop(10)
         scheduler.stop()
         runtime.close()
-
-
-class Workers:
-    """`runyard worker` processes on the harness's home (so the same root) and store, killed when done."""
-
-    def __init__(self, home: Path, database_url: str) -> None:
-        self.home = home
-        self.database_url = database_url
-        self.started: list[WorkerProcess] = []
-
-    def start(self, *, crash_at: str | None = None) -> WorkerProcess:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("RUNYARD_")}
-        env.update(
-            RUNYARD_DATABASE_URL=self.database_url,
-            RUNYARD_HOME=str(self.home),
-            RUNYARD_ALLOWED_HOSTS="127.0.0.1",  # the moto server
-            RUNYARD_LEASE_SECONDS=str(LEASE_SECONDS),
-            RUNYARD_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
-            RUNYARD_POLL_SECONDS=str(POLL_SECONDS),
-            RUNYARD_SWEEP_SECONDS=str(SWEEP_SECONDS),
-            RUNYARD_WORKER_CONCURRENCY="1",
-            PYTHONUNBUFFERED="1",
-        )
-        if crash_at is not None:
-            env["RUNYARD_CRASH_AT"] = crash_at
-        log_path = self.home / f"worker-{len(self.started)}.log"
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "runyard.cli", "worker"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.started.append(WorkerProcess(popen, log_path))
-        return self.started[-1]
-
-    def close(self) -> None:
-        for worker in self.started:
-            worker.kill()
 
 
 @pytest.fixture
@@ -367,17 +314,19 @@ def test_a_copy_killed_halfway_leaves_one_complete_file(tmp_path: Path, s3_env: 
         (landing / "stores-1.csv").write_bytes(content)
         os.utime(landing / "stores-1.csv", (MAY_1 + 1, MAY_1 + 1))
         operation_id = harness.deploy(spec())
-        workers = Workers(home, harness.settings.resolved_database_url)
+        workers = Workers(harness.settings.resolved_database_url, home)
         try:
-            doomed = workers.start(crash_at=CRASH_MID_FILE)
+            doomed = workers.start(crash_at=CRASH_MID_FILE, allowed_hosts=MOTO_HOST)
             run_id = harness.launch(operation_id)
-            wait_for(lambda: doomed.returncode is not None, RUN_TIMEOUT, "the worker to be killed mid-copy")
+            wait_for(
+                lambda: doomed.returncode is not None, timeout=RUN_TIMEOUT, what="the worker to be killed mid-copy"
+            )
             assert doomed.returncode == -9, doomed.log()
             # Killed with 16 MiB of 20 in its temporary file: nothing is visible under the name.
             leftovers = temporaries(harness.folder("archive"))
             assert len(leftovers) == 1
             assert list(files_in(harness.folder("archive"))) == leftovers
-            workers.start()  # takes the task over once its lease lapses (attempt 2)
+            workers.start(allowed_hosts=MOTO_HOST)  # takes the task over once its lease lapses (attempt 2)
             run = harness.wait(run_id)
         finally:
             workers.close()
@@ -399,15 +348,17 @@ def test_an_s3_upload_killed_halfway_leaves_one_complete_object(tmp_path: Path, 
         (landing / "stores-1.csv").write_bytes(content)
         os.utime(landing / "stores-1.csv", (MAY_1 + 1, MAY_1 + 1))
         operation_id = harness.deploy(spec(destination=s3.location("s3://archive-kill/x")))
-        workers = Workers(home, harness.settings.resolved_database_url)
+        workers = Workers(harness.settings.resolved_database_url, home)
         try:
-            doomed = workers.start(crash_at=CRASH_MID_FILE)
+            doomed = workers.start(crash_at=CRASH_MID_FILE, allowed_hosts=MOTO_HOST)
             run_id = harness.launch(operation_id)
-            wait_for(lambda: doomed.returncode is not None, RUN_TIMEOUT, "the worker to be killed mid-upload")
+            wait_for(
+                lambda: doomed.returncode is not None, timeout=RUN_TIMEOUT, what="the worker to be killed mid-upload"
+            )
             assert doomed.returncode == -9, doomed.log()
             assert s3.pending_uploads("archive-kill") == ["x/" + archived_name(1)]  # two parts sent, not completed
             assert s3.objects("archive-kill") == {}
-            workers.start()
+            workers.start(allowed_hosts=MOTO_HOST)
             run = harness.wait(run_id)
         finally:
             workers.close()
@@ -574,7 +525,11 @@ def test_cancel_stops_the_copy_at_its_next_checkpoint(harness: Copies) -> None:
     run_id = harness.launch(harness.deploy(spec(files_per_task=str(count), destination_name="{{FD_NAME}}")))
     name = f"Copy files 1-{count} of {count}"
 
-    wait_for(lambda: name in harness.tasks(run_id) and harness.tasks(run_id)[name].records_processed, 30, "copies")
+    wait_for(
+        lambda: name in harness.tasks(run_id) and harness.tasks(run_id)[name].records_processed,
+        timeout=30,
+        what="copies",
+    )
     harness.runtime.runs.cancel(run_id)
     run = harness.wait(run_id)
 

@@ -128,11 +128,14 @@ class Workers:
         self.home = home
         self.started: list[WorkerProcess] = []
 
-    def start(self, *, crash_at: str | None = None, lease_seconds: float = LEASE_SECONDS) -> WorkerProcess:
+    def start(
+        self, *, crash_at: str | None = None, lease_seconds: float = LEASE_SECONDS, allowed_hosts: str = "public"
+    ) -> WorkerProcess:
         env = {key: value for key, value in os.environ.items() if not key.startswith("RUNYARD_")}
         env.update(
             RUNYARD_DATABASE_URL=self.database_url,
             RUNYARD_HOME=str(self.home),
+            RUNYARD_ALLOWED_HOSTS=allowed_hosts,
             RUNYARD_LEASE_SECONDS=str(lease_seconds),
             RUNYARD_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
             RUNYARD_POLL_SECONDS=str(POLL_SECONDS),
