@@ -631,6 +631,15 @@ def test_a_missing_source_folder_is_named(harness: Copies) -> None:
     _refused(harness, spec(source="incoming"), f"source folder incoming does not exist ({harness.root / 'incoming'})")
 
 
+def test_a_missing_destination_bucket_is_named_before_anything_is_copied(harness: Copies, s3: S3Server) -> None:
+    stores_files(harness.folder("landing"), count=1)
+    _refused(
+        harness,
+        spec(destination=s3.location("s3://no-such-bucket/archive")),
+        "destination bucket no-such-bucket does not exist (or these credentials cannot see it)",
+    )
+
+
 def test_an_s3_endpoint_not_allowed_is_refused(tmp_path: Path, s3_env: None, s3: S3Server) -> None:
     with copies(tmp_path / "home", extra_hosts=()) as harness:
         stores_files(harness.folder("landing"))

@@ -110,6 +110,7 @@ class Storage(Protocol):
     def remove_leftovers(self, paths: Iterable[str]) -> None: ...
     def sync_names(self, paths: Iterable[str]) -> None: ...
     def delete(self, path: str) -> None: ...
+    def can_hold(self, folder: str) -> bool: ...
 
 
 class LocalStorage:
@@ -127,6 +128,10 @@ class LocalStorage:
 
     def realpath(self, path: str) -> str:
         return os.path.realpath(path)
+
+    def can_hold(self, folder: str) -> bool:
+        """Whether files can be written under `folder`: a local folder is made when it is needed."""
+        return True
 
     def write_atomic(self, path: str, data: bytes) -> None:
         with self.open_write(path) as writer:
@@ -368,6 +373,12 @@ class FsspecStorage:
 
     def realpath(self, path: str) -> str:
         return posixpath.normpath(path)
+
+    def can_hold(self, folder: str) -> bool:
+        """Whether files can be written under `folder`: on S3, its bucket must exist (a prefix needs nothing)."""
+        if not self.is_s3:
+            return True
+        return bool(self._fs.exists(folder.split("/", 1)[0]))
 
     @property
     def is_s3(self) -> bool:

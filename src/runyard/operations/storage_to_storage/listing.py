@@ -28,6 +28,7 @@ def list_files(ctx: TaskContext, resources: EngineResources) -> None:
     destination = resolve(config["destination"], resources, "destination")
     ctx.checkpoint()
     listed = source.list_files(recursive=globs.recursive(config["files"]))
+    destination.check_can_hold_files()
     ctx.checkpoint()
     entries = snapshot(ctx, listed, config, source, destination, execution_date)
     patterns = ", ".join(config["files"])

@@ -94,6 +94,12 @@ class Place:
             raise TaskFailed(f"{self.show(relative)}: its folder leads out of the allowed root {self.root}")
         return path
 
+    def check_can_hold_files(self) -> None:
+        """TaskFailed, before anything is copied, when files cannot be written here (an S3 bucket that is not)."""
+        if not self.storage.can_hold(self.folder):
+            bucket = self.folder.split("/", 1)[0]
+            raise TaskFailed(f"{self.role} bucket {bucket} does not exist (or these credentials cannot see it)")
+
     def list_files(self, *, recursive: bool) -> list[FileInfo]:
         try:
             return self.storage.list_files(self.folder, recursive=recursive)
