@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from runyard.domain.graph import PlannedTask
@@ -45,12 +46,23 @@ def no_check(_spec: OperationBase, _context: DeployCheck) -> None:
     return None
 
 
+def executors_in(module: str) -> BindExecutors:
+    """The `executors(resources)` function of `module`, imported on its first call (by a worker), so that
+    reading a configuration never loads pyarrow, httpx or duckdb."""
+
+    def bind(resources: EngineResources) -> Sequence[Executor]:
+        found: BindExecutors = import_module(module).executors
+        return found(resources)
+
+    return bind
+
+
 @dataclass(frozen=True)
 class OperationType:
     """One configuration type: its model, plan, executors and deploy-time checks.
 
-    `executors` is called once per worker process with that process's resources; it imports the stage
-    modules itself, so that reading a configuration never loads pyarrow, httpx or duckdb.
+    `executors` is called once per worker process with that process's resources (`executors_in(module)`
+    imports the stage modules only then).
     `check` raises ConfigError with a dotted `field` (`steps.2.depends_on.0`): the loader turns it into
     the line of the file. `environment_suffix`: the deployed configuration_id ends in `_<ENV>` (spec 003's
     table-to-table). `api_runs`: the Sources page offers "View API Runs".

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runyard.domain.graph import PlannedTask, find_cycle
 from runyard.errors import ConfigError
-from runyard.operations.definition import DeployCheck, OperationType, PlanRequest
+from runyard.operations.definition import DeployCheck, OperationType, PlanRequest, executors_in
 from runyard.operations.spec import OperationBase
 from runyard.operations.table_to_table import plan
 from runyard.operations.table_to_table.render import render_step, sql_variables, variable_names
@@ -16,19 +16,9 @@ from runyard.operations.table_to_table.spec import StepSpec, TableToTableOperati
 from runyard.operations.table_to_table.sql import fold, statement_count
 from runyard.operations.templating import check_template
 
-if TYPE_CHECKING:
-    from runyard.engine.executors import Executor
-    from runyard.engine.resources import EngineResources
-
 
 def _plan(spec: Mapping[str, Any], request: PlanRequest) -> list[PlannedTask]:
     return plan.plan_steps(spec, request.execution_date)
-
-
-def _executors(resources: EngineResources) -> Sequence[Executor]:
-    from runyard.operations.table_to_table.executors import executors
-
-    return executors(resources)
 
 
 def check_steps(spec: OperationBase, _context: DeployCheck) -> None:
@@ -91,7 +81,7 @@ DEFINITION = OperationType(
     name="table-to-table",
     spec=TableToTableOperation,
     plan=_plan,
-    executors=_executors,
+    executors=executors_in("runyard.operations.table_to_table.executors"),
     executor_names=frozenset(plan.EXECUTORS),
     description="SQL steps that build warehouse tables from warehouse tables",
     check=check_steps,

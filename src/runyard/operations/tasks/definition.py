@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from runyard.domain.graph import PlannedTask
 from runyard.domain.statuses import RunType
 from runyard.errors import ConfigError
-from runyard.operations.definition import DeployCheck, OperationType, PlanRequest
+from runyard.operations.definition import DeployCheck, OperationType, PlanRequest, executors_in
 from runyard.operations.spec import OperationBase
 from runyard.operations.tasks.plan import plan_task_graph
 from runyard.operations.tasks.spec import TaskGraphOperation
-
-if TYPE_CHECKING:
-    from runyard.engine.executors import Executor
-    from runyard.engine.resources import EngineResources
 
 EXECUTORS = frozenset({"noop", "sleep", "fail"})
 
 
 def _plan(spec: Mapping[str, Any], request: PlanRequest) -> list[PlannedTask]:
     return plan_task_graph(spec["tasks"], request.run_type)
-
-
-def _executors(_resources: EngineResources) -> Sequence[Executor]:
-    from runyard.operations.tasks.executors import BUILTIN
-
-    return list(BUILTIN.values())
 
 
 def check_task_graph(spec: OperationBase, context: DeployCheck) -> None:
@@ -59,7 +49,7 @@ DEFINITION = OperationType(
     name="tasks",
     spec=TaskGraphOperation,
     plan=_plan,
-    executors=_executors,
+    executors=executors_in("runyard.operations.tasks.executors"),
     executor_names=EXECUTORS,
     description="a task graph written out by hand",
     check=check_task_graph,

@@ -6,6 +6,7 @@ import time
 
 from runyard.engine.context import TaskContext, TaskFailed
 from runyard.engine.executors import Executor
+from runyard.engine.resources import EngineResources
 
 
 def noop(ctx: TaskContext) -> None:
@@ -49,3 +50,8 @@ BUILTIN: dict[str, Executor] = {
         Executor("fail", fail, "fails with a message: for demos and tests"),
     )
 }
+
+
+def executors(_resources: EngineResources) -> list[Executor]:
+    """The built-in executors need no resources."""
+    return list(BUILTIN.values())
