@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from runyard.engine.context import TaskContext, TaskOutput
@@ -12,7 +13,6 @@ from runyard.warehouse.base import LoadRequest, TableLoad
 
 
 def data_load(ctx: TaskContext, resources: EngineResources) -> None:
-    identity = ctx.identity
     ingested = {u.table: _ingested(ctx, resources, u) for u in ctx.inputs if u.succeeded}
     loads = []
     for table in ctx.params["tables"]:
@@ -32,6 +32,13 @@ def data_load(ctx: TaskContext, resources: EngineResources) -> None:
                 high_watermark=document.get("max_cursor") if table.get("cursor_field") else None,
             )
         )
+    commit_load(ctx, resources, loads)
+
+
+def commit_load(ctx: TaskContext, resources: EngineResources, loads: Sequence[TableLoad]) -> None:
+    """Load the run's staged tables in one warehouse transaction with its load record (a repeat loads nothing),
+    report each table with the rows this run loaded, and drop the run's staging tables."""
+    identity = ctx.identity
     ctx.checkpoint()  # canceled before the commit: the warehouse stays as it was
     warehouse = resources.warehouses.for_account(identity.account)
     result = warehouse.load(LoadRequest(identity.run_key, identity.operation_id, tuple(loads)))

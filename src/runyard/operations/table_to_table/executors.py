@@ -13,13 +13,13 @@ from datetime import date
 from runyard.domain.runs import run_key_moment
 from runyard.engine.context import TaskContext, TaskFailed
 from runyard.engine.executors import Executor, Stage, bind_stages
+from runyard.engine.load import commit_load
 from runyard.engine.resources import EngineResources
 from runyard.errors import ConfigError
-from runyard.faults import crash_point
 from runyard.operations.table_to_table import plan
 from runyard.operations.table_to_table.render import render_step, sql_variables
 from runyard.operations.table_to_table.sql import BoundSql, SqlTextError, line_of
-from runyard.warehouse.base import LoadRequest, QueryFailed, TableLoad
+from runyard.warehouse.base import QueryFailed, TableLoad
 
 
 def build_step(ctx: TaskContext, resources: EngineResources) -> None:
@@ -60,23 +60,11 @@ def _failure(target: str, error: QueryFailed, bound: BoundSql) -> str:
 
 
 def publish(ctx: TaskContext, resources: EngineResources) -> None:
-    identity = ctx.identity
     built = {upstream.name for upstream in ctx.inputs if upstream.succeeded}
     missing = [table for table in ctx.params["tables"] if table not in built]
     if missing:  # the plan makes every step a hard dependency: this is a store that was edited by hand
         raise TaskFailed(f"not published: the step(s) {', '.join(missing)} did not complete")
-    ctx.checkpoint()  # canceled before the commit: the warehouse stays as it was
-    warehouse = resources.warehouses.for_account(identity.account)
-    tables = tuple(TableLoad(name=table, mode="replace") for table in ctx.params["tables"])
-    result = warehouse.load(LoadRequest(identity.run_key, identity.operation_id, tables))
-    crash_point("load.after_commit_before_meta")
-    if result.already_loaded:
-        ctx.message(
-            "info", "This run's tables had already been published by an earlier attempt; nothing was loaded twice"
-        )
-    for table in result.tables:
-        ctx.table(table.name, table.rows)
-    warehouse.drop_staging(identity.run_key)
+    commit_load(ctx, resources, [TableLoad(name=table, mode="replace") for table in ctx.params["tables"]])
 
 
 STAGES: dict[str, tuple[Stage, str]] = {
