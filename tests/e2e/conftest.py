@@ -21,7 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.integration.cli_helpers import Background, Runyard, free_port, wait_until
+from tests.integration.cli_helpers import Background, Runyard, answers_health, free_port, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As the machine's notes say: without the background-networking flags chromium keeps trying (and failing)
@@ -100,7 +100,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     url = f"http://127.0.0.1:{port}"
     api = httpx.Client(base_url=url, timeout=15)
     try:
-        wait_until(lambda: _healthy(url, process), timeout=STARTUP_SECONDS, what="runyard serve --demo to answer")
+        wait_until(lambda: answers_health(url, process), timeout=STARTUP_SECONDS, what="runyard serve --demo to answer")
         found = re.search(r"demo HR API \(the demo operations' source\) at (\S+)", process.stdout)
         assert found is not None, process.describe()
         token = api.post("/api/v1/auth/token", json={"login": "admin", "password": ADMIN_PASSWORD})
@@ -127,14 +127,6 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
 def _run_of(api: httpx.Client, configuration_id: str) -> int | None:
     runs = api.get("/api/v1/runs").json()["items"]
     return next((run["id"] for run in runs if run["configuration_id"] == configuration_id), None)
-
-
-def _healthy(url: str, process: Background) -> bool:
-    assert process.alive(), process.describe()
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")

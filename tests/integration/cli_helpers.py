@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+
 RUNYARD = [sys.executable, "-m", "runyard.cli"]
 COMMAND_TIMEOUT = 60.0
 
@@ -160,6 +162,15 @@ def wait_until(predicate: Callable[[], T | None], *, timeout: float, what: str, 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def answers_health(url: str, process: Background) -> bool:
+    """Whether `runyard serve` at `url` answers /healthz; AssertionError (with its output) if it has died."""
+    assert process.alive(), process.describe()
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def free_port() -> int:

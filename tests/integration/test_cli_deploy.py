@@ -12,7 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.cli_helpers import Background, Runyard, dump, free_port, query, run_ids, wait_until
+from tests.integration.cli_helpers import (
+    Background,
+    Runyard,
+    answers_health,
+    dump,
+    free_port,
+    query,
+    run_ids,
+    wait_until,
+)
 
 PASSWORD = "correct-horse-battery-staple"
 OPERATOR = ("opal", "operator-password-1")
@@ -232,18 +241,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     running = Server(f"http://127.0.0.1:{port}", cli.spawn("serve", "--port", str(port), log=root / "serve"))
     try:
-        wait_until(lambda: _healthy(running), timeout=STARTUP_SECONDS, what="runyard serve to answer")
+        wait_until(
+            lambda: answers_health(running.url, running.process),
+            timeout=STARTUP_SECONDS,
+            what="runyard serve to answer",
+        )
         yield running
     finally:
         running.process.stop(signal.SIGKILL)
-
-
-def _healthy(server: Server) -> bool:
-    assert server.process.alive(), server.process.describe()
-    try:
-        return httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def through(server: Server, home: Path, login: str, password: str) -> Runyard:

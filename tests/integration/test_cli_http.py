@@ -18,7 +18,16 @@ import pytest
 
 from runyard import client as client_module
 from runyard.client import ClientError, RunyardClient
-from tests.integration.cli_helpers import BROKEN, Background, Runyard, error_line, free_port, run_status, wait_until
+from tests.integration.cli_helpers import (
+    BROKEN,
+    Background,
+    Runyard,
+    answers_health,
+    error_line,
+    free_port,
+    run_status,
+    wait_until,
+)
 
 PASSWORD = "correct-horse-battery-staple"
 STARTUP_SECONDS = 20.0
@@ -79,18 +88,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     running = Server(cli.home, f"http://127.0.0.1:{port}", cli.spawn("serve", "--port", str(port), log=root / "serve"))
     try:
-        wait_until(lambda: _healthy(running), timeout=STARTUP_SECONDS, what="runyard serve to answer")
+        wait_until(
+            lambda: answers_health(running.url, running.process),
+            timeout=STARTUP_SECONDS,
+            what="runyard serve to answer",
+        )
         yield running
     finally:
         running.process.stop(signal.SIGKILL)
-
-
-def _healthy(server: Server) -> bool:
-    assert server.process.alive(), server.process.describe()
-    try:
-        return httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from runyard.operations.spec import OperationBase, StrictModel
+from runyard.operations.table_to_table.plan import BUILTIN_VARIABLES
 
 TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 RESERVED_PREFIX = "_runyard"
@@ -112,8 +113,6 @@ class TableToTableOperation(OperationBase):
     @field_validator("parameters")
     @classmethod
     def _parameter_names(cls, value: dict[str, ParameterValue]) -> dict[str, ParameterValue]:
-        from runyard.operations.table_to_table.plan import BUILTIN_VARIABLES
-
         for name in value:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
                 raise _invalid(f"parameter {name!r}: use letters, digits and '_', starting with a letter or '_'")
