@@ -37,6 +37,23 @@ class DeployCheck:
     executors: Collection[str]  # the executor names workers know
 
 
+@dataclass(frozen=True)
+class JobIdentity:
+    """Who a job is in spec 003's words: its account, environment, type, (deployed) configuration_id, and its
+    configuration, for the types whose job_id names a part of it."""
+
+    account: str
+    environment: str
+    configuration_type: str
+    configuration_id: str
+    spec: Mapping[str, Any]
+
+
+def standard_job_id(identity: JobIdentity) -> str:
+    """`<type>|<account>|<configuration_id>|<ENV>`: the job_id of the types spec 003 shows no example of."""
+    return "|".join((identity.configuration_type, identity.account, identity.configuration_id, identity.environment))
+
+
 Plan = Callable[[Mapping[str, Any], PlanRequest], list[PlannedTask]]
 Check = Callable[[OperationBase, DeployCheck], None]
 BindExecutors = Callable[["EngineResources"], Sequence["Executor"]]
@@ -77,6 +94,9 @@ class OperationType:
     check: Check = no_check
     environment_suffix: bool = False
     api_runs: bool = False
+    launchable: bool = True  # False: a workflow, which launches its target instead of running itself
+    job_id: Callable[[JobIdentity], str] = field(default=lambda identity: standard_job_id(identity))
+    job_id_aliases: tuple[str, ...] = ()  # other first segments of its job ids (table-to-table: gbq-to-gbq)
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def deployed_id(self, configuration_id: str, environment: str) -> str:

@@ -24,6 +24,7 @@ TYPE_PACKAGES: tuple[str, ...] = (
     "tasks",
     "storage_to_storage",
     "table_to_table",
+    "workflow",
 )
 
 

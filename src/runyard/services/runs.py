@@ -37,6 +37,16 @@ _LAUNCH_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
+class LaunchOutcome:
+    """What launch_in wrote: the run, accepted (Waiting to Start) or recorded as Rejected behind `blocked_by`."""
+
+    run_id: int
+    accepted: bool
+    blocked_by: int | None
+    operation: OperationView
+
+
+@dataclass(frozen=True)
 class LaunchRequest:
     operation_id: int
     run_type: RunType = RunType.INCREMENTAL
@@ -63,18 +73,22 @@ class RunService:
         for _ in range(_LAUNCH_ATTEMPTS):
             try:
                 with self.store.write() as conn:
-                    run_id, accepted, blocker, operation = self._try_launch(conn, request)
+                    outcome = self.launch_in(conn, request)
             except sa.exc.IntegrityError as error:
-                if not dialect.is_unique_violation(error, "uq_runs_one_active_per_operation"):
+                if not is_launch_race(error):
                     raise
                 continue
-            if accepted:
+            if outcome.accepted:
                 self._notify()
-                return self.get_run(run_id)
-            raise RunRejected(operation.configuration_id, run_id, blocker)
+                return self.get_run(outcome.run_id)
+            raise RunRejected(outcome.operation.configuration_id, outcome.run_id, outcome.blocked_by)
         raise Conflict("the operation's runs changed too fast to launch; try again")  # pragma: no cover
 
-    def _try_launch(self, conn: Connection, request: LaunchRequest) -> tuple[int, bool, int | None, OperationView]:
+    def launch_in(self, conn: Connection, request: LaunchRequest) -> LaunchOutcome:
+        """The launch, inside the caller's write transaction (a schedule tick or a workflow trigger writes its own
+        bookkeeping in the same one). Raises IntegrityError when a concurrent launch won the one-active-run index
+        (`is_launch_race`): the caller rolls back and tries again. The caller wakes the workers after the commit.
+        """
         # Held until commit, so a deactivation or archive waits for this launch or sees its run.
         conn.execute(
             dialect.lock_for_write(sa.select(operations.c.id).where(operations.c.id == request.operation_id), conn)
@@ -84,6 +98,11 @@ class RunService:
             raise Conflict(f"operation {operation.configuration_id} is archived; it cannot be launched")
         if not operation.activated:
             raise Conflict(f"operation {operation.configuration_id} is deactivated; activate it to launch it")
+        if not registry.operation_type(operation.configuration_type).launchable:
+            raise Conflict(
+                f"operation {operation.configuration_id} is a {operation.configuration_type}: it is not launched, "
+                "it launches its target when its upstream jobs succeed"
+            )
         now = self.store.now(conn)
         active = conn.execute(
             sa.select(runs.c.id).where(runs.c.operation_id == operation.id, runs.c.status.in_(_ACTIVE))
@@ -106,7 +125,11 @@ class RunService:
                 retry_of=request.retry_of,
             )
             settle_run(conn, run_id, now)
-        return run_id, decision.accepted, decision.blocked_by, operation
+        return LaunchOutcome(run_id, decision.accepted, decision.blocked_by, operation)
+
+    def notify_workers(self) -> None:
+        """Wake this process's idle worker slots: after committing a launch_in."""
+        self._notify()
 
     def _insert_run(
         self,
@@ -221,6 +244,11 @@ class RunService:
     def _notify(self) -> None:
         if self.wakeup is not None:
             self.wakeup.notify()
+
+
+def is_launch_race(error: sa.exc.IntegrityError) -> bool:
+    """Whether a launch lost a race to another launch of the same operation: roll back and try again."""
+    return dialect.is_unique_violation(error, "uq_runs_one_active_per_operation")
 
 
 RUN_COLUMNS: tuple[Any, ...] = (

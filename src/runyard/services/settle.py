@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from runyard.domain.graph import TaskNode, advance, run_outcome
-from runyard.domain.statuses import RunStatus, TaskStatus
+from runyard.domain.statuses import RUN_SUCCEEDED, RunStatus, TaskStatus
 from runyard.domain.transitions import run_sources
 from runyard.services.history import record_event
+from runyard.services.workflow_counts import count_success
 from runyard.store import dialect
 from runyard.store.tables import runs, task_dependencies, tasks
 
@@ -127,4 +128,6 @@ def finish_run(conn: Connection, run_id: int, outcome: RunStatus, now: datetime,
     )
     if result.rowcount:
         record_event(conn, run_id, "run_finished", now, status=outcome.value, detail=message)
+        if outcome in RUN_SUCCEEDED:
+            count_success(conn, run_id, now)  # the workflows waiting for this job; they launch after the commit
     return bool(result.rowcount)

@@ -7,6 +7,7 @@ the lease has lapsed, the old worker's writes change nothing and raise LeaseLost
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,12 +24,18 @@ from runyard.domain.transitions import check_task_transition
 from runyard.engine.context import Progress, TaskIdentity, TaskOutput
 from runyard.errors import LeaseLost
 from runyard.services.history import add_message, close_attempt, record_event
+from runyard.services.runs import RunService
 from runyard.services.settle import lock_run, settle_run
 from runyard.services.task_graph import insert_tasks
 from runyard.services.wakeup import Wakeup
+from runyard.services.workflow_counts import counted_workflows
+from runyard.services.workflows import fire_pending
 from runyard.store import dialect
 from runyard.store.database import Store
+from runyard.store.failures import describe_failure
 from runyard.store.tables import accounts, data_loads, runs, task_attempts, task_dependencies, task_tables, tasks
+
+log = logging.getLogger("runyard.tasks")
 
 _FRESH_METRICS: dict[str, Any] = {
     "records_processed": 0,
@@ -278,8 +285,21 @@ class TaskLeases:
                 _record_data_load(conn, claim.run_id, outcome.tables, now)
             record_event(conn, claim.run_id, "task_finished", now, task_id=claim.task_id, status=outcome.status.value)
             became_ready = settle_run(conn, claim.run_id, now, run)  # nothing above changed the run itself
+            workflows = counted_workflows(conn, claim.run_id)
         if became_ready and self.wakeup is not None:
             self.wakeup.notify()
+        if workflows:
+            self._launch_targets(workflows)
+
+    def _launch_targets(self, workflows: list[int]) -> None:
+        """The run counted for workflows: launch their targets now. The task's end is committed already, so a
+        failure here is only logged; the scheduler's sweep evaluates the pending workflows again."""
+        try:
+            fire_pending(self.store, RunService(self.store, self.wakeup), workflows)
+        except Exception as error:
+            log.warning(
+                "workflows %s not evaluated yet (%s); the next sweep does it", workflows, describe_failure(error)
+            )
 
     def release(self, claim: Claim, *, delay_seconds: float = 0.0, reason: str = "") -> None:
         """Give the task back (shutdown, or a transient failure to try again later)."""

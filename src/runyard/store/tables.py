@@ -325,3 +325,44 @@ data_loads = sa.Table(
     _created(),
     sa.Index(None, "account_id", "id"),
 )
+
+# A workflow's upstream jobs (by identity: the upstream may be deployed after the workflow), each with the
+# successes counted since the workflow last triggered its target (migration 0010).
+workflow_upstreams = sa.Table(
+    "workflow_upstreams",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("workflow_id", sa.ForeignKey("operations.id"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("environment", sa.String(50), nullable=False),
+    sa.Column("configuration_type", sa.String(50), nullable=False),
+    sa.Column("configuration_id", sa.String(300), nullable=False),
+    sa.Column("successes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_success_at", UtcDateTime()),
+    sa.Column("last_success_run_id", sa.ForeignKey("runs.id")),
+    sa.UniqueConstraint("workflow_id", "position"),
+    sa.Index("ix_workflow_upstreams_upstream", "account_id", "configuration_id", "environment", "configuration_type"),
+)
+
+# Per workflow: a counted success not evaluated yet (`pending`), and its last trigger.
+workflow_states = sa.Table(
+    "workflow_states",
+    metadata,
+    sa.Column("workflow_id", sa.ForeignKey("operations.id"), primary_key=True),
+    sa.Column("pending", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_triggered_at", UtcDateTime()),
+    sa.Column("last_trigger_run_id", sa.ForeignKey("runs.id")),
+    sa.Column("reset_at", UtcDateTime()),
+    sa.Index("ix_workflow_states_pending", "pending"),
+)
+
+# Per scheduled operation: the last cron tick handled (fired, rejected or skipped), whichever process led.
+operation_schedules = sa.Table(
+    "operation_schedules",
+    metadata,
+    sa.Column("operation_id", sa.ForeignKey("operations.id"), primary_key=True),
+    sa.Column("last_tick_at", UtcDateTime()),
+    sa.Column("last_run_id", sa.ForeignKey("runs.id")),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)

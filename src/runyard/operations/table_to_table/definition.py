@@ -86,4 +86,7 @@ DEFINITION = OperationType(
     description="SQL steps that build warehouse tables from warehouse tables",
     check=check_steps,
     environment_suffix=True,
+    # Spec 003's table-to-table job_id, as its answers show it: "gbq-to-gbq|000099_iowa_liquor_prepare_pda_DEV".
+    job_id=lambda identity: f"gbq-to-gbq|{identity.configuration_id}",
+    job_id_aliases=("gbq-to-gbq",),
 )
