@@ -142,9 +142,12 @@ class Runtime:
         )
 
     def scheduler(self) -> Scheduler:
+        """The sweep of this process, and the schedules if it leads. Its launches wake this process's workers."""
         return Scheduler(
             self.store,
             sweep_seconds=self.settings.sweep_seconds,
             cancel_timeout_seconds=self.settings.cancel_timeout_seconds,
             warehouses=self.resources.warehouses if self.resources is not None else None,
+            runs=self.runs,
+            tick_seconds=self.settings.scheduler_seconds,
         )

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0, description="How often an idle worker looks for work")
     sweep_seconds: float = Field(default=2.0, gt=0, description="How often the scheduler sweeps leases")
+    scheduler_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the scheduler checks that it leads (or takes over) and looks for schedule ticks due",
+    )
     cancel_timeout_seconds: float = Field(default=120.0, gt=0)
     token_ttl_seconds: int = Field(default=600, ge=30, le=86_400, description="Lifetime of an access token (JWT)")
     query_token_auth: bool = Field(

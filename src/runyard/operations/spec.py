@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -26,6 +27,9 @@ class OperationBase(StrictModel):
     activated: bool = True
     archived: bool = False
     schedule: str | None = Field(default=None, description="A cron expression, e.g. '0 6 * * *'")
+    schedule_timezone: str = Field(
+        default="UTC", description="The IANA time zone the schedule's times are in, e.g. 'Europe/Paris'"
+    )
 
     @field_validator("configuration_id")
     @classmethod
@@ -39,8 +43,26 @@ class OperationBase(StrictModel):
     def _cron(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from croniter import croniter
+        from croniter import CroniterBadDateError, croniter
 
         if not croniter.is_valid(value):
             raise ValueError(f"'{value}' is not a cron expression (minute hour day month weekday)")
+        try:
+            croniter(value).get_next()
+        except CroniterBadDateError:
+            raise ValueError(
+                f"'{value}' matches no date from now on (such as 30 February): it would never run"
+            ) from None
+        return value
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the tz database, on some systems
+            raise ValueError(
+                f"'{value}' is not a time zone this machine knows: use an IANA name such as UTC, Europe/Paris or "
+                "America/New_York"
+            ) from None
         return value

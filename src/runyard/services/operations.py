@@ -29,8 +29,10 @@ from runyard.errors import ConfigError, InvalidInput, NotFound
 from runyard.operations import registry
 from runyard.operations.definition import DeployCheck
 from runyard.operations.spec import OperationBase
+from runyard.operations.workflow.definition import WORKFLOW
 from runyard.services.accounts import account_id
 from runyard.services.deploy_changes import DeployAction, FieldChange, diff
+from runyard.services.workflow_counts import sync_upstreams
 from runyard.store.database import Store
 from runyard.store.tables import accounts, operations
 
@@ -206,7 +208,8 @@ def _refuse_duplicates(specs: Sequence[OperationBase], sources: Sequence[str]) -
 
 # The columns a deploy compares and writes, in the order changes are listed; then the configuration's content.
 _STATE_FIELDS = ("description", "schedule", "activated", "archived")
-_SHARED_FIELDS = frozenset(OperationBase.model_fields)  # identity and state: compared as columns, not as content
+# Identity and state: compared as columns, not as content. schedule_timezone has no column: it is content.
+_SHARED_FIELDS = frozenset(OperationBase.model_fields) - {"schedule_timezone"}
 
 
 def _plan(conn: Connection, spec: OperationBase, source: str) -> _Plan:
@@ -238,7 +241,8 @@ def _plan(conn: Connection, spec: OperationBase, source: str) -> _Plan:
         return _Plan(spec, owner, configuration_id, None, values, ())
     changes = [FieldChange(name, getattr(stored, name), values[name]) for name in _STATE_FIELDS]
     changes = [change for change in changes if change.before != change.after]
-    changes += diff(_content(dict(stored.spec)), _content(content))
+    # A spec stored before schedule_timezone existed ran on UTC: not a change to show.
+    changes += diff(_content({"schedule_timezone": "UTC", **stored.spec}), _content(content))
     return _Plan(spec, owner, configuration_id, int(stored.id), values, tuple(changes))
 
 
@@ -267,6 +271,7 @@ def _apply(conn: Connection, plan: _Plan, now: datetime) -> Deployed:
             conn.execute(
                 operations.update().where(operations.c.id == plan.existing).values(**plan.values, updated_at=now)
             )
+            _sync_workflow(conn, plan.existing, plan)
         return Deployed(plan.existing, plan.configuration_id, False, spec.environment, plan.changes)
     new_id = conn.execute(
         operations.insert()
@@ -281,7 +286,14 @@ def _apply(conn: Connection, plan: _Plan, now: datetime) -> Deployed:
         )
         .returning(operations.c.id)
     ).scalar_one()
+    _sync_workflow(conn, int(new_id), plan)
     return Deployed(int(new_id), plan.configuration_id, True, spec.environment)
+
+
+def _sync_workflow(conn: Connection, operation_id: int, plan: _Plan) -> None:
+    """A workflow's upstream counters follow its configuration (runyard.services.workflow_counts)."""
+    if plan.spec.configuration_type == WORKFLOW:
+        sync_upstreams(conn, operation_id, plan.values["spec"])
 
 
 # --- state --------------------------------------------------------------------------------------------------------

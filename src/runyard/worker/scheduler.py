@@ -1,19 +1,36 @@
-"""The scheduler loop: sweeps expired leases and stuck cancellations on a timer, and drops the warehouse
-staging tables of runs that ended without loading them (failed, canceled, or a worker died mid-load)."""
+"""The scheduler loop. In every process: sweeps expired leases and stuck cancellations on a timer, and drops the
+warehouse staging tables of runs that ended without loading them (failed, canceled, or a worker died mid-load).
+In the one process that leads (runyard.worker.leader): fires the schedule ticks operations owe, and, at each sweep,
+evaluates the workflows still pending (a success counted by a process that died before it launched the target, or
+a run completed at its launch).
+
+The sweep stays in every process: it is idempotent, and each process holds its own warehouses' staging tables.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from runyard.services.runs import RunService
+from runyard.services.schedules import TickOutcome, earliest_next_tick, fire_due
 from runyard.services.sweep import ended_runs, sweep
+from runyard.services.workflows import fire_pending
 from runyard.store.database import Store
 from runyard.store.failures import describe_failure
 from runyard.warehouse.base import WarehouseProvider
+from runyard.worker.leader import Leadership, leadership_for
 
 log = logging.getLogger("runyard.scheduler")
+
+DEFAULT_TICK_SECONDS = 1.0
+# Wake this long after a tick is due rather than on it: a clock read a hair early would find nothing due yet.
+_AFTER_TICK_SECONDS = 0.005
 
 
 class Scheduler:
@@ -24,11 +41,22 @@ class Scheduler:
         sweep_seconds: float,
         cancel_timeout_seconds: float,
         warehouses: WarehouseProvider | None = None,
+        runs: RunService | None = None,
+        clock: Callable[[], datetime] | None = None,
+        tick_seconds: float = DEFAULT_TICK_SECONDS,
+        leadership: Leadership | None = None,
     ) -> None:
         self.store = store
         self.warehouses = warehouses
         self.sweep_seconds = sweep_seconds
         self.cancel_timeout_seconds = cancel_timeout_seconds
+        self.runs = runs if runs is not None else RunService(store)
+        self.clock = clock if clock is not None else self._database_clock
+        self.tick_seconds = tick_seconds
+        self.leadership = leadership if leadership is not None else leadership_for(store)
+        self.leading = False
+        self._told_standing_by = False
+        self._lock_error = ""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -38,25 +66,101 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(self.sweep_seconds + 5)
+        if self._thread is None:
+            self.leadership.release()  # a test's lead() may have taken it
+        else:
+            self._thread.join(max(self.sweep_seconds, self.tick_seconds) + 5)  # the loop lets go as it ends
+
+    def tick_once(self, now: datetime | None = None) -> list[TickOutcome]:
+        """Fire the schedule ticks due at `now` (default: the clock), leader or not: the leader's work, once. The
+        record of each tick makes a second call for the same ticks fire nothing."""
+        return fire_due(self.store, self.runs, now if now is not None else self.clock())
+
+    def lead(self) -> bool:
+        """Try to lead (or check that this process still does); log when that changes."""
+        try:
+            leading = self.leadership.try_lead()
+        except OSError as error:  # the lock file's folder is unusable: stand by, and say why (once per reason)
+            if str(error) != self._lock_error:
+                log.warning("scheduler: cannot take %s (%s); standing by", self.leadership.description, error)
+                self._lock_error = str(error)
+            self.leading = False
+            return False
+        if leading and not self.leading:
+            log.info("scheduler: leading (%s): this process fires schedule ticks", self.leadership.description)
+        elif self.leading and not leading:
+            log.warning("scheduler: no longer leading; another process takes over the schedules")
+        elif not leading and not self._told_standing_by:
+            log.info("scheduler: standing by: another process leads (%s)", self.leadership.description)
+            self._told_standing_by = True
+        self.leading = leading
+        return leading
 
     def _loop(self) -> None:
-        while not self._stopping.wait(self.sweep_seconds):
-            try:
-                report = sweep(self.store, cancel_timeout_seconds=self.cancel_timeout_seconds)
-            except Exception as error:  # the next sweep picks up whatever this one left
-                log.warning(
-                    "sweep skipped (%s); trying again in %s s",
-                    describe_failure(error),
-                    self.sweep_seconds,
-                    exc_info=not isinstance(error, sa.exc.DBAPIError),  # a bug's traceback, not a driver's
-                )
-                continue
-            if report.exhausted or report.canceled or report.forced_runs:
-                log.info("sweep: %s", report)
-            if self.warehouses is not None:
-                self._drop_ended_staging(self.warehouses)
+        next_sweep = time.monotonic() + self.sweep_seconds
+        wait = 0.0
+        try:
+            while not self._stopping.wait(wait):
+                try:
+                    wait = self._fire_ticks() if self.lead() else self.tick_seconds
+                    if time.monotonic() >= next_sweep:
+                        self._sweep()
+                        next_sweep = time.monotonic() + self.sweep_seconds
+                except Exception:  # a loop that died would hold leadership and fire nothing: log, go on
+                    log.exception("scheduler: pass failed; trying again in %s s", self.tick_seconds)
+                    wait = self.tick_seconds
+                wait = min(wait, max(next_sweep - time.monotonic(), 0.0))
+        finally:
+            self.leadership.release()
+            self.leading = False
+
+    def _fire_ticks(self) -> float:
+        """Fire what is due; how long to wait before looking again (until the next tick, at most tick_seconds)."""
+        started = time.monotonic()
+        try:
+            now = self.clock()
+            self.tick_once(now)
+            upcoming = earliest_next_tick(self.store, now)
+        except Exception as error:  # the next pass fires whatever this one could not
+            log.warning(
+                "schedules skipped (%s); trying again in %s s",
+                describe_failure(error),
+                self.tick_seconds,
+                exc_info=not isinstance(error, sa.exc.DBAPIError),  # a bug's traceback, not a driver's
+            )
+            return self.tick_seconds
+        if upcoming is None:
+            return self.tick_seconds
+        until = (upcoming - now).total_seconds() - (time.monotonic() - started)
+        return min(self.tick_seconds, max(until, 0.0) + _AFTER_TICK_SECONDS)
+
+    def _database_clock(self) -> datetime:
+        with self.store.read() as conn:
+            return self.store.now(conn)
+
+    def _sweep(self) -> None:
+        try:
+            report = sweep(self.store, cancel_timeout_seconds=self.cancel_timeout_seconds)
+        except Exception as error:  # the next sweep picks up whatever this one left
+            log.warning(
+                "sweep skipped (%s); trying again in %s s",
+                describe_failure(error),
+                self.sweep_seconds,
+                exc_info=not isinstance(error, sa.exc.DBAPIError),  # a bug's traceback, not a driver's
+            )
+            return
+        if report.exhausted or report.canceled or report.forced_runs:
+            log.info("sweep: %s", report)
+        if self.leading:
+            self._fire_pending_workflows()
+        if self.warehouses is not None:
+            self._drop_ended_staging(self.warehouses)
+
+    def _fire_pending_workflows(self) -> None:
+        try:
+            fire_pending(self.store, self.runs)
+        except Exception as error:  # the next sweep tries again
+            log.warning("pending workflows not evaluated (%s); trying again at the next sweep", describe_failure(error))
 
     def _drop_ended_staging(self, warehouses: WarehouseProvider) -> None:
         for warehouse in warehouses.opened():
