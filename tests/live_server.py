@@ -26,7 +26,8 @@ def serving(app: Any, *, access_log: bool = False, name: str = "uvicorn-test") -
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=access_log))
+    # h11, as runyard serve uses (runyard.serve.http_server): the parser the product answers with.
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=access_log, http="h11"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
     thread.start()
     try:

@@ -1,4 +1,4 @@
-"""The `runyard` command line: serve, worker, deploy, operations, run, runs, retry, cancel, accounts, users."""
+"""The `runyard` command line: serve, worker, deploy, operations, run, runs, retry, cancel, accounts, users, auth."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from runyard.api.schemas import RunPublic
 from runyard.cli_backends import (
+    TOKEN_VARIABLE,
     URL_VARIABLE,
     Backend,
     HttpBackend,
@@ -27,8 +29,9 @@ from runyard.cli_backends import (
     normal_url,
     remote,
     save_login,
+    token_lines,
 )
-from runyard.client import RunyardClient
+from runyard.client import ClientError, RunyardClient
 from runyard.client import login as request_token
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import ConfigError, InvalidInput, RunyardError
@@ -57,6 +60,7 @@ db_app = typer.Typer(help="The runs database.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 users_app = typer.Typer(help="Users.", no_args_is_help=True)
 runs_app = typer.Typer(help="List runs, or show one with `runs show ID`.", invoke_without_command=True)
+auth_app = typer.Typer(help="Your login's token, for scripts: `auth get-token`.", no_args_is_help=True)
 operations_app = typer.Typer(
     help="List operations, or change their state: `operations activate|deactivate|archive ID`.",
     invoke_without_command=True,
@@ -66,6 +70,7 @@ app.add_typer(operations_app, name="operations")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(users_app, name="users")
 app.add_typer(runs_app, name="runs")
+app.add_typer(auth_app, name="auth")
 
 _WIDTH = None if sys.stdout.isatty() else 160  # pipes and CI logs get wide tables instead of wrapped cells
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
@@ -196,6 +201,22 @@ def login_command(
     server = normal_url(url or os.environ.get(URL_VARIABLE) or last_url(home))
     path = save_login(home, SavedLogin(url=server, token=request_token(server, login, password)))
     out.print(f"logged in to {server} as {login}; saved in {path}")
+
+
+@auth_app.command("get-token")
+def get_token() -> None:
+    """Print your login's token for scripts (spec 003): seven lines, the last `User token : <token>`.
+
+    TOKEN=$(runyard auth get-token | awk '/User token :/ {print $4}') then send `Authorization: Bearer $TOKEN`.
+    The token is the one `runyard login` saved (or RUNYARD_TOKEN), checked with the server first."""
+    settings = _settings()
+    found = remote(settings.home)
+    if found is None:
+        raise ClientError(f"not logged in: run `runyard login` (or set {URL_VARIABLE} and {TOKEN_VARIABLE})")
+    with RunyardClient(found.url, found.token, auth_hint=found.auth_hint) as client:
+        owner = client.whoami()
+    for line in token_lines(found, owner, datetime.now(UTC)):
+        out.print(line, markup=False, emoji=False, highlight=False)
 
 
 _TYPE_OPTION = typer.Option("--type", help="Only this configuration type (api-to-table, tasks, ...)")

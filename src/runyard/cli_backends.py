@@ -10,12 +10,15 @@ import getpass
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+import jwt
 import pydantic
 from rich.console import Console
 
+from runyard.api.compat.dag import WhoAmI
 from runyard.api.schemas import OperationPublic, RunPublic, TaskPublic
 from runyard.client import ClientError, RunyardClient
 from runyard.domain.statuses import RunStatus, RunType, Trigger
@@ -24,6 +27,7 @@ from runyard.runtime import Runtime
 from runyard.services.listing import RunQuery, list_runs, run_tasks
 from runyard.services.operations import OperationFilter, find_operation, list_operations, set_status
 from runyard.services.runs import LaunchRequest
+from runyard.services.tokens import looks_like_api_token
 
 URL_VARIABLE = "RUNYARD_URL"
 TOKEN_VARIABLE = "RUNYARD_TOKEN"  # noqa: S105 - the name of the variable, not a secret
@@ -100,6 +104,38 @@ def save_login(home: Path, saved: SavedLogin) -> Path:
         json.dump(saved.model_dump(), handle)
     os.replace(partial, path)
     return path
+
+
+TOKEN_LINE = "User token : "  # noqa: S105 - a label; spec 003's scripts: `awk '/User token :/ {print $4}'`
+
+
+def token_lines(found: Remote, owner: WhoAmI, now: datetime) -> list[str]:
+    """What `runyard auth get-token` prints: seven lines, the seventh `User token : <token>` and nothing after it,
+    so that spec 003's `sed '7q;d' | sed 's/User token : //g'` and `awk '/User token :/ {print $4}'` both give
+    the bare token. The server has just accepted the token (GET /v1/auth/whoami): `owner` is who it is."""
+    return [
+        "runyard token of your login (send it as the header Authorization: Bearer <token>)",
+        f"Server : {found.url}",
+        f"Account : {owner.account}",
+        f"User : {owner.login} (user {owner.user_id})",
+        f"Role : {owner.role}",
+        f"Expires : {_expiry(found.token, now)}",
+        f"{TOKEN_LINE}{found.token}",
+    ]
+
+
+def _expiry(token: str, now: datetime) -> str:
+    if looks_like_api_token(token):
+        return "never (an API token from RUNYARD_TOKEN: it lasts until it is revoked)"
+    try:
+        # Read only, not verified: the server verified it a moment ago, and the CLI has no key to check it with.
+        expires = int(jwt.decode(token, options={"verify_signature": False})["exp"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return "unknown"
+    moment = datetime.fromtimestamp(expires, UTC)
+    left = int((moment - now).total_seconds())
+    when = "expired: run `runyard login` again" if left <= 0 else f"in {left // 60} min {left % 60} s"
+    return f"{moment.isoformat(timespec='seconds')} ({when})"
 
 
 class Backend(Protocol):

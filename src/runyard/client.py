@@ -12,6 +12,7 @@ import httpx
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from runyard.api.compat.dag import WhoAmI
 from runyard.api.schemas import OperationPublic, RunPublic, RunsPage, TaskPublic, TasksPage
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput, NotFound, RunyardError
@@ -167,6 +168,12 @@ class RunyardClient:
     def cancel(self, run_id: int) -> RunPublic:
         return RunPublic.model_validate(self._json("POST", f"{API}/runs/{run_id}/cancel"))
 
+    # --- the token -----------------------------------------------------------------------------------
+
+    def whoami(self) -> WhoAmI:
+        """Who the token is (spec 003's GET /v1/auth/whoami); ClientError, with `auth_hint`, for a refused token."""
+        return WhoAmI.model_validate(self._json("GET", "/v1/auth/whoami"))
+
     # --- the events stream ----------------------------------------------------------------------------
 
     def events(self, run_id: int) -> Generator[Event, None, None]:
@@ -290,7 +297,8 @@ def _body(response: httpx.Response) -> dict[str, Any]:
 
 def _detail(response: httpx.Response) -> str:
     """The server's `detail`, on one line; the HTTP status when there is none (or a server failure)."""
-    detail = _body(response).get("detail")
+    body = _body(response)
+    detail = body.get("detail") or body.get("message")  # spec 003's routes answer {"code", "data", "message"}
     if isinstance(detail, list):  # FastAPI's own validation answers
         detail = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
     text = " ".join(str(detail).split()) if detail else ""

@@ -19,11 +19,12 @@ import uvicorn
 from rich.console import Console
 
 from runyard.app import create_app
-from runyard.demo import LAUNCHED_AFTER, demo_specs
+from runyard.demo import demo_specs, launched_by_workflows
 from runyard.demo.landing import drop_demo_files
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
-from runyard.domain.statuses import RunStatus, RunType, Trigger
+from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import RunRejected
+from runyard.operations.registry import operation_types
 from runyard.runtime import Runtime, configure_logging, engine_resources, open_store, tuned_gc
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.listing import RunQuery, list_runs
@@ -34,7 +35,6 @@ from runyard.settings import Settings
 log = logging.getLogger("runyard.serve")
 SHUTDOWN_GRACE_SECONDS = 10.0
 HTTP_PROCESS_STARTUP_SECONDS = 30.0
-DEMO_FOLLOW_UP_POLL_SECONDS = 0.5
 
 
 def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Console) -> None:
@@ -47,9 +47,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     demo_source = _start_demo_source(port + 1) if demo else None
     extra_hosts = ("127.0.0.1",) if demo_source else ()
     runtime = Runtime(settings, store, resources=engine_resources(settings, extra_hosts=extra_hosts))
-    stopping = threading.Event()
     if demo_source is not None:
-        _deploy_demo(runtime, demo_source.base_url, stopping)
+        _deploy_demo(runtime, demo_source.base_url)
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
     server = http_server(runtime)
@@ -70,7 +69,6 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         with tuned_gc():
             server.run(sockets=[sock])
     finally:
-        stopping.set()
         stop_http_processes(helpers)
         worker.stop(SHUTDOWN_GRACE_SECONDS)
         scheduler.stop()
@@ -182,8 +180,13 @@ def _serve_http(settings: Settings, sock: socket.socket, parent: int, ready: Eve
 
 
 def http_server(runtime: Runtime) -> uvicorn.Server:
-    """The API and UI of `runtime`, for `.run(sockets=[a listening socket])`; runyard logs its own access lines."""
-    return _Server(uvicorn.Config(create_app(runtime), log_level="warning", access_log=False))
+    """The API and UI of `runtime`, for `.run(sockets=[a listening socket])`; runyard logs its own access lines.
+
+    The h11 parser, not httptools: httptools drops the body of a request that asks to upgrade to HTTP/2
+    (`curl --http2` over http:// sends `Upgrade: h2c`), so spec 003's curl commands would arrive empty
+    (uvicorn#2722, httptools#124). h11 answers such a request in HTTP/1.1, its body read.
+    """
+    return _Server(uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, http="h11"))
 
 
 class _Server(uvicorn.Server):
@@ -208,28 +211,21 @@ def _start_demo_source(port: int) -> DemoSourceServer:
     return server
 
 
-def _deploy_demo(runtime: Runtime, source_url: str, stopping: threading.Event) -> None:
-    """Deploy the demo operations and launch each once, on a store that has no run of them yet: at once, or
-    (LAUNCHED_AFTER) as soon as the upstream's run has completed, from a thread that ends with `stopping`."""
+def _deploy_demo(runtime: Runtime, source_url: str) -> None:
+    """Deploy the demo operations and launch each once, on a store that has no run of them yet. A workflow's
+    target is left to its workflow: demo-hr's run, once completed, launches demo-hr-summaries."""
     landing = runtime.settings.resolved_storage_roots[0] / "landing"
     if not any(landing.glob("stores-*.csv")):
         drop_demo_files(landing)
-    deployed = deploy(runtime.store, demo_specs(source_url), runtime.registry)
-    launched: dict[str, int] = {}
-    for item in deployed:
-        if item.configuration_id not in LAUNCHED_AFTER and not _has_runs(runtime, item.operation_id):
-            run_id = _launch_demo(runtime, item.operation_id, item.configuration_id)
-            if run_id is not None:
-                launched[item.configuration_id] = run_id
-    for item in deployed:
-        upstream = launched.get(LAUNCHED_AFTER.get(item.configuration_id, ""))
-        if upstream is not None and not _has_runs(runtime, item.operation_id):
-            threading.Thread(
-                target=_launch_after,
-                args=(runtime, upstream, item.operation_id, item.configuration_id, stopping),
-                name=f"demo-{item.configuration_id}",
-                daemon=True,
-            ).start()
+    specs = demo_specs(source_url)
+    deployed = deploy(runtime.store, specs, runtime.registry)
+    left_to_workflows = launched_by_workflows(specs)
+    launchable = {name for name, definition in operation_types().items() if definition.launchable}
+    for spec, item in zip(specs, deployed, strict=True):
+        if spec.configuration_type not in launchable or item.configuration_id in left_to_workflows:
+            continue
+        if not _has_runs(runtime, item.operation_id):
+            _launch_demo(runtime, item.operation_id, item.configuration_id)
 
 
 def _has_runs(runtime: Runtime, operation_id: int) -> bool:
@@ -246,19 +242,6 @@ def _launch_demo(runtime: Runtime, operation_id: int, configuration_id: str) -> 
         return None
     log.info("demo: launched run %d of %s", view.id, configuration_id)
     return view.id
-
-
-def _launch_after(
-    runtime: Runtime, upstream_run: int, operation_id: int, configuration_id: str, stopping: threading.Event
-) -> None:
-    while not stopping.wait(DEMO_FOLLOW_UP_POLL_SECONDS):
-        upstream = runtime.runs.get_run(upstream_run)
-        if upstream.status.is_final:
-            if upstream.status is RunStatus.COMPLETED:
-                _launch_demo(runtime, operation_id, configuration_id)
-            else:
-                log.info("demo: %s was not launched: run %d ended %s", configuration_id, upstream_run, upstream.status)
-            return
 
 
 def run_worker(settings: Settings) -> None:

@@ -41,6 +41,20 @@ RUN_FINAL = frozenset(set(RunStatus) - RUN_ACTIVE)
 RUN_SUCCEEDED = frozenset({RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_ERRORS})
 RUN_RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELED})
 
+#: Spec 003's run statuses (`/v1/dag/status`), the one place they are mapped from runyard's. Completed with Errors
+#: keeps its difference (its data loaded, with non-critical problems): scripts waiting for a run to end treat
+#: SUCCESS_WITH_ERRORS, like SUCCESS, FAILED, CANCELED and REJECTED, as final.
+SPEC003_STATUS: dict[RunStatus, str] = {
+    RunStatus.WAITING_TO_START: "WAITING",
+    RunStatus.RUNNING: "RUNNING",
+    RunStatus.COMPLETED: "SUCCESS",
+    RunStatus.COMPLETED_WITH_ERRORS: "SUCCESS_WITH_ERRORS",
+    RunStatus.FAILED: "FAILED",
+    RunStatus.CANCELING: "CANCELING",
+    RunStatus.CANCELED: "CANCELED",
+    RunStatus.REJECTED: "REJECTED",
+}
+
 
 class TaskStatus(StrEnum):
     WAITING_TO_START = "waiting_to_start"  # not claimed yet (ready or waiting on dependencies)
