@@ -38,6 +38,7 @@ from benchlib import code_version, command_line, machine, postgres_database, sql
 from runyard.engine.context import TaskContext
 from runyard.engine.executors import Executor
 from runyard.operations.tasks.spec import TaskGraphOperation
+from runyard.operations.workflow.spec import WorkflowOperation
 from runyard.runtime import default_registry
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.operations import deploy
@@ -53,6 +54,7 @@ from runyard.worker.worker import Worker, default_worker_id
 
 PG_ENV = "RUNYARD_TEST_POSTGRES_URL"
 PROBE = "bench_probe"
+END_PROBE = "bench_end_probe"
 TARGET_MS = 100.0
 _DEFAULTS = Settings.model_fields
 DEFAULT_CONCURRENCY: int = _DEFAULTS["worker_concurrency"].default
@@ -82,6 +84,32 @@ class Probe:
             if not self._condition.wait_for(lambda: run_id in self._started, timeout=timeout):
                 raise RuntimeError(f"run {run_id}: its task did not start within {timeout} s")
             return self._started.pop(run_id)
+
+    def wait_any(self, timeout: float) -> tuple[int, float]:
+        """(run id, start) of the first run whose task started (a run launched by something else)."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: bool(self._started), timeout=timeout):
+                raise RuntimeError(f"no task started within {timeout} s")
+            run_id = next(iter(self._started))
+            return run_id, self._started.pop(run_id)
+
+
+class EndProbe:
+    """An executor that notes when its code ends, keyed by run id: the last moment before the task's end is
+    written (an upstream job's success)."""
+
+    def __init__(self) -> None:
+        self._ended: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def run(self, ctx: TaskContext) -> None:
+        ctx.checkpoint()
+        with self._lock:
+            self._ended[ctx.identity.run_id] = time.perf_counter()
+
+    def ended(self, run_id: int) -> float:
+        with self._lock:
+            return self._ended.pop(run_id)
 
 
 def _deploy_probe_operation(store: Store, registry: dict[str, Executor]) -> int:
@@ -192,6 +220,101 @@ def measure(
         "samples": samples,
         "summary": {name: summarize(values) for name, values in samples.items()},
     }
+
+
+def measure_workflow(url: str, runs: int, *, warmup: int = 3, timeout: float = 30.0) -> dict[str, Any]:
+    """A workflow's last upstream success -> its target's task running, `runs` times, with the default worker.
+
+    The upstream's one task notes when its code ends (`wall_ms` starts there: its end is then written, the success
+    counted, the workflow evaluated, the target launched and claimed); the target's task notes when it starts.
+    The store clock is the target task's claimed_at minus the upstream run's completed_at.
+    """
+    store = Store(url)
+    worker: Worker | None = None
+    try:
+        migrate.upgrade(store)
+        start_probe, end_probe = Probe(), EndProbe()
+        registry = {
+            **default_registry(),
+            PROBE: Executor(PROBE, start_probe.run, "benchmark probe"),
+            END_PROBE: Executor(END_PROBE, end_probe.run, "benchmark upstream"),
+        }
+        bootstrap_admin(store, "bench-admin-password")
+        jobs = [
+            TaskGraphOperation.model_validate(
+                {
+                    "configuration_type": "tasks",
+                    "configuration_id": name,
+                    "tasks": [{"name": "probe", "executor": kind}],
+                }
+            )
+            for name, kind in (("bench_upstream", END_PROBE), ("bench_target", PROBE))
+        ]
+        workflow = WorkflowOperation.model_validate(
+            {
+                "configuration_type": "workflow",
+                "configuration_id": "bench_workflow",
+                "authorized_job_ids": ["tasks|default|bench_upstream|DEV"],
+                "target_dag": {"configuration_type": "tasks", "configuration_id": "bench_target"},
+            }
+        )
+        upstream_id = deploy(store, [*jobs, workflow], registry)[0].operation_id
+        signal = Wakeup()
+        worker = _default_worker(store, registry, signal)
+        service = RunService(store, signal)
+        worker.start()
+        wall_ms: list[float] = []
+        pairs: list[tuple[int, int]] = []
+        for index in range(warmup + runs):
+            upstream = service.launch(LaunchRequest(operation_id=upstream_id)).id
+            target, started = start_probe.wait_any(timeout)
+            ended = end_probe.ended(upstream)
+            _wait_final(service, upstream, timeout)
+            _wait_final(service, target, timeout)
+            if index >= warmup:
+                wall_ms.append((started - ended) * 1000)
+                pairs.append((upstream, target))
+        store_ms = _trigger_latencies(store, pairs)
+    finally:
+        if worker is not None:
+            worker.stop(grace_seconds=5.0)
+        store.dispose()
+    samples = {"wall_ms": wall_ms, "store_ms": store_ms}
+    return {
+        "backend": sa.make_url(url).get_backend_name(),
+        "variant": "workflow: upstream success -> target running",
+        "runs": runs,
+        "samples": samples,
+        "summary": {name: summarize(values) for name, values in samples.items()},
+    }
+
+
+def _default_worker(store: Store, registry: dict[str, Executor], signal: Wakeup) -> Worker:
+    leases = TaskLeases(store, lease_seconds=DEFAULT_LEASE_SECONDS, wakeup=signal)
+    return Worker(
+        leases,
+        registry,
+        concurrency=DEFAULT_CONCURRENCY,
+        heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
+        poll_seconds=DEFAULT_POLL_SECONDS,
+        wakeup=signal,
+        worker_id=default_worker_id("bench"),
+    )
+
+
+def _trigger_latencies(store: Store, pairs: Sequence[tuple[int, int]]) -> list[float]:
+    """Per (upstream run, target run): the target task's claimed_at minus the upstream run's completed_at."""
+    ids = [run_id for pair in pairs for run_id in pair]
+    with store.read() as conn:
+        completed = dict(
+            conn.execute(sa.select(runs_table.c.id, runs_table.c.completed_at).where(runs_table.c.id.in_(ids))).all()
+        )
+        claimed = dict(
+            conn.execute(
+                sa.select(tasks_table.c.run_id, tasks_table.c.claimed_at).where(tasks_table.c.run_id.in_(ids))
+            ).all()
+        )
+    return [(claimed[target] - completed[upstream]).total_seconds() * 1000 for upstream, target in pairs]
 
 
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:

@@ -159,6 +159,21 @@ def test_serve_demo_starts_its_source_elsewhere_when_the_next_port_is_taken(tmp_
 
         wait_until(demo_hr_completed, timeout=DEMO_RUN_SECONDS, what="demo-hr to complete", interval=0.25)
         assert f"http://127.0.0.1:{port + 1}" not in server.process.stdout  # the taken port was not used
+
+        def summaries_launched_by_the_workflow() -> list[tuple[str, str]] | None:
+            rows = query(
+                server.cli.db,
+                "SELECT runs.trigger, runs.status FROM runs JOIN operations ON operations.id = runs.operation_id "
+                "WHERE operations.configuration_id = 'demo-hr-summaries_DEV'",
+            )
+            return rows if rows and rows[0][1] == "completed" else None
+
+        # the demo's workflow launches the summaries once demo-hr has completed, and its counts are consumed
+        summaries = wait_until(
+            summaries_launched_by_the_workflow, timeout=DEMO_RUN_SECONDS, what="the summaries", interval=0.25
+        )
+        assert [tuple(row) for row in summaries] == [("workflow", "completed")]
+        assert query(server.cli.db, "SELECT successes FROM workflow_upstreams") == [(0,)]
     finally:
         server.process.stop(signal.SIGTERM, timeout=STOP_SECONDS)
         holder.close()

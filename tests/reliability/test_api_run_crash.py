@@ -112,8 +112,8 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         server.close()
 
 
-def demo_run(home: Path) -> tuple[int, str, str] | None:
-    """(id, run_key, status) of the demo-hr run, from the runs store."""
+def demo_run(home: Path, configuration_id: str = "demo-hr") -> tuple[int, str, str] | None:
+    """(id, run_key, status) of the demo-hr run (or of another demo operation's one run), from the runs store."""
     path = home / "runyard.db"
     if not path.exists():
         return None
@@ -122,11 +122,12 @@ def demo_run(home: Path) -> tuple[int, str, str] | None:
             rows = conn.execute(
                 "SELECT runs.id, runs.run_key, runs.status FROM runs "
                 "JOIN operations ON operations.id = runs.operation_id "
-                "WHERE operations.configuration_id = 'demo-hr' ORDER BY runs.id"
+                "WHERE operations.configuration_id = ? ORDER BY runs.id",
+                (configuration_id,),
             ).fetchall()
     except sqlite3.OperationalError:  # not migrated yet
         return None
-    assert len(rows) <= 1, f"serve --demo launched demo-hr more than once: {rows}"
+    assert len(rows) <= 1, f"serve --demo launched {configuration_id} more than once: {rows}"
     return (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
 
@@ -206,6 +207,13 @@ def test_a_crash_during_the_data_load_loads_every_row_exactly_once_after_restart
     assert attempt >= 2, "the Data Load was not run again after the crash"
     already = any("already been loaded" in text for text in texts)
     assert already is (crash_at == "load.after_commit_before_meta"), texts
+    # demo-hr's success launches the demo workflow's target once: its own load is the warehouse's other one
+    summaries = wait_until(
+        lambda: (run := demo_run(serve.home, "demo-hr-summaries_DEV")) and run[2] in FINAL and run,
+        timeout=RUN_TIMEOUT,
+        what="the demo workflow's summaries run to end",
+    )
+    assert summaries[2] == "completed", serve.logs()
 
     second.send_signal(signal.SIGTERM)
     try:
@@ -218,6 +226,6 @@ def test_a_crash_during_the_data_load_loads_every_row_exactly_once_after_restart
     assert counts == expected
     assert duplicates == dict.fromkeys(TABLES, 0)
     assert loads_of_run == 1
-    assert loads == 1
+    assert loads == 2  # and the summaries' one
     assert staging_left == 0, "the run's staging tables were not dropped after the load"
     assert recorded_data_loads(serve.home, run_id) == [expected]

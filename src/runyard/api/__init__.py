@@ -13,9 +13,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from runyard.api import auth, errors
-from runyard.api.compat import etlworks, jobs
+from runyard.api.compat import dag, etlworks, jobs
 from runyard.api.routes import auth as auth_routes
-from runyard.api.routes import events, operations, runs, users
+from runyard.api.routes import events, operations, runs, users, workflows
 from runyard.services.app_context import AppContext
 from runyard.services.metrics import LastChecks
 
@@ -34,10 +34,12 @@ def install(app: FastAPI, context: AppContext) -> None:
         runs.router,
         events.router,
         users.router,
+        workflows.router,
         jobs.router,
         etlworks.router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(dag.router)  # spec 003: its own error shape, {"code", "data", "message"} (compat/dag.py)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
 

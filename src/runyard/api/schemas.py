@@ -9,7 +9,9 @@ from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.services.operations import OperationState, OperationView
+from runyard.services.schedules import schedule_timezone
 from runyard.services.views import RunView, TaskView
+from runyard.services.workflows import WorkflowStatus
 
 
 class StrictBody(BaseModel):
@@ -163,6 +165,11 @@ class OperationPublic(BaseModel):
     activated: bool
     archived: bool
     schedule: str | None
+    schedule_timezone: str = Field(default="UTC", description="The time zone of the schedule's times (IANA name)")
+    previous_tick: datetime | None = Field(default=None, description="The last schedule tick handled (UTC)")
+    next_tick: datetime | None = Field(
+        default=None, description="The next schedule tick (UTC); null without a schedule or while not active"
+    )
     spec: dict[str, Any]
     state: OperationState = Field(
         description="active; inactive (deactivated: launches refused); archived (inactive, and out of default lists)"
@@ -171,7 +178,10 @@ class OperationPublic(BaseModel):
     updated_at: datetime = Field(description="When a deploy last changed it, or its state last changed")
 
     @classmethod
-    def of(cls, operation: OperationView) -> OperationPublic:
+    def of(
+        cls, operation: OperationView, ticks: tuple[datetime | None, datetime | None] = (None, None)
+    ) -> OperationPublic:
+        """`ticks`: (previous, next) from runyard.services.schedules.schedule_view."""
         return cls(
             id=operation.id,
             account=operation.account,
@@ -182,6 +192,9 @@ class OperationPublic(BaseModel):
             activated=operation.activated,
             archived=operation.archived,
             schedule=operation.schedule,
+            schedule_timezone=schedule_timezone(operation),
+            previous_tick=ticks[0],
+            next_tick=ticks[1],
             spec=operation.spec,
             state=operation.state,
             created_at=operation.created_at,
@@ -209,3 +222,56 @@ def json_response(body: BaseModel, status_code: int = 200) -> Response:
     Routes still declare `response_model`, so the OpenAPI document describes these answers.
     """
     return Response(body.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+class UpstreamJobPublic(BaseModel):
+    job_id: str
+    configuration_type: str
+    configuration_id: str
+    environment: str
+    operation_id: int | None = Field(description="null while the job is not deployed")
+    successes: int = Field(description="Successes since the target was last launched, or the workflow reset")
+    last_success_at: datetime | None
+    last_success_run_id: int | None
+    satisfied: bool
+
+
+class WorkflowStatusPublic(BaseModel):
+    workflow_id: int
+    configuration_id: str
+    satisfied: bool = Field(description="Every upstream has a success: the next evaluation launches the target")
+    waiting_for: list[str] = Field(description="The job_ids of the upstreams with no success yet")
+    upstreams: list[UpstreamJobPublic]
+    target_job_id: str
+    target_operation_id: int | None
+    last_triggered_at: datetime | None
+    last_trigger_run_id: int | None = Field(description="The target's run it launched last (or recorded Rejected)")
+    reset_at: datetime | None
+
+    @classmethod
+    def of(cls, status: WorkflowStatus) -> WorkflowStatusPublic:
+        return cls(
+            workflow_id=status.workflow_id,
+            configuration_id=status.configuration_id,
+            satisfied=status.satisfied,
+            waiting_for=[upstream.job_id for upstream in status.waiting_for],
+            upstreams=[
+                UpstreamJobPublic(
+                    job_id=u.job_id,
+                    configuration_type=u.configuration_type,
+                    configuration_id=u.configuration_id,
+                    environment=u.environment,
+                    operation_id=u.operation_id,
+                    successes=u.successes,
+                    last_success_at=u.last_success_at,
+                    last_success_run_id=u.last_success_run_id,
+                    satisfied=u.satisfied,
+                )
+                for u in status.upstreams
+            ],
+            target_job_id=status.target_job_id,
+            target_operation_id=status.target_operation_id,
+            last_triggered_at=status.last_triggered_at,
+            last_trigger_run_id=status.last_trigger_run_id,
+            reset_at=status.reset_at,
+        )

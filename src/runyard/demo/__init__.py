@@ -9,9 +9,6 @@ from runyard.operations.spec import OperationBase as OperationSpec
 
 OPERATIONS = Path(__file__).parent / "operations"
 SOURCE_URL_PLACEHOLDER = "{{DEMO_SOURCE_URL}}"
-# Demo operations launched once another's first run has completed (deployed configuration_id -> upstream's),
-# as a workflow would: the summaries read the tables demo-hr loads.
-LAUNCHED_AFTER = {"demo-hr-summaries_DEV": "demo-hr"}
 
 
 def demo_specs(source_url: str) -> list[OperationSpec]:
@@ -21,3 +18,14 @@ def demo_specs(source_url: str) -> list[OperationSpec]:
         text = path.read_text(encoding="utf-8").replace(SOURCE_URL_PLACEHOLDER, source_url)
         specs.extend(load_text(text, source=str(path)))
     return specs
+
+
+def launched_by_workflows(specs: list[OperationSpec]) -> set[str]:
+    """The deployed configuration_ids of the demo workflows' targets: the demo does not launch them itself."""
+    from runyard.operations.workflow.jobs import resolve_jobs
+
+    return {
+        resolve_jobs(spec.model_dump(mode="json")).target.configuration_id
+        for spec in specs
+        if spec.configuration_type == "workflow"
+    }

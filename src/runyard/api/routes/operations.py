@@ -28,6 +28,7 @@ from runyard.services.operations import (
     set_status,
 )
 from runyard.services.runs import LaunchRequest
+from runyard.services.schedules import schedule_ticks
 
 router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
 
@@ -50,14 +51,17 @@ def operations(
         include_archived=archived,
     )
     with store.read() as conn:
-        return [OperationPublic.of(op) for op in list_operations(conn, account=principal.account_id, where=where)]
+        found = list_operations(conn, account=principal.account_id, where=where)
+        ticks = schedule_ticks(conn, found)
+    return [OperationPublic.of(operation, ticks[operation.id]) for operation in found]
 
 
 @router.get("/{operation_id}", response_model=OperationPublic, responses={404: {"description": "No such operation"}})
 def operation(operation_id: IdPath, store: StoreDep, principal: PrincipalDep) -> OperationPublic:
     """One operation, archived or not."""
     with store.read() as conn:
-        return OperationPublic.of(get_operation(conn, operation_id, account=principal.account_id))
+        found = get_operation(conn, operation_id, account=principal.account_id)
+        return OperationPublic.of(found, schedule_ticks(conn, [found])[found.id])
 
 
 @router.post("/{operation_id}/status", response_model=OperationPublic)
@@ -83,7 +87,8 @@ def operation_status(
         account=principal.account_id,
         changed_by=f"{principal.login} (user {principal.user_id})",
     )
-    return OperationPublic.of(changed)
+    with store.read() as conn:
+        return OperationPublic.of(changed, schedule_ticks(conn, [changed])[changed.id])
 
 
 @router.post(

@@ -3,27 +3,35 @@ run time history."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.engine import Connection
 
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import NotFound, RunRejected, RunyardError
 from runyard.operations.loader import check_environment
 from runyard.operations.registry import configuration_types, operation_types
+from runyard.operations.workflow.definition import WORKFLOW
 from runyard.params import IdPath
 from runyard.services.durations import run_durations
 from runyard.services.operations import (
     OperationFilter,
     OperationState,
+    OperationView,
     environments,
     get_operation,
     known_type,
     set_status,
 )
 from runyard.services.runs import LaunchRequest
+from runyard.services.schedules import schedule_ticks, schedule_timezone
 from runyard.services.sources import list_sources
+from runyard.services.workflows import workflow_status
 from runyard.ui.charts import duration_chart
 from runyard.ui.web import (
     FormDep,
@@ -63,6 +71,11 @@ def api_runs_types() -> frozenset[str]:
     return frozenset(name for name, definition in operation_types().items() if definition.api_runs)
 
 
+def launchable_types() -> frozenset[str]:
+    """The types with a Launch button: all but workflows, which launch their target instead."""
+    return frozenset(name for name, definition in operation_types().items() if definition.launchable)
+
+
 def source_filter(params: Mapping[str, str]) -> OperationFilter:
     """The filters of the page's address (type, environment, state); ValueError or a RunyardError naming a bad one."""
     kind = params.get("type") or None
@@ -89,7 +102,13 @@ def sources_page(request: Request, who: ViewerDep) -> Response:
         error, where = str(exc), OperationFilter()
     with ui_state(request).context.store.read() as conn:
         rows = [] if error else list_sources(conn, account, where)
+        workflows = [
+            workflow_status(conn, row.operation.id, account=account)
+            for row in rows
+            if row.operation.configuration_type == WORKFLOW
+        ]
         known_environments = environments(conn, account=account)
+        schedules = schedule_cells(conn, [row.operation for row in rows])
     return render(
         request,
         "sources.html",
@@ -98,7 +117,10 @@ def sources_page(request: Request, who: ViewerDep) -> Response:
         status_code=400 if error else 200,
         error=error,
         rows=rows,
+        schedules=schedules,
         api_runs=api_runs_types(),
+        launchable=launchable_types(),
+        workflows=workflows,
         types=configuration_types(),
         environments=known_environments,
         states=STATE_CHOICES,
@@ -195,3 +217,40 @@ def history_page(request: Request, operation_id: IdPath, who: ViewerDep) -> Resp
         durations=list(reversed(durations)),
         chart=duration_chart(durations),
     )
+
+
+# --- schedules (one line per scheduled source) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleCell:
+    """A source's schedule as the page shows it: its cron, and its ticks on the schedule's clock with the zone's
+    name, e.g. "2026-12-07 06:00 UTC" (`upcoming` is None while the source is not active)."""
+
+    cron: str
+    upcoming: str | None
+    previous: str | None
+
+
+def schedule_cells(conn: Connection, found: Sequence[OperationView]) -> dict[int, ScheduleCell]:
+    """operation id -> its ScheduleCell, for the operations of `found` that have a schedule."""
+    ticks = schedule_ticks(conn, found)
+    cells: dict[int, ScheduleCell] = {}
+    for operation in found:
+        if operation.schedule is not None:
+            zone = schedule_timezone(operation)
+            previous, upcoming = ticks[operation.id]
+            cells[operation.id] = ScheduleCell(operation.schedule, on_clock(upcoming, zone), on_clock(previous, zone))
+    return cells
+
+
+def on_clock(tick: datetime | None, zone: str) -> str | None:
+    """The tick on the schedule's clock: "2026-12-07 06:00 Europe/Paris" (seconds only when it has some)."""
+    if tick is None:
+        return None
+    try:
+        local = tick.astimezone(ZoneInfo(zone))
+    except (ValueError, KeyError):  # a zone this machine does not know: show UTC, and say so
+        local, zone = tick, "UTC"
+    seconds = f":{local:%S}" if local.second else ""
+    return f"{local:%Y-%m-%d %H:%M}{seconds} {zone}"
