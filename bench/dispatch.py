@@ -27,7 +27,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,14 +66,16 @@ CLOCKS = {"wall_ms": "wall (perf_counter)", "store_ms": "store (claimed_at - cre
 
 
 class Probe:
-    """An executor that notes when the worker started it, keyed by run id."""
+    """An executor that notes when the worker started it, keyed by run id (`clock`: perf_counter by default;
+    time.time to compare with cron ticks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
         self._started: dict[int, float] = {}
         self._condition = threading.Condition()
 
     def run(self, ctx: TaskContext) -> None:
-        started = time.perf_counter()
+        started = self._clock()
         with self._condition:
             self._started[ctx.identity.run_id] = started
             self._condition.notify_all()
@@ -112,13 +114,16 @@ class EndProbe:
             return self._ended.pop(run_id)
 
 
-def _deploy_probe_operation(store: Store, registry: dict[str, Executor]) -> int:
+def _deploy_probe_operation(
+    store: Store, registry: dict[str, Executor], configuration_id: str = "bench_dispatch", schedule: str | None = None
+) -> int:
     bootstrap_admin(store, "bench-admin-password")
     spec = TaskGraphOperation.model_validate(
         {
             "configuration_type": "tasks",
-            "configuration_id": "bench_dispatch",
+            "configuration_id": configuration_id,
             "account": "default",
+            "schedule": schedule,
             "tasks": [{"name": "probe", "executor": PROBE}],
         }
     )
@@ -289,6 +294,70 @@ def measure_workflow(url: str, runs: int, *, warmup: int = 3, timeout: float = 3
     }
 
 
+def measure_schedule(url: str, runs: int, *, warmup: int = 1, timeout: float = 30.0) -> dict[str, Any]:
+    """A cron tick -> its run's task running, `runs` times, with the default scheduler and worker.
+
+    The operation's schedule fires every second (croniter's sixth field, seconds), so its tick is the second its
+    run was created in. `wall_ms` is the task's start (time.time()) minus the tick; the store clock is the task's
+    claimed_at minus the tick.
+    """
+    from runyard.worker.scheduler import Scheduler
+
+    store = Store(url)
+    worker: Worker | None = None
+    scheduler: Scheduler | None = None
+    try:
+        migrate.upgrade(store)
+        probe = Probe(clock=time.time)
+        registry = {**default_registry(), PROBE: Executor(PROBE, probe.run, "benchmark probe")}
+        _deploy_probe_operation(store, registry, "bench_scheduled", schedule="* * * * * *")  # every second
+        signal = Wakeup()
+        worker = _default_worker(store, registry, signal)
+        service = RunService(store, signal)
+        scheduler = Scheduler(
+            store,
+            sweep_seconds=_DEFAULTS["sweep_seconds"].default,
+            cancel_timeout_seconds=_DEFAULTS["cancel_timeout_seconds"].default,
+            runs=service,
+            tick_seconds=_DEFAULTS["scheduler_seconds"].default,
+        )
+        worker.start()
+        scheduler.start()
+        wall_ms: list[float] = []
+        run_ids: list[int] = []
+        while len(run_ids) < warmup + runs:
+            run_id, started = probe.wait_any(timeout)
+            run_ids.append(run_id)
+            wall_ms.append((started - _tick_of(service.get_run(run_id).created_at).timestamp()) * 1000)
+        with store.read() as conn:
+            rows = conn.execute(
+                sa.select(runs_table.c.id, runs_table.c.created_at, tasks_table.c.claimed_at)
+                .join(tasks_table, tasks_table.c.run_id == runs_table.c.id)
+                .where(runs_table.c.id.in_(run_ids[warmup:]))
+            ).all()
+        claimed = {row.id: (row.claimed_at - _tick_of(row.created_at)).total_seconds() * 1000 for row in rows}
+        store_ms = [claimed[run_id] for run_id in run_ids[warmup:]]
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+        if worker is not None:
+            worker.stop(grace_seconds=5.0)
+        store.dispose()
+    samples = {"wall_ms": wall_ms[warmup:], "store_ms": store_ms}
+    return {
+        "backend": sa.make_url(url).get_backend_name(),
+        "variant": "schedule: cron tick -> run running",
+        "runs": runs,
+        "samples": samples,
+        "summary": {name: summarize(values) for name, values in samples.items()},
+    }
+
+
+def _tick_of(created_at: datetime) -> datetime:
+    """The every-second tick a scheduled run was created for: the second it was created in."""
+    return created_at.replace(microsecond=0)
+
+
 def _default_worker(store: Store, registry: dict[str, Executor], signal: Wakeup) -> Worker:
     leases = TaskLeases(store, lease_seconds=DEFAULT_LEASE_SECONDS, wakeup=signal)
     return Worker(
@@ -330,6 +399,27 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+TRIGGER_TARGET_MS = 1000.0
+
+
+def trigger_table(results: Sequence[dict[str, Any]]) -> str:
+    """Workflow and schedule triggers: from the event (upstream success, cron tick) to the task running."""
+    lines = [
+        "| Database | Trigger | Clock | Runs | Median ms | p90 ms | p99 ms | Max ms | Within 1 s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    clocks = {"wall_ms": "wall", "store_ms": "store (claimed_at)"}
+    for result in results:
+        for clock, label in clocks.items():
+            stats = result["summary"][clock]
+            cells = " | ".join(f"{stats[name]:.1f}" for name in STATS)
+            within = "yes" if stats["max"] <= TRIGGER_TARGET_MS else "no"
+            lines.append(
+                f"| {result['backend']} | {result['variant']} | {label} | {result['runs']} | {cells} | {within} |"
+            )
+    return "\n".join(lines)
+
+
 def ratios(results: Sequence[dict[str, Any]]) -> list[str]:
     """One line per database: median and p99 of the polling variant over the wakeup one (wall clock)."""
     lines = []
@@ -359,6 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--wakeup-pause", type=float, default=0.05, help="max random pause before each launch, with wakeup (s)"
     )
     parser.add_argument("--warmup", type=int, default=3, help="launches before measuring, not counted")
+    parser.add_argument(
+        "--workflow-runs", type=int, default=50, help="workflow triggers measured (upstream success -> target running)"
+    )
+    parser.add_argument(
+        "--schedule-runs", type=int, default=20, help="cron ticks measured (one per second; tick -> run running)"
+    )
     args = parser.parse_args(argv)
 
     started_at = datetime.now(UTC)
@@ -388,12 +484,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         warmup=args.warmup,
                     )
                 )
+    triggers: list[dict[str, Any]] = []
+    for backend, database in backends:
+        for count, measure_trigger in ((args.workflow_runs, measure_workflow), (args.schedule_runs, measure_schedule)):
+            if count <= 0:
+                continue
+            print(f"measuring {backend}, {measure_trigger.__name__}: {count} runs...", file=sys.stderr)
+            with database() as url:
+                triggers.append(measure_trigger(url, count))
     elapsed = (datetime.now(UTC) - started_at).total_seconds()
 
     print(markdown_table(results))
     print()
     for line in ratios(results):
         print(f"- {line}")
+    if triggers:
+        print()
+        print(trigger_table(triggers))
     print(f"\n{started_at:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s, code {code}; {json.dumps(machine(args.postgres))}")
     if args.json:
         report = {
@@ -403,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "code": code,
             "machine": machine(args.postgres),
             "results": results,
+            "triggers": triggers,
         }
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -53,3 +53,17 @@ def test_markdown_table_has_a_row_per_clock(dispatch: ModuleType, tmp_path: Path
 
     assert table[0].startswith("| Database | Dispatch | Clock |")
     assert len(table) == 2 + len(dispatch.CLOCKS)
+
+
+def test_workflow_and_schedule_triggers_give_samples_per_run(dispatch: ModuleType, tmp_path: Path) -> None:
+    workflow = dispatch.measure_workflow(f"sqlite:///{tmp_path / 'workflow.db'}", 3, warmup=1)
+    schedule = dispatch.measure_schedule(f"sqlite:///{tmp_path / 'schedule.db'}", 2, warmup=1)
+
+    for result in (workflow, schedule):
+        for clock in ("wall_ms", "store_ms"):
+            samples = result["samples"][clock]
+            assert len(samples) == result["runs"]
+            assert all(value >= 0 for value in samples)
+    table = dispatch.trigger_table([workflow, schedule]).splitlines()
+    assert table[0].startswith("| Database | Trigger | Clock |")
+    assert len(table) == 2 + 2 * 2
