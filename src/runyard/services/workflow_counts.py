@@ -5,8 +5,11 @@ These writes sit inside other transactions: a run's success is counted in the tr
 happens next; a deploy syncs a workflow's upstreams with its configuration (`sync_upstreams`). Launching the
 target is runyard.services.workflows, in a transaction of its own.
 
-Lock order: a transaction that writes upstream rows locks them in id order (`_lock_rows`), after the run or
-workflow row it holds, so two finishing runs and a trigger never wait on each other in a cycle.
+Lock order, so that runs ending together and a workflow launching its target never wait on each other in a cycle:
+the run (or the workflow's operation row), then the workflow_states rows in workflow id order (`lock_states`), then
+the workflow_upstreams rows in id order (`_lock_rows`). A finish that took an upstream row before the state row
+deadlocked with a trigger holding the state row and waiting for that upstream row
+(tests/reliability/test_workflow_race.py found it on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -97,24 +100,30 @@ def count_success(conn: Connection, run_id: int, now: datetime) -> list[int]:
         workflow_upstreams.c.environment == operation.environment,
         workflow_upstreams.c.configuration_type == operation.configuration_type,
     )
-    ids = _lock_rows(conn, matching)
-    if not ids:
+    workflows = sorted(
+        {int(wid) for wid in conn.execute(matching.with_only_columns(workflow_upstreams.c.workflow_id)).scalars()}
+    )
+    if not workflows:
         return []
+    lock_states(conn, workflows)
+    ids = _lock_rows(conn, matching)
     conn.execute(
         workflow_upstreams.update()
         .where(workflow_upstreams.c.id.in_(ids))
         .values(successes=workflow_upstreams.c.successes + 1, last_success_at=now, last_success_run_id=run_id)
     )
-    workflows = sorted(
-        {
-            int(wid)
-            for wid in conn.execute(
-                sa.select(workflow_upstreams.c.workflow_id).where(workflow_upstreams.c.id.in_(ids))
-            ).scalars()
-        }
-    )
     conn.execute(workflow_states.update().where(workflow_states.c.workflow_id.in_(workflows)).values(pending=True))
     return workflows
+
+
+def lock_states(conn: Connection, workflow_ids: Sequence[int]) -> None:
+    """Lock the workflows' state rows, in id order: before any of their upstream rows (this module's lock order)."""
+    query = (
+        sa.select(workflow_states.c.workflow_id)
+        .where(workflow_states.c.workflow_id.in_(list(workflow_ids)))
+        .order_by(workflow_states.c.workflow_id)
+    )
+    conn.execute(dialect.lock_for_write(query, conn)).all()
 
 
 def counted_workflows(conn: Connection, run_id: int) -> list[int]:
@@ -146,6 +155,7 @@ def consume_one_each(conn: Connection, ids: Sequence[int]) -> None:
 
 def forget_counts(conn: Connection, workflow_id: int) -> None:
     """Every upstream back to 0 successes (when each last succeeded stays: it is a fact, not a count)."""
+    lock_states(conn, [workflow_id])
     upstream_rows(conn, workflow_id, lock=True)
     conn.execute(workflow_upstreams.update().where(workflow_upstreams.c.workflow_id == workflow_id).values(successes=0))
 

@@ -87,7 +87,9 @@ def _evaluate(store: Store, runs: RunService, workflow_id: int) -> TriggerOutcom
 def _evaluate_in(conn: Connection, runs: RunService, workflow_id: int, now: datetime) -> TriggerOutcome | None:
     conn.execute(dialect.lock_for_write(sa.select(operations.c.id).where(operations.c.id == workflow_id), conn))
     state = conn.execute(
-        sa.select(workflow_states.c.pending).where(workflow_states.c.workflow_id == workflow_id)
+        dialect.lock_for_write(
+            sa.select(workflow_states.c.pending).where(workflow_states.c.workflow_id == workflow_id), conn
+        )
     ).scalar()
     if not state:
         return None  # another process evaluated it since it was read
