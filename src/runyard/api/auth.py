@@ -254,18 +254,28 @@ def require_principal(request: Request) -> Principal:
     return authenticator.principal(request)
 
 
-def require_operator(principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
-    """Dependency: an operator or administrator; 403 for a viewer."""
+def operator_only(principal: Principal) -> Principal:
+    """`principal` if an operator or administrator; Forbidden (403) for a viewer. The one role rule of every API."""
     if not principal.can_operate:
         raise Forbidden(principal.role.value, "operator or administrator")
     return principal
 
 
-def require_admin(principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
-    """Dependency: an administrator; 403 for anyone else."""
+def admin_only(principal: Principal) -> Principal:
+    """`principal` if an administrator; Forbidden (403) for anyone else."""
     if not principal.is_admin:
         raise Forbidden(principal.role.value, "administrator")
     return principal
+
+
+def require_operator(principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
+    """Dependency: an operator or administrator; 403 for a viewer."""
+    return operator_only(principal)
+
+
+def require_admin(principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
+    """Dependency: an administrator; 403 for anyone else."""
+    return admin_only(principal)
 
 
 def unauthorized_response(exc: AuthFailed | CredentialsMissing) -> JSONResponse:

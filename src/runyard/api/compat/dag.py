@@ -37,7 +37,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runyard.api.auth import CHALLENGE, Authenticator, AuthFailed, CredentialsMissing, Forbidden
+from runyard.api.auth import (
+    CHALLENGE,
+    Authenticator,
+    AuthFailed,
+    CredentialsMissing,
+    Forbidden,
+    admin_only,
+    operator_only,
+)
 from runyard.api.deps import RunsDep, StoreDep
 from runyard.api.errors import status_for
 from runyard.errors import InvalidInput, RunyardError
@@ -355,15 +363,11 @@ def _principal(request: Request) -> Principal:
 
 
 def _operator(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
-    if not principal.can_operate:
-        raise Forbidden(principal.role.value, "operator or administrator")
-    return principal
+    return operator_only(principal)
 
 
 def _administrator(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
-    if not principal.is_admin:
-        raise Forbidden(principal.role.value, "administrator")
-    return principal
+    return admin_only(principal)
 
 
 def _caller(principal: Principal) -> Caller:
