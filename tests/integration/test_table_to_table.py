@@ -19,6 +19,7 @@ from runyard.operations.table_to_table.executors import publish
 from runyard.services.operations import deploy
 from runyard.services.runs import LaunchRequest
 from runyard.services.views import RunView
+from runyard.warehouse.base import LOADED_AT_COLUMN
 from tests.integration.api_harness import ApiHarness, api_harness, wait_for
 
 
@@ -49,7 +50,8 @@ def publish_table(hr: ApiHarness, name: str, sql: str) -> None:
 
 
 def rows(hr: ApiHarness, table: str) -> list[tuple[object, ...]]:
-    return hr.query(f"SELECT * FROM main.{table} ORDER BY ALL")
+    """The table's data, without the load time every loaded row carries."""
+    return hr.query(f"SELECT COLUMNS(lambda c: c <> '{LOADED_AT_COLUMN}') FROM main.{table} ORDER BY ALL")
 
 
 def staging_tables(hr: ApiHarness, run_key: str) -> list[str]:

@@ -8,7 +8,7 @@ import sys
 from runyard.operations.registry import TYPE_PACKAGES
 
 HEAVY = ("sqlalchemy", "httpx", "pyarrow", "duckdb", "fastapi", "pydantic", "yaml", "jinja2", "fsspec")
-DOMAIN = ("statuses", "transitions", "graph", "runs", "search", "schedules")
+DOMAIN = ("statuses", "transitions", "graph", "runs", "search", "schedules", "exports")
 
 
 def test_domain_and_plans_load_no_io_library() -> None:

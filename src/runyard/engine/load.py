@@ -9,7 +9,7 @@ from runyard.engine.context import TaskContext, TaskOutput
 from runyard.engine.ingest import INGESTED
 from runyard.engine.resources import EngineResources, document_name, input_key
 from runyard.faults import crash_point
-from runyard.warehouse.base import LoadRequest, TableLoad
+from runyard.warehouse.base import LOADED_AT_COLUMN, LoadRequest, TableLoad
 
 
 def data_load(ctx: TaskContext, resources: EngineResources) -> None:
@@ -30,6 +30,7 @@ def data_load(ctx: TaskContext, resources: EngineResources) -> None:
                 primary_key=tuple(table["primary_key"]),
                 cursor_field=table.get("cursor_field"),
                 high_watermark=document.get("max_cursor") if table.get("cursor_field") else None,
+                loaded_at_column=LOADED_AT_COLUMN,
             )
         )
     commit_load(ctx, resources, loads)

@@ -9,9 +9,10 @@ exists is never loaded again, which makes a retried Data Load a no-op (exactly o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from runyard.errors import RunyardError
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 LoadMode = Literal["replace", "merge"]
 LOAD_MODES: tuple[LoadMode, ...] = ("replace", "merge")
+# When each row was loaded (UTC): operation types that load tables stamp their rows with it, so that an export
+# can page out what was loaded between two dates (as dlt adds `_dlt_load_id`).
+LOADED_AT_COLUMN = "_runyard_loaded_at"
 
 
 class WarehouseError(RunyardError):
@@ -51,6 +55,7 @@ class TableLoad:
     primary_key: tuple[str, ...] = ()
     cursor_field: str | None = None
     high_watermark: str | None = None
+    loaded_at_column: str | None = None  # set: every loaded row gets the load's commit time (UTC) in it
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,57 @@ class LoadResult:
 
     already_loaded: bool
     tables: tuple[TableResult, ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A table or view of an account's warehouse, as the SQL Explorer's schema browser lists it."""
+
+    name: str
+    kind: Literal["table", "view"]
+    columns: tuple[Column, ...]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A read-only query's answer: at most `limit` rows; `truncated` when the query had more."""
+
+    columns: tuple[Column, ...]
+    rows: list[tuple[object, ...]]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class ExportQuery:
+    """What an export reads: a table, or a declared view's SELECT (`sql`), ordered by its time column and
+    filtered on it to [from_time, to_time) when those are given."""
+
+    source: str
+    sql: str | None = None
+    time_column: str | None = None
+    from_time: datetime | None = None
+    to_time: datetime | None = None
+
+
+class ExportReader(Protocol):
+    """An export's rows, read once from one consistent snapshot."""
+
+    @property
+    def columns(self) -> tuple[Column, ...]: ...
+
+    def pages(self, page_rows: int) -> Iterator[pa.Table]:
+        """Pages of exactly `page_rows` rows (the last one shorter; none when there is no row)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Stop the reading from another thread; `pages` then raises QueryFailed(interrupted)."""
+        ...
 
 
 class Transform(Protocol):
@@ -125,6 +181,32 @@ class Warehouse(Protocol):
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Run one statement and return its rows (tests and tools; not a read-only gate)."""
+        ...
+
+    def tables(self) -> list[TableInfo]:
+        """The account's tables and views with their columns, by name (runyard's own tables left out)."""
+        ...
+
+    def read(
+        self,
+        sql: str,
+        *,
+        limit: int,
+        timeout_seconds: float,
+        on_start: Callable[[Callable[[], None]], None] | None = None,
+    ) -> QueryResult:
+        """Run one read-only query (a SELECT, a WITH query, or EXPLAIN of one) in a transaction that cannot write.
+
+        QueryFailed carries the database's message; past `timeout_seconds` the query is interrupted. `on_start`
+        receives a function that interrupts it from another thread."""
+        ...
+
+    def count_rows(self, query: ExportQuery) -> int:
+        """How many rows an export of `query` would give (QueryFailed if the source or time column is unknown)."""
+        ...
+
+    def export(self, query: ExportQuery) -> AbstractContextManager[ExportReader]:
+        """A read-only snapshot of the rows of `query`, in order (QueryFailed if the source or column is unknown)."""
         ...
 
     def drop_staging(self, run_key: str) -> None:

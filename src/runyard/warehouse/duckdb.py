@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,9 +33,13 @@ import duckdb
 from runyard.faults import crash_point
 from runyard.warehouse.base import (
     LOAD_MODES,
+    Column,
+    ExportQuery,
     LoadRequest,
     LoadResult,
     QueryFailed,
+    QueryResult,
+    TableInfo,
     TableLoad,
     TableResult,
     WarehouseError,
@@ -134,6 +138,30 @@ def _check_select(sql: str) -> None:
     if statements[0].type != duckdb.StatementType.SELECT:
         kind = statements[0].type.name.replace("_", " ")
         raise QueryFailed(f"a step is one SELECT that builds its table, and this SQL is a {kind} statement")
+
+
+_READ_KINDS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+
+
+def _check_read(sql: str) -> None:
+    """Exactly one statement, a query (SELECT, WITH, VALUES, FROM, DESCRIBE...) or EXPLAIN of one, as DuckDB's
+    own parser sees it. The transaction it then runs in cannot write whatever the text says."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryFailed(_message(error), _error_line(error)) from error
+    if not statements:
+        raise QueryFailed("there is no query to run")
+    if len(statements) != 1:
+        raise QueryFailed(f"run one query at a time: this text holds {len(statements)} statements")
+    if statements[0].type not in _READ_KINDS:
+        kind = statements[0].type.name.replace("_", " ")
+        raise QueryFailed(f"only queries that read can run here (SELECT, WITH, EXPLAIN): this is a {kind} statement")
+
+
+def _message(error: BaseException) -> str:
+    """The database's whole message (its hints and the line it points at included)."""
+    return str(error).strip() or type(error).__name__
 
 
 _ERROR_LINE = re.compile(r"^LINE (\d+):", re.MULTILINE)
@@ -317,18 +345,21 @@ class DuckDBWarehouse:
         now = _utc_now()
         for table in request.tables:
             with _errors(f"run {request.run_key}: cannot load table {table.name!r}"):
-                results.append(self._load_table(cur, request.run_key, table))
+                results.append(self._load_table(cur, request.run_key, table, now))
                 if table.high_watermark is not None:
                     _save_high_watermark(cur, request.operation_id, table, now)
         with _errors(f"run {request.run_key}: cannot record the load"):
             _record_load(cur, request, tuple(results), now)
         return LoadResult(already_loaded=False, tables=tuple(results))
 
-    def _load_table(self, cur: duckdb.DuckDBPyConnection, run_key: str, table: TableLoad) -> TableResult:
+    def _load_table(self, cur: duckdb.DuckDBPyConnection, run_key: str, table: TableLoad, now: datetime) -> TableResult:
         staging_columns = _columns(cur, STAGING_SCHEMA, staging_name(run_key, table.name))
         if staging_columns is None:
             raise WarehouseError(f"run {run_key}: table {table.name!r} was not staged")
         staging = f"{STAGING_SCHEMA}.{quote(staging_name(run_key, table.name))}"
+        if table.loaded_at_column is not None:
+            _stamp(cur, staging, staging_columns, table.loaded_at_column, now)
+            staging_columns = _columns(cur, STAGING_SCHEMA, staging_name(run_key, table.name)) or staging_columns
         target = f"{TARGET_SCHEMA}.{quote(table.name)}"
         staged = _count(cur, staging)
         if table.mode == "replace" and _keys_unique(cur, staging, table.primary_key):
@@ -449,6 +480,175 @@ class DuckDBWarehouse:
         with self._cursor() as cur, _errors("query failed"):
             return [tuple(row) for row in cur.execute(sql, list(params)).fetchall()]
 
+    # -- read-only access (SQL Explorer, exports) ------------------------------------------
+
+    def tables(self) -> list[TableInfo]:
+        """The account's tables and views with their columns, by name; staging tables and `_runyard` left out."""
+        with self._cursor() as cur, _errors("cannot list the tables"):
+            kinds = dict(
+                cur.execute(
+                    "SELECT table_name, 'table' FROM duckdb_tables() WHERE database_name = current_database() "
+                    "AND schema_name = ? AND NOT starts_with(table_name, ?) "
+                    "UNION ALL SELECT view_name, 'view' FROM duckdb_views() WHERE database_name = current_database() "
+                    "AND schema_name = ? AND NOT internal",
+                    [TARGET_SCHEMA, STAGING_PREFIX, TARGET_SCHEMA],
+                ).fetchall()
+            )
+            columns: dict[str, list[Column]] = {name: [] for name in kinds}
+            for table, column, data_type in cur.execute(
+                "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name, column_index",
+                [TARGET_SCHEMA],
+            ).fetchall():
+                if table in columns:
+                    columns[table].append(Column(column, data_type))
+        return [TableInfo(name, kinds[name], tuple(columns[name])) for name in sorted(kinds, key=str.lower)]
+
+    def read(
+        self,
+        sql: str,
+        *,
+        limit: int,
+        timeout_seconds: float,
+        on_start: Callable[[Callable[[], None]], None] | None = None,
+    ) -> QueryResult:
+        """One query in a READ ONLY transaction on its own cursor, at most `limit` rows (see Warehouse.read)."""
+        _check_read(sql)
+        with self._cursor() as cur, _Stopper(cur, timeout_seconds) as stopper:
+            if on_start is not None:
+                on_start(stopper.interrupt)
+            try:
+                cur.execute("BEGIN TRANSACTION READ ONLY")
+                relation = cur.sql(sql)
+                is_query = duckdb.extract_statements(sql)[0].type == duckdb.StatementType.SELECT
+                table = (relation.limit(limit + 1) if is_query else relation).to_arrow_table()
+                stopper.check()
+            except duckdb.InterruptException as error:
+                raise stopper.failure() from error
+            except duckdb.Error as error:
+                raise QueryFailed(_message(error), _error_line(error)) from error
+            finally:
+                with suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+        names = tuple(relation.columns)
+        types = tuple(str(kind) for kind in relation.types)
+        values = [column.to_pylist() for column in table.columns]
+        rows = [tuple(row) for row in zip(*values, strict=True)] if values else []
+        return QueryResult(
+            columns=tuple(Column(name, kind) for name, kind in zip(names, types, strict=True)),
+            rows=rows[:limit],
+            truncated=len(rows) > limit,
+        )
+
+    def count_rows(self, query: ExportQuery) -> int:
+        """The rows an export of `query` gives."""
+        with self._cursor() as cur:
+            try:
+                cur.execute("BEGIN TRANSACTION READ ONLY")
+                select, params = _export_select(cur, query, ordered=False)
+                row = cur.execute(f"SELECT count(*) FROM ({select})", params).fetchone()  # noqa: S608
+            except duckdb.Error as error:
+                raise QueryFailed(_message(error)) from error
+            finally:
+                with suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def export(self, query: ExportQuery) -> Iterator[DuckDBExport]:
+        """A READ ONLY transaction on its own cursor, reading the rows of `query` in order."""
+        with self._cursor() as cur:
+            try:
+                cur.execute("BEGIN TRANSACTION READ ONLY")
+                select, params = _export_select(cur, query, ordered=True)
+                relation = cur.sql(select, params=params)
+                columns = tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
+            except duckdb.Error as error:
+                with suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+                raise QueryFailed(_message(error)) from error
+            try:
+                yield DuckDBExport(cur, relation, columns)
+            finally:
+                with suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+
+
+class _Stopper:
+    """Interrupts a cursor's query after a timeout, or when asked from another thread, and says which it was."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, timeout_seconds: float) -> None:
+        self._cur = cur
+        self._timeout = timeout_seconds
+        self._timer = threading.Timer(timeout_seconds, self._expire)
+        self._timer.daemon = True
+        self.timed_out = False
+        self.stopped = False
+
+    def __enter__(self) -> _Stopper:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self._cur.interrupt()
+
+    def interrupt(self) -> None:
+        self.stopped = True
+        self._cur.interrupt()
+
+    def check(self) -> None:
+        """Raise if the query was stopped, even when it ended before DuckDB noticed."""
+        if self.stopped or self.timed_out:
+            raise self.failure()
+
+    def failure(self) -> QueryFailed:
+        if self.timed_out and not self.stopped:
+            return QueryFailed(f"the query ran longer than {self._timeout:g} s and was stopped", interrupted=True)
+        return QueryFailed("the query was stopped", interrupted=True)
+
+
+class DuckDBExport:
+    """The rows of one export, read from the snapshot of its READ ONLY transaction (see DuckDBWarehouse.export)."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, relation: duckdb.DuckDBPyRelation, columns: tuple[Column, ...]):
+        self._cur = cur
+        self._relation = relation
+        self.columns = columns
+        self._stopped = False
+
+    def pages(self, page_rows: int) -> Iterator[pa.Table]:
+        """Pages of exactly `page_rows` rows; DuckDB's batches are re-cut (it hands out chunks of its own size)."""
+        import pyarrow as pa
+
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        try:
+            reader = self._relation.to_arrow_reader(max(page_rows, 2048))
+            for batch in reader:
+                if self._stopped:
+                    raise QueryFailed("the export was stopped", interrupted=True)
+                pending.append(batch)
+                held += batch.num_rows
+                while held >= page_rows:
+                    table = pa.Table.from_batches(pending, schema=reader.schema)
+                    yield table.slice(0, page_rows)
+                    rest = table.slice(page_rows)
+                    pending, held = rest.to_batches(), rest.num_rows
+        except duckdb.InterruptException as error:
+            raise QueryFailed("the export was stopped", interrupted=True) from error
+        except duckdb.Error as error:
+            raise QueryFailed(_message(error)) from error
+        if held:
+            yield pa.Table.from_batches(pending, schema=reader.schema)
+
+    def interrupt(self) -> None:
+        self._stopped = True
+        self._cur.interrupt()
+
 
 class DuckDBTransform:
     """One step's session on its own cursor (see DuckDBWarehouse.transform)."""
@@ -510,6 +710,58 @@ class DuckDBWarehouses:
 
 
 # -- SQL helpers (cursor in, no state) ------------------------------------------------------
+
+
+def _export_select(cur: duckdb.DuckDBPyConnection, query: ExportQuery, *, ordered: bool) -> tuple[str, list[object]]:
+    """The SELECT of an export and its parameters: the source, filtered on its time column, in its order."""
+    if query.sql is not None:
+        _check_read(query.sql)
+        source = f"({query.sql.strip().rstrip(';')}) AS {quote(query.source)}"
+    else:
+        _check_name("table", query.source)
+        if _columns(cur, TARGET_SCHEMA, query.source) is None and not _is_view(cur, query.source):
+            raise QueryFailed(f"there is no table or view named {query.source!r}")
+        source = f"{TARGET_SCHEMA}.{quote(query.source)}"
+    select = f"SELECT * FROM {source}"  # noqa: S608
+    conditions: list[str] = []
+    params: list[object] = []
+    if query.time_column is not None:
+        column = quote(query.time_column)
+        if query.from_time is not None:
+            conditions.append(f"{column} >= ?")
+            params.append(query.from_time)
+        if query.to_time is not None:
+            conditions.append(f"{column} < ?")
+            params.append(query.to_time)
+    elif query.from_time is not None or query.to_time is not None:
+        raise QueryFailed(f"{query.source!r} has no time column: fromDate and toDate cannot apply to it")
+    if conditions:
+        select += " WHERE " + " AND ".join(conditions)
+    if ordered and query.time_column is not None:
+        select += f" ORDER BY {quote(query.time_column)} NULLS FIRST"
+    return select, params
+
+
+def _is_view(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = cur.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE database_name = current_database() AND schema_name = ? "
+        "AND lower(view_name) = lower(?) AND NOT internal",
+        [TARGET_SCHEMA, name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _stamp(
+    cur: duckdb.DuckDBPyConnection, staging: str, columns: Mapping[str, _Column], column: str, now: datetime
+) -> None:
+    """Give every staged row the load time in `column` (replacing a staged column of that name, as a table built
+    from a loaded table carries one). A column default fills the rows without rewriting them."""
+    existing = columns.get(_fold(column))
+    if existing is not None:
+        cur.execute(f"ALTER TABLE {staging} DROP COLUMN {quote(existing.name)}")
+    stamp = now.isoformat(sep=" ", timespec="microseconds")  # our own datetime: a safe literal
+    cur.execute(f"ALTER TABLE {staging} ADD COLUMN {quote(column)} TIMESTAMP DEFAULT TIMESTAMP '{stamp}'")
+    cur.execute(f"ALTER TABLE {staging} ALTER COLUMN {quote(column)} DROP DEFAULT")
 
 
 def _count(cur: duckdb.DuckDBPyConnection, qualified: str) -> int:

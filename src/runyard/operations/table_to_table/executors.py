@@ -19,7 +19,7 @@ from runyard.errors import ConfigError
 from runyard.operations.table_to_table import plan
 from runyard.operations.table_to_table.render import render_step, sql_variables
 from runyard.operations.table_to_table.sql import BoundSql, SqlTextError, line_of
-from runyard.warehouse.base import QueryFailed, TableLoad
+from runyard.warehouse.base import LOADED_AT_COLUMN, QueryFailed, TableLoad
 
 
 def build_step(ctx: TaskContext, resources: EngineResources) -> None:
@@ -64,7 +64,11 @@ def publish(ctx: TaskContext, resources: EngineResources) -> None:
     missing = [table for table in ctx.params["tables"] if table not in built]
     if missing:  # the plan makes every step a hard dependency: this is a store that was edited by hand
         raise TaskFailed(f"not published: the step(s) {', '.join(missing)} did not complete")
-    commit_load(ctx, resources, [TableLoad(name=table, mode="replace") for table in ctx.params["tables"]])
+    commit_load(
+        ctx,
+        resources,
+        [TableLoad(name=table, mode="replace", loaded_at_column=LOADED_AT_COLUMN) for table in ctx.params["tables"]],
+    )
 
 
 STAGES: dict[str, tuple[Stage, str]] = {
