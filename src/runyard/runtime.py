@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from runyard.services.exports import ExportService, export_service
 from runyard.services.runs import RunService
 from runyard.services.tasks import TaskLeases
 from runyard.services.wakeup import Wakeup
@@ -24,6 +25,8 @@ from runyard.worker.worker import Worker, default_worker_id
 if TYPE_CHECKING:
     from runyard.engine.executors import Executor
     from runyard.engine.resources import EngineResources
+    from runyard.staging import Staging
+    from runyard.warehouse.base import WarehouseProvider
 
 _CONTROL = re.compile(r"[\r\n\x1b]")
 
@@ -113,10 +116,34 @@ class Runtime:
     wakeup: Wakeup = field(default_factory=Wakeup)
     resources: EngineResources | None = None
     registry: dict[str, Executor] = field(default_factory=default_registry)
+    _staging: Staging | None = field(default=None, init=False, repr=False)
+    _exports: ExportService | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.resources is not None:
             self.registry = full_registry(self.resources)
+
+    @property
+    def warehouses(self) -> WarehouseProvider | None:
+        """The warehouses of this process's engine; None where it runs none (the extra HTTP processes)."""
+        return self.resources.warehouses if self.resources is not None else None
+
+    @property
+    def exports(self) -> ExportService:
+        """This process's export sessions: the API starts them, the leading scheduler expires them."""
+        if self._exports is None:
+            self._exports = export_service(self)
+        return self._exports
+
+    @property
+    def staging(self) -> Staging:
+        if self.resources is not None:
+            return self.resources.staging
+        if self._staging is None:
+            from runyard.staging import Staging
+
+            self._staging = Staging(self.settings.resolved_staging_url)
+        return self._staging
 
     def close(self) -> None:
         if self.resources is not None:
@@ -150,4 +177,5 @@ class Runtime:
             warehouses=self.resources.warehouses if self.resources is not None else None,
             runs=self.runs,
             tick_seconds=self.settings.scheduler_seconds,
+            expire_exports=self.exports.sweep,
         )

@@ -55,12 +55,39 @@ class Settings(BaseSettings):
         description="Local folders storage-to-storage operations may read and write, comma-separated; default: "
         "<home>/files. Object stores (s3://) are reached with the credentials of the environment",
     )
+    sql_row_limit: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="SQL Explorer: the most rows a query returns (API, UI, CLI and CSV); a request may ask for fewer",
+    )
+    sql_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="SQL Explorer: a query running longer than this is stopped"
+    )
     http_processes: int = Field(
         default=1,
         ge=1,
         le=64,
         description="Processes `runyard serve` answers HTTP from; the first also runs the workers and scheduler, the "
         "others only serve (a launch they answer reaches the workers at their next poll, not at once)",
+    )
+
+    export_completed_seconds: float = Field(
+        default=300.0, ge=0, description="How long an export whose pages are all cached stays in the completed queue"
+    )
+    export_draining_seconds: float = Field(
+        default=5.0, ge=0, description="How long an export stays in the draining queue before its pages are deleted"
+    )
+    export_stale_after_seconds: float = Field(
+        default=240.0, ge=0, description="An active export without activity for this long moves to the stale queue"
+    )
+    export_stale_seconds: float = Field(
+        default=300.0, ge=0, description="How long a stale export may come back to active before it drains"
+    )
+    export_first_page_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long page 1 of an export waits to be cached before answering 'not yet cached' with its token",
     )
 
     @field_validator("allowed_hosts", "storage_roots", mode="before")

@@ -262,8 +262,9 @@ def _add_users(store: Store) -> None:
 
 
 @contextmanager
-def rest_stack(home: Path, database_url: str) -> Iterator[RestStack]:
-    """A started stack (see the module docstring) on `database_url`; everything is stopped when the block ends."""
+def rest_stack(home: Path, database_url: str, **overrides: Any) -> Iterator[RestStack]:
+    """A started stack (see the module docstring) on `database_url`, with `overrides` of its settings; everything is
+    stopped when the block ends."""
     settings = Settings(
         home=home,
         database_url=database_url,
@@ -272,6 +273,7 @@ def rest_stack(home: Path, database_url: str) -> Iterator[RestStack]:
         poll_seconds=0.1,
         sweep_seconds=0.3,
         admin_password=SecretStr(ADMIN_PASSWORD),
+        **overrides,
     )
     with cheap_hashing():
         store = open_store(settings)

@@ -6,6 +6,8 @@ through runyard.services only.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,9 +15,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from runyard.api import auth, errors
-from runyard.api.compat import dag, etlworks, jobs
+from runyard.api.compat import biviews, dag, etlworks, jobs
 from runyard.api.routes import auth as auth_routes
-from runyard.api.routes import events, operations, runs, users, workflows
+from runyard.api.routes import events, operations, runs, sql, users, workflows
 from runyard.services.app_context import AppContext
 from runyard.services.metrics import LastChecks
 
@@ -26,6 +28,8 @@ def install(app: FastAPI, context: AppContext) -> None:
     app.state.context = context
     app.state.tokens = auth.TokenService(settings.signing_key(), ttl_seconds=settings.token_ttl_seconds)
     app.state.last_checks = LastChecks()
+    app.state.exports = exports = context.exports
+    _close_on_shutdown(app, exports.close)
     auth.install(app, auth.Authenticator(context.store, app.state.tokens, allow_query_token=settings.query_token_auth))
     errors.install(app)
     for router in (
@@ -35,12 +39,29 @@ def install(app: FastAPI, context: AppContext) -> None:
         events.router,
         users.router,
         workflows.router,
+        sql.router,
         jobs.router,
         etlworks.router,
+        biviews.router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(dag.router)  # spec 003: its own error shape, {"code", "data", "message"} (compat/dag.py)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+
+def _close_on_shutdown(app: FastAPI, close: Callable[[], None]) -> None:
+    """Run `close` when the app's lifespan ends, after whatever the lifespan already did."""
+    previous = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with previous(app_) as state:
+            try:
+                yield state
+            finally:
+                close()
+
+    app.router.lifespan_context = lifespan
 
 
 class ErrorDetail(BaseModel):

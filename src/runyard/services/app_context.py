@@ -7,11 +7,16 @@ way to wake its workers when a launch adds work.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from runyard.services.runs import RunService
 from runyard.settings import Settings
 from runyard.store.database import Store
+
+if TYPE_CHECKING:
+    from runyard.services.exports import ExportService
+    from runyard.staging import Staging
+    from runyard.warehouse.base import WarehouseProvider
 
 
 class AppContext(Protocol):
@@ -23,3 +28,18 @@ class AppContext(Protocol):
 
     @property
     def runs(self) -> RunService: ...
+
+    @property
+    def warehouses(self) -> WarehouseProvider | None:
+        """The accounts' warehouses, in the process that holds them (None in a process that only answers HTTP)."""
+        ...
+
+    @property
+    def exports(self) -> ExportService:
+        """The process's export sessions (spec 004): one service, shared with its scheduler."""
+        ...
+
+    @property
+    def staging(self) -> Staging:
+        """Where exports cache their pages (every process reaches it)."""
+        ...

@@ -47,6 +47,7 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 DOCUMENTS_DIR = ".documents"
+EXPORTS_DIR = ".exports"  # <account>/.exports/<session>/page-<n>: the pages an export session cached
 _MANIFEST_VERSION = 1
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 _ATTEMPT_DIR = re.compile(r"attempt-(\d+)")
@@ -362,6 +363,25 @@ class Staging:
     def remove_run(self, account: str, operation_id: int, run_key: str) -> None:
         """Delete everything staged for one run (no error when nothing is there)."""
         path = self._path(account, *self._run_parts(operation_id, run_key))
+        self._io(path, "remove", lambda: self._storage.remove_tree(path))
+
+    # -- export caches (spec 004) --
+
+    def _export_path(self, account: str, session: str, *tail: str) -> str:
+        return self._path(account, EXPORTS_DIR, safe_name(session, what="export session"), *tail)
+
+    def write_export_page(self, account: str, session: str, number: int, data: bytes) -> None:
+        """Cache page `number` of an export session: whole or absent to a reader, not fsynced (a cache)."""
+        path = self._export_path(account, session, f"page-{_number(number, 'page', 1):08d}")
+        self._io(path, "write", lambda: self._storage.write_cache(path, data))
+
+    def read_export_page(self, account: str, session: str, number: int) -> bytes | None:
+        """A cached page, None when it is not (or no longer) cached."""
+        return self._read(self._export_path(account, session, f"page-{_number(number, 'page', 1):08d}"))
+
+    def remove_export(self, account: str, session: str) -> None:
+        """Delete every cached page of an export session (no error when nothing is there)."""
+        path = self._export_path(account, session)
         self._io(path, "remove", lambda: self._storage.remove_tree(path))
 
     # -- I/O with clear errors --

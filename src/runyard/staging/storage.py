@@ -98,6 +98,10 @@ class Storage(Protocol):
     def inside(self, path: str, folder: str) -> bool: ...
     def realpath(self, path: str) -> str: ...
     def write_atomic(self, path: str, data: bytes) -> None: ...
+    def write_cache(self, path: str, data: bytes) -> None:
+        """Whole or absent to a reader, like write_atomic, but not made durable: for caches, which can be rebuilt."""
+        ...
+
     def read(self, path: str) -> bytes | None: ...
     def list_dirs(self, path: str) -> list[str]: ...
     def remove_tree(self, path: str) -> None: ...
@@ -111,6 +115,12 @@ class Storage(Protocol):
     def sync_names(self, paths: Iterable[str]) -> None: ...
     def delete(self, path: str) -> None: ...
     def can_hold(self, folder: str) -> bool: ...
+
+
+def _gone_is_removed(_function: object, _path: str, error: tuple[type[BaseException], BaseException, object]) -> None:
+    """rmtree's error handler: a file another remover deleted first is removed; any other error is raised."""
+    if not isinstance(error[1], FileNotFoundError):
+        raise error[1]
 
 
 class LocalStorage:
@@ -139,6 +149,19 @@ class LocalStorage:
             writer.commit()
         _fsync_dir(os.path.dirname(path))
 
+    def write_cache(self, path: str, data: bytes) -> None:
+        folder, name = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
+        temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+            os.replace(temporary, path)  # readers see the whole page or none; no fsync: a cache is rebuilt
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
     def read(self, path: str) -> bytes | None:
         try:
             with open(path, "rb") as handle:
@@ -155,7 +178,7 @@ class LocalStorage:
 
     def remove_tree(self, path: str) -> None:
         if os.path.lexists(path):
-            shutil.rmtree(path)
+            shutil.rmtree(path, onerror=_gone_is_removed)
 
     def remove_temporaries(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError), os.scandir(path) as entries:
@@ -350,6 +373,9 @@ class FsspecStorage:
     def write_atomic(self, path: str, data: bytes) -> None:
         self._fs.makedirs(posixpath.dirname(path), exist_ok=True)
         self._fs.pipe_file(path, data)
+
+    def write_cache(self, path: str, data: bytes) -> None:
+        self.write_atomic(path, data)  # one PUT: an object store shows the whole object or none
 
     def read(self, path: str) -> bytes | None:
         try:

@@ -366,3 +366,30 @@ operation_schedules = sa.Table(
     sa.Column("last_run_id", sa.ForeignKey("runs.id")),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# An export session of spec 004 (BI Views v2): one continuation token, its queue (runyard.domain.exports) and
+# how far the background export has cached its pages in staging.
+export_sessions = sa.Table(
+    "export_sessions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("user_id", sa.ForeignKey("users.id")),
+    sa.Column("object_name", sa.String(300), nullable=False),
+    sa.Column("from_date", sa.String(30)),
+    sa.Column("to_date", sa.String(30)),
+    sa.Column("page_size", sa.Integer, nullable=False),
+    sa.Column("output_type", sa.String(10), nullable=False),
+    sa.Column("queue", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("message", sa.Text),
+    sa.Column("accumulate", sa.BigInteger, nullable=False, default=0),
+    sa.Column("metric", sa.Integer),
+    sa.Column("pages_cached", sa.Integer, nullable=False, default=0),
+    sa.Column("total_pages", sa.Integer),
+    sa.Column("total_rows", sa.BigInteger),
+    sa.Column("initiated_at", UtcDateTime(), nullable=False),
+    sa.Column("last_activity", UtcDateTime(), nullable=False),
+    sa.Column("queue_since", UtcDateTime(), nullable=False),
+    sa.Index("ix_export_sessions_account_id_queue", "account_id", "queue"),
+)

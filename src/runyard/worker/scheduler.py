@@ -45,8 +45,10 @@ class Scheduler:
         clock: Callable[[], datetime] | None = None,
         tick_seconds: float = DEFAULT_TICK_SECONDS,
         leadership: Leadership | None = None,
+        expire_exports: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
+        self.expire_exports = expire_exports
         self.warehouses = warehouses
         self.sweep_seconds = sweep_seconds
         self.cancel_timeout_seconds = cancel_timeout_seconds
@@ -153,6 +155,7 @@ class Scheduler:
             log.info("sweep: %s", report)
         if self.leading:
             self._fire_pending_workflows()
+            self._expire_exports()
         if self.warehouses is not None:
             self._drop_ended_staging(self.warehouses)
 
@@ -161,6 +164,17 @@ class Scheduler:
             fire_pending(self.store, self.runs)
         except Exception as error:  # the next sweep tries again
             log.warning("pending workflows not evaluated (%s); trying again at the next sweep", describe_failure(error))
+
+    def _expire_exports(self) -> None:
+        if self.expire_exports is None:
+            return
+        try:
+            removed = self.expire_exports()
+        except Exception as error:  # the next sweep tries again
+            log.warning("export sessions not expired (%s); trying again at the next sweep", describe_failure(error))
+            return
+        if removed:
+            log.info("removed %d export session(s) that had drained, with their cached pages", removed)
 
     def _drop_ended_staging(self, warehouses: WarehouseProvider) -> None:
         for warehouse in warehouses.opened():
