@@ -57,6 +57,7 @@ DATE_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 TOKEN_HEADER = "continuation-token"  # noqa: S105 - a header name
 _TOKEN_CONTEXT = b"runyard export continuation token v1"
 _SIGNATURE_BYTES = 16
+STOP_SECONDS = 10.0  # how long a cancel waits for this process's export to stop before deleting its pages
 
 
 class ExportError(RunyardError):
@@ -199,7 +200,8 @@ class ExportService:
         self.first_page_seconds = first_page_seconds
         self._resolve = resolve
         self._lock = threading.Lock()
-        self._running: dict[str, Callable[[], None]] = {}  # session id -> interrupt, for exports of this process
+        # The exports running in this process: session id -> (interrupt, set once the export has let go).
+        self._running: dict[str, tuple[Callable[[], None], threading.Event]] = {}
 
     # -- page 1 and the count --------------------------------------------------------------------------------
 
@@ -281,9 +283,10 @@ class ExportService:
 
     # -- sessions --------------------------------------------------------------------------------------------
 
-    def sessions(self, account_id: int) -> dict[str, list[dict[str, Any]]]:
+    def sessions(self, account: str, account_id: int) -> dict[str, list[dict[str, Any]]]:
         """Every session of the account, grouped by queue, oldest first (timers applied)."""
         grouped: dict[str, list[dict[str, Any]]] = {queue.value: [] for queue in queues.QUEUES}
+        removed: list[str] = []
         with self.store.write() as conn:
             now = self.store.now(conn)
             rows = (
@@ -297,11 +300,15 @@ class ExportService:
             )
             for row in rows:
                 state = self._save(conn, row, queues.advance(_state(row), now, self.timers))
-                if state is not None:
+                if state is None:
+                    removed.append(row["id"])
+                else:
                     grouped[state.queue.value].append(self._describe(row, state, now))
+        for session_id in removed:
+            self._forget(account, session_id, removed=True)
         return grouped
 
-    def session(self, account_id: int, task_id: str) -> dict[str, Any]:
+    def session(self, account: str, account_id: int, task_id: str) -> dict[str, Any]:
         """One session (with its queue), timers applied; ExportError 400 for a bad token, 404 when absent."""
         session_id = self.tokens.session_of(task_id)
         with self.store.write() as conn:
@@ -309,6 +316,8 @@ class ExportService:
             now = self.store.now(conn)
             state = None if row is None else self._save(conn, row, queues.advance(_state(row), now, self.timers))
         if row is None or state is None:
+            if row is not None:
+                self._forget(account, session_id, removed=True)
             raise ExportError(404, "no export session has this task_id in your account")
         return {**self._describe(row, state, now), "queue": state.queue.value}
 
@@ -359,7 +368,7 @@ class ExportService:
         """Stop this process's exports (their sessions end FAILED, saying the server stopped)."""
         with self._lock:
             running = list(self._running.values())
-        for interrupt in running:
+        for interrupt, _ in running:
             interrupt()
 
     # -- the background export's records ---------------------------------------------------------------------
@@ -406,13 +415,16 @@ class ExportService:
 
     @contextmanager
     def running(self, session_id: str, interrupt: Callable[[], None]) -> Iterator[None]:
+        """While an export of this process runs: it can be interrupted, and waited for (`_interrupt`)."""
+        done = threading.Event()
         with self._lock:
-            self._running[session_id] = interrupt
+            self._running[session_id] = (interrupt, done)
         try:
             yield
         finally:
             with self._lock:
                 self._running.pop(session_id, None)
+            done.set()
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
@@ -459,11 +471,15 @@ class ExportService:
         if removed:
             self.staging.remove_export(account, session_id)
 
-    def _interrupt(self, session_id: str) -> None:
+    def _interrupt(self, session_id: str, wait_seconds: float = STOP_SECONDS) -> None:
+        """Stop the session's export if this process runs it, and wait until it has let go of its pages (so that
+        deleting them races with no write). An export in another process stops at its next page."""
         with self._lock:
-            interrupt = self._running.get(session_id)
-        if interrupt is not None:
+            running = self._running.get(session_id)
+        if running is not None:
+            interrupt, done = running
             interrupt()
+            done.wait(wait_seconds)
 
     def _describe(self, row: RowMapping | dict[str, Any], state: SessionState, now: datetime) -> dict[str, Any]:
         """A session as spec 004 answers it."""

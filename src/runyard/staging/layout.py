@@ -21,6 +21,7 @@ for local folders) must stay inside ``<root>/<account>/``; otherwise StagingErro
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -52,6 +53,7 @@ _MANIFEST_VERSION = 1
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 _ATTEMPT_DIR = re.compile(r"attempt-(\d+)")
 _MAX_SLUG = 100
+_REMOVE_ATTEMPTS = 5
 
 
 # --- names ----------------------------------------------------------------------------------------
@@ -382,6 +384,13 @@ class Staging:
     def remove_export(self, account: str, session: str) -> None:
         """Delete every cached page of an export session (no error when nothing is there)."""
         path = self._export_path(account, session)
+        for _ in range(_REMOVE_ATTEMPTS):
+            try:
+                self._storage.remove_tree(path)
+                return
+            except OSError as error:  # a page written meanwhile (an exporter of another process): its folder is
+                if error.errno != errno.ENOTEMPTY:  # not empty; it stops at its next page, so try again
+                    break
         self._io(path, "remove", lambda: self._storage.remove_tree(path))
 
     # -- I/O with clear errors --

@@ -86,14 +86,14 @@ def biview(
 def sessions(request: Request, principal: PrincipalDep) -> dict[str, list[dict[str, Any]]]:
     """Every export session of your account, grouped by queue: active, completed, draining, stale."""
     operator_only(principal)
-    return _exports(request).sessions(principal.account_id)
+    return _exports(request).sessions(principal.account, principal.account_id)
 
 
 def session(request: Request, principal: PrincipalDep, task_id: TaskId) -> Response:
     """One export session (its queue included)."""
     operator_only(principal)
     try:
-        return JSONResponse(_exports(request).session(principal.account_id, task_id))
+        return JSONResponse(_exports(request).session(principal.account, principal.account_id, task_id))
     except ExportError as error:
         return _refusal(error)
 
