@@ -1,11 +1,13 @@
-"""The `runyard` command line: serve, worker, deploy, operations, run, runs, retry, cancel, accounts, users, auth."""
+"""The `runyard` command line: serve, worker, deploy, operations, run, runs, retry, cancel, sql, accounts, users,
+auth."""
 
 from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -19,16 +21,20 @@ from rich.table import Table
 
 from runyard.api.schemas import RunPublic
 from runyard.cli_backends import (
+    LOGIN_EXPIRED,
+    TOKEN_REFUSED,
     TOKEN_VARIABLE,
     URL_VARIABLE,
     Backend,
     HttpBackend,
     LocalBackend,
+    Remote,
     SavedLogin,
     last_url,
     normal_url,
     remote,
     save_login,
+    saved_login,
     token_lines,
 )
 from runyard.client import ClientError, RunyardClient
@@ -47,6 +53,7 @@ from runyard.services.operations import (
     preview_deploy,
 )
 from runyard.services.operations import deploy as deploy_specs
+from runyard.services.sql_explorer import cell_text
 from runyard.settings import Settings
 from runyard.store import migrate
 
@@ -413,6 +420,84 @@ def cancel(run_id: Annotated[int, typer.Argument(help="The run to cancel")]) -> 
     with _backend() as backend:
         view = backend.cancel(run_id)
     out.print(f"run {run_id} is {view.status_label}")
+
+
+@app.command("sql")
+def sql_command(
+    query: Annotated[str | None, typer.Argument(help="The query: one SELECT, WITH or EXPLAIN")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Read the query from this file (- for standard input)")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many rows (default and maximum: RUNYARD_SQL_ROW_LIMIT)")
+    ] = None,
+    csv_output: Annotated[bool, typer.Option("--csv", help="Print the rows as CSV (a header row first)")] = False,
+    url: Annotated[str | None, typer.Option(help="The server: default RUNYARD_URL, else the saved login's")] = None,
+) -> None:
+    """Run a read-only query on your account's warehouse, through the server (operators and administrators).
+
+    Prints the rows as a table with "N rows in X ms" (and a notice when there were more than the limit), or CSV
+    with --csv. Ctrl+C stops the query on the server too."""
+    text = _sql_text(query, file)
+    found = _sql_remote(url)
+    query_id = uuid.uuid4().hex
+    with RunyardClient(found.url, found.token, auth_hint=found.auth_hint) as client:
+        try:
+            if csv_output:
+                sys.stdout.write(client.sql_csv(text, limit=limit, query_id=query_id))
+                return
+            result = client.sql(text, limit=limit, query_id=query_id)
+        except KeyboardInterrupt:
+            with suppress(ClientError):
+                client.stop_sql(query_id)
+            err.print("error: stopped (the query was stopped on the server too)", markup=False)
+            raise typer.Exit(130) from None
+    table = Table(*(escape(column.name) for column in result.columns), box=None)
+    for row in result.rows:
+        table.add_row(*("[dim]NULL[/]" if value is None else escape(cell_text(value)) for value in row))
+    out.print(table)
+    rows = f"{result.row_count:,} row{'' if result.row_count == 1 else 's'}"
+    out.print(f"{rows} in {result.elapsed_ms:,.1f} ms", markup=False)
+    if result.truncated:
+        out.print(
+            f"truncated: the query has more rows than {result.row_count:,}; only the first {result.row_count:,} are "
+            "shown (--limit asks for more, up to the server's RUNYARD_SQL_ROW_LIMIT)",
+            markup=False,
+        )
+
+
+def _sql_text(query: str | None, file: Path | None) -> str:
+    if (query is None) == (file is None):
+        raise InvalidInput("sql", "give the query, or --file with a file that holds it (not both)")
+    if file is None:
+        assert query is not None
+        return query
+    try:
+        return sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput("--file", f"cannot read {file}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def _sql_remote(url: str | None) -> Remote:
+    """The server the query goes to: --url (with RUNYARD_TOKEN, or the login saved for it), else the mode rule's
+    server. The warehouse is the server's: there is no direct mode."""
+    home = _settings().home
+    if url is None:
+        found = remote(home)
+        if found is None:
+            raise ClientError(
+                f"not logged in: run `runyard login` (or set {URL_VARIABLE} and {TOKEN_VARIABLE}); "
+                "queries run on the server, which holds the warehouse"
+            )
+        return found
+    server = normal_url(url)
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if token:
+        return Remote(server, token, TOKEN_REFUSED)
+    saved = saved_login(home)
+    if saved is None or saved.url != server:
+        raise ClientError(f"not logged in to {server}: run `runyard login --url {server}` or set {TOKEN_VARIABLE}")
+    return Remote(server, saved.token, LOGIN_EXPIRED)
 
 
 @accounts_app.command("create")

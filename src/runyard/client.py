@@ -13,6 +13,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from runyard.api.compat.dag import WhoAmI
+from runyard.api.routes.sql import SqlResult, SqlTable, SqlTables
 from runyard.api.schemas import OperationPublic, RunPublic, RunsPage, TaskPublic, TasksPage
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput, NotFound, RunyardError
@@ -168,6 +169,40 @@ class RunyardClient:
     def cancel(self, run_id: int) -> RunPublic:
         return RunPublic.model_validate(self._json("POST", f"{API}/runs/{run_id}/cancel"))
 
+    # --- the SQL Explorer ----------------------------------------------------------------------------
+
+    def sql(self, sql: str, *, limit: int | None = None, query_id: str | None = None) -> SqlResult:
+        """Run one read-only query on the account's warehouse: POST /api/v1/sql. The server stops it after its
+        RUNYARD_SQL_TIMEOUT_SECONDS, so the answer is awaited without a read timeout of our own."""
+        response = self._send("POST", f"{API}/sql", json=_sql_body(sql, limit, query_id), timeout=self._sql_timeout())
+        return SqlResult.model_validate(self._checked(response).json())
+
+    def sql_csv(self, sql: str, *, limit: int | None = None, query_id: str | None = None) -> str:
+        """The query's rows as CSV (a header row, then the rows)."""
+        response = self._send(
+            "POST",
+            f"{API}/sql",
+            params={"format": "csv"},
+            json=_sql_body(sql, limit, query_id),
+            timeout=self._sql_timeout(),
+        )
+        return self._checked(response).text
+
+    def sql_tables(self) -> list[SqlTable]:
+        """The account's tables and views with their columns."""
+        return SqlTables.model_validate(self._json("GET", f"{API}/sql/tables")).tables
+
+    def stop_sql(self, query_id: str) -> bool:
+        """Stop our running query `query_id`; False when it is not running (anymore)."""
+        response = self._send("DELETE", f"{API}/sql/{query_id}")
+        if response.status_code == httpx.codes.NOT_FOUND:
+            return False
+        self._checked(response)
+        return True
+
+    def _sql_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self._http.timeout.connect, read=None)
+
     # --- the token -----------------------------------------------------------------------------------
 
     def whoami(self) -> WhoAmI:
@@ -285,6 +320,15 @@ def login(url: str, login: str, password: str, *, timeout: float = 30) -> str:
         return str(response.json()["access_token"])
     except (ValueError, KeyError, TypeError):
         raise ClientError(f"{base} did not answer with a token: is it a runyard server?") from None
+
+
+def _sql_body(sql: str, limit: int | None, query_id: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"sql": sql}
+    if limit is not None:
+        body["limit"] = limit
+    if query_id is not None:
+        body["query_id"] = query_id
+    return body
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:

@@ -22,17 +22,21 @@ from runyard.app import create_app
 from runyard.demo import demo_specs, launched_by_workflows
 from runyard.demo.landing import drop_demo_files
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
-from runyard.domain.statuses import RunType, Trigger
-from runyard.errors import RunRejected
+from runyard.domain.statuses import RunStatus, RunType, Trigger
+from runyard.errors import RunRejected, RunyardError
 from runyard.operations.registry import operation_types
 from runyard.runtime import Runtime, configure_logging, engine_resources, open_store, tuned_gc
-from runyard.services.accounts import bootstrap_admin
+from runyard.services.accounts import account_id, bootstrap_admin
+from runyard.services.exports import parse_request
 from runyard.services.listing import RunQuery, list_runs
 from runyard.services.operations import deploy
 from runyard.services.runs import LaunchRequest
 from runyard.settings import Settings
 
 log = logging.getLogger("runyard.serve")
+DEMO_EXPORT_AFTER = "demo-hr"  # its first run loads the employees the demo's bi-view reads
+DEMO_EXPORT_VIEW = "EMPLOYEES_V"
+DEMO_EXPORT_WAIT_SECONDS = 180.0
 SHUTDOWN_GRACE_SECONDS = 10.0
 HTTP_PROCESS_STARTUP_SECONDS = 30.0
 
@@ -225,7 +229,35 @@ def _deploy_demo(runtime: Runtime, source_url: str) -> None:
         if spec.configuration_type not in launchable or item.configuration_id in left_to_workflows:
             continue
         if not _has_runs(runtime, item.operation_id):
-            _launch_demo(runtime, item.operation_id, item.configuration_id)
+            run_id = _launch_demo(runtime, item.operation_id, item.configuration_id)
+            if item.configuration_id == DEMO_EXPORT_AFTER and run_id is not None:
+                threading.Thread(
+                    target=_export_demo_view, args=(runtime, spec.account, run_id), name="demo-export", daemon=True
+                ).start()
+
+
+def _export_demo_view(runtime: Runtime, account: str, run_id: int) -> None:
+    """Once demo-hr's first run has loaded the employees, export the demo's bi-view, so that the Exports page shows
+    a session (completed, then draining after RUNYARD_EXPORT_COMPLETED_SECONDS)."""
+    deadline = time.monotonic() + DEMO_EXPORT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        status = runtime.runs.get_run(run_id).status
+        if status.is_final:
+            break
+        time.sleep(0.5)
+    else:
+        return
+    if status not in (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_ERRORS):
+        return
+    try:
+        with runtime.store.read() as conn:
+            owner = account_id(conn, account)
+        request = parse_request(DEMO_EXPORT_VIEW, None, None, "500", "csv")
+        runtime.exports.begin(account, owner, None, request)
+    except RunyardError as error:
+        log.warning("demo: the export of %s did not start: %s", DEMO_EXPORT_VIEW, error)
+        return
+    log.info("demo: export of %s started (see Exports)", DEMO_EXPORT_VIEW)
 
 
 def _has_runs(runtime: Runtime, operation_id: int) -> bool:

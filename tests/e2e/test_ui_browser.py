@@ -77,7 +77,7 @@ def test_sources_list_operations_with_their_last_run(admin_page: Page, ui_server
 
 def test_the_demo_runs_every_type_and_the_summaries_show_their_tables(admin_page: Page, ui_server: UiServer) -> None:
     types = admin_page.locator("#sources-table tbody tr td:nth-child(2)").all_inner_texts()
-    assert sorted(types) == ["api-to-table", "storage-to-storage", "table-to-table", "tasks", "workflow"]
+    assert sorted(types) == ["api-to-table", "bi-view", "storage-to-storage", "table-to-table", "tasks", "workflow"]
     summaries = admin_page.locator("#sources-table tr", has_text="Headcount and time off by department")
     expect(summaries.locator(".badge")).to_have_text("Completed")
     expect(summaries.get_by_role("link", name="View API Runs")).to_have_count(0)  # not an API source
@@ -260,7 +260,7 @@ def test_a_viewer_sees_no_retry_launch_or_cancel(context: BrowserContext, ui_ser
     sign_in(page, ui_server.url, *VIEWER)
     run_id = failed_run_id(ui_server)
 
-    expect(page.locator("#sources-table tbody tr")).to_have_count(5)
+    expect(page.locator("#sources-table tbody tr")).to_have_count(6)
     expect(page.get_by_role("button", name=re.compile("Launch"))).to_have_count(0)
     page.goto(f"{ui_server.url}/runs")
     expect(rows(page, "runs-table")).to_have_count(5)

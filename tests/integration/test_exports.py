@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from runyard.operations.bi_view.spec import BiViewOperation
 from runyard.services.exports import NOT_CACHED, WILL_NOT_EXIST
+from runyard.services.operations import deploy
 from tests.integration.rest_harness import RestStack, database, rest_stack, wait_for
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -67,6 +69,23 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         world.warehouse_query("CREATE TABLE tiny AS SELECT * FROM (VALUES (1, 'a,\"b\"'), (2, NULL)) AS t(id, note)")
         world.warehouse_query("CREATE TABLE empty_one AS SELECT 1 AS id WHERE false")
         world.warehouse_query("CREATE TABLE secret AS SELECT 42 AS answer", account="other")
+        deploy(
+            stack.store,
+            [
+                BiViewOperation.model_validate(
+                    {
+                        "configuration_type": "bi-view",
+                        "configuration_id": "big-spenders",
+                        "account": "default",
+                        "view_name": "BIG_SPENDERS_V",
+                        "sql": "SELECT id, amount, _runyard_loaded_at AS seen_at FROM events WHERE amount >= 12000 "
+                        "-- the last half\n;",
+                        "time_column": "seen_at",
+                    }
+                )
+            ],
+            stack.runtime.registry,
+        )
         yield world
 
 
@@ -302,3 +321,16 @@ def test_a_million_rows_page_out_exactly_once_in_order(world: World) -> None:
     assert len(pages) == 100
     assert ids == list(range(1_000_000))
     assert past.json()["total_rows"] == 1_000_000
+
+
+def test_a_declared_view_exports_its_select_filtered_and_ordered_on_its_time_column(world: World) -> None:
+    window = {"fromDate": "2024-01-17T16:00:00", "toDate": "2024-01-17T17:00:00"}  # minutes 24000 to 24059
+    pages, token, past = read_all(world.operator, "big_spenders_v", pageSize=7, **window)
+
+    rows = [row for page in pages for row in csv_rows(page)]
+    assert list(rows[0]) == ["id", "amount", "seen_at"]
+    assert [int(row["id"]) for row in rows] == list(range(24_000, 24_060))
+    assert past.json()["total_rows"] == 60
+    session = world.operator.get(f"{STATUS}/{token}").json()
+    assert session["query_config"]["object_name"] == "big_spenders_v"
+    assert world.other.get(f"{BIVIEWS}/BIG_SPENDERS_V", params={"pagenum": 1}).status_code == 404

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from runyard.app import create_app
-from runyard.runtime import Runtime, open_store
+from runyard.runtime import Runtime, engine_resources, open_store
 from runyard.services import accounts, tokens
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.runs import LaunchRequest
@@ -122,7 +122,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         patch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
         tokens._dummy_hash.cache_clear()
         settings_ = Settings(home=home, secret_key=SIGNING_KEY)
-        runtime = Runtime(settings_, open_store(settings_))
+        # With the engine's resources: the SQL Explorer's routes answer 503 in a process that holds no warehouse.
+        runtime = Runtime(settings_, open_store(settings_), resources=engine_resources(settings_))
         try:
             _seed(runtime)
             app = create_app(runtime)

@@ -785,13 +785,29 @@ def test_an_operator_cannot_manage_users_or_tokens(world: World) -> None:
 # --- the wall between accounts --------------------------------------------------------------------------------------
 
 
-def _b_ids(world: World, parameter: str) -> list[int]:
+def _b_exports(world: World) -> tuple[str, str]:
+    """A table of B's warehouse and the continuation token of an export of it by B."""
+    warehouses = world.stack.runtime.warehouses
+    assert warehouses is not None
+    warehouses.for_account("other").query("CREATE TABLE IF NOT EXISTS bravo_export AS SELECT 1 AS x")
+    first = world.b_admin.get("/api/integrations/v2/biviews/bravo_export", params={"pagenum": 1})
+    assert first.status_code == 200, first.text
+    return "bravo_export", first.headers["continuation-token"]
+
+
+def _b_ids(world: World, parameter: str) -> list[int] | list[str]:
+    if parameter in ("view", "task_id"):
+        table, token = _b_exports(world)
+        return [table] if parameter == "view" else [token]
     ids: dict[str, list[int]] = {
         "operation_id": list(world.b_ops.values()),
         "run_id": [run["id"] for run in world.b_runs.values()],
         "audit_id": [run["id"] for run in world.b_runs.values()],
         "user_id": world.b_user_ids,
         "token_id": world.b_token_ids,
+        # SQL Explorer query ids are chosen by their owner: ids B could have picked (test_sql_explorer.py stops
+        # B's running query as A, and gets 404, while it runs)
+        "query_id": [run["id"] for run in world.b_runs.values()],
     }
     assert parameter in ids, f"new path parameter {parameter!r}: tell this test which of B's objects it names"
     return ids[parameter]

@@ -224,7 +224,7 @@ def test_a_deactivated_workflow_or_target_launches_nothing_and_keeps_counts(stor
 
 def test_a_workflow_is_not_launched_itself(store: Store) -> None:
     told = Story(store)
-    with pytest.raises(Conflict, match="is a workflow: it is not launched"):
+    with pytest.raises(Conflict, match="is a workflow, which is not launched: launches a target job once each"):
         told.runs.launch(LaunchRequest(operation_id=told.workflow))
 
 
@@ -255,6 +255,8 @@ def test_redeploying_keeps_the_counts_of_upstreams_still_named(store: Store) -> 
         ),
         ({"authorized_job_ids": ["tasks|other|JA|DEV"]}, "authorized_job_ids.0", "its own account"),
         ({"target_dag": {"configuration_type": "workflow", "configuration_id": "w"}}, "target_dag", "not a workflow"),
+        ({"target_dag": {"configuration_type": "bi-view", "configuration_id": "v"}}, "target_dag", "not a bi-view"),
+        ({"authorized_job_ids": ["bi-view|default|v|DEV"]}, "authorized_job_ids.0", "never runs"),
         ({"target_dag": {"job_id": "tasks|default|JA|DEV"}}, "target_dag", "also an upstream"),
         (
             {"target_dag": {"configuration_type": "nope", "configuration_id": "w"}},

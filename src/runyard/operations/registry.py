@@ -25,6 +25,7 @@ TYPE_PACKAGES: tuple[str, ...] = (
     "storage_to_storage",
     "table_to_table",
     "workflow",
+    "bi_view",
 )
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from runyard.domain import exports as queues
 from runyard.domain.exports import ExportStatus, Queue, QueueTimers, SessionState
 from runyard.errors import RunyardError
+from runyard.services.bi_views import find_view
 from runyard.services.export_format import (
     MAX_PAGE_SIZE,
     OUTPUT_TYPES,
@@ -53,10 +54,11 @@ log = logging.getLogger("runyard.exports")
 NOT_CACHED = "Page still not yet cached. Please retry."
 WILL_NOT_EXIST = "This page will not exist"
 DEFAULT_PAGE_SIZE = 1_000
-DATE_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+DATE_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d")  # the last two: forms
 TOKEN_HEADER = "continuation-token"  # noqa: S105 - a header name
 _TOKEN_CONTEXT = b"runyard export continuation token v1"
 _SIGNATURE_BYTES = 16
+_PROGRESS = ("pages_cached", "total_pages", "total_rows", "page_size", "output_type")
 STOP_SECONDS = 10.0  # how long a cancel waits for this process's export to stop before deleting its pages
 
 
@@ -218,6 +220,15 @@ class ExportService:
 
         When page 1 takes longer than `first_page_seconds`, ExportError(400, NOT_CACHED) carries the token, so that
         the client asks for page 1 again with it."""
+        token, ready = self.begin(account, account_id, user_id, request)
+        ready.wait(self.first_page_seconds)
+        return self.page(account_id, account, token, request.view, 1)
+
+    def begin(
+        self, account: str, account_id: int, user_id: int | None, request: ExportRequest
+    ) -> tuple[str, threading.Event]:
+        """A new session and its background export: its token, and an event set once page 1 is cached (or the
+        export has ended)."""
         warehouse = self._warehouse(account)
         query = self._query(account, request)
         session_id = str(uuid.uuid4())
@@ -248,8 +259,7 @@ class ExportService:
         threading.Thread(
             target=job.run, args=(warehouse,), name=f"runyard-export-{session_id[:8]}", daemon=True
         ).start()
-        ready.wait(self.first_page_seconds)
-        return self.page(account_id, account, token, request.view, 1)
+        return token, ready
 
     # -- pages -----------------------------------------------------------------------------------------------
 
@@ -283,8 +293,9 @@ class ExportService:
 
     # -- sessions --------------------------------------------------------------------------------------------
 
-    def sessions(self, account: str, account_id: int) -> dict[str, list[dict[str, Any]]]:
-        """Every session of the account, grouped by queue, oldest first (timers applied)."""
+    def sessions(self, account: str, account_id: int, *, progress: bool = False) -> dict[str, list[dict[str, Any]]]:
+        """Every session of the account, grouped by queue, oldest first (timers applied); with `progress`, each also
+        says its pages cached, totals, page size and output type (the Exports page shows them)."""
         grouped: dict[str, list[dict[str, Any]]] = {queue.value: [] for queue in queues.QUEUES}
         removed: list[str] = []
         with self.store.write() as conn:
@@ -303,7 +314,10 @@ class ExportService:
                 if state is None:
                     removed.append(row["id"])
                 else:
-                    grouped[state.queue.value].append(self._describe(row, state, now))
+                    described = self._describe(row, state, now)
+                    if progress:
+                        described |= {key: row[key] for key in _PROGRESS}
+                    grouped[state.queue.value].append(described)
         for session_id in removed:
             self._forget(account, session_id, removed=True)
         return grouped
@@ -456,7 +470,7 @@ class ExportService:
             if table.name.lower() == view.lower():
                 names = {column.name for column in table.columns}
                 return Source(table.name, None, LOADED_AT_COLUMN if LOADED_AT_COLUMN in names else None)
-        raise ExportError(404, f"there is no view or table named {view} in your account")
+        raise ExportError(404, "there is no view or table of that name in your account")
 
     def _save(self, conn: Connection, row: RowMapping, state: SessionState | None) -> SessionState | None:
         """Store `state` if it moved (None: delete the row; the caller deletes the pages after the commit)."""
@@ -604,13 +618,20 @@ def _naive(moment: datetime | None) -> datetime | None:
 def export_service(context: AppContext) -> ExportService:
     """The export service of an app: the context's store, staging and warehouses, the timers of its settings."""
     settings = context.settings
+    store = context.store
+
+    def declared(account: str, view: str) -> Source | None:
+        found = find_view(store, account, view)
+        return None if found is None else Source(found.name, found.sql, found.time_column)
+
     return ExportService(
-        context.store,
+        store,
         context.staging,
         context.warehouses,
         signing_key=settings.signing_key(),
         timers=export_timers(settings),
         first_page_seconds=settings.export_first_page_seconds,
+        resolve=declared,
     )
 
 

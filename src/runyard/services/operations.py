@@ -31,6 +31,7 @@ from runyard.operations.definition import DeployCheck
 from runyard.operations.spec import OperationBase
 from runyard.operations.workflow.definition import WORKFLOW
 from runyard.services.accounts import account_id
+from runyard.services.bi_views import Deploying, check_activation, check_view_names
 from runyard.services.deploy_changes import DeployAction, FieldChange, diff
 from runyard.services.workflow_counts import sync_upstreams
 from runyard.store.database import Store
@@ -143,10 +144,14 @@ def deploy(
     _check(specs, executors, sources)
     with store.write() as conn:
         now = store.now(conn)
-        return [
-            _apply(conn, _plan(conn, spec, source), now)
-            for spec, source in zip(specs, _names(specs, sources), strict=True)
-        ]
+        plans: list[tuple[_Plan, str]] = []
+        deployed: list[Deployed] = []
+        for spec, source in zip(specs, _names(specs, sources), strict=True):
+            plans.append((_plan(conn, spec, source), source))
+            deployed.append(_apply(conn, plans[-1][0], now))
+        # What needs the store, on what was just written: a refusal rolls the whole deploy back.
+        check_view_names(conn, _deploying(plans, [item.operation_id for item in deployed]), lock=True)
+        return deployed
 
 
 def preview_deploy(
@@ -159,6 +164,8 @@ def preview_deploy(
     _check(specs, executors, sources)
     with store.read() as conn:
         plans = [_plan(conn, spec, source) for spec, source in zip(specs, _names(specs, sources), strict=True)]
+        named = list(zip(plans, _names(specs, sources), strict=True))
+        check_view_names(conn, _deploying(named, [plan.existing for plan in plans]))
     return [
         DeployPreview(
             operation_id=plan.existing,
@@ -168,6 +175,14 @@ def preview_deploy(
             changes=plan.changes,
         )
         for plan in plans
+    ]
+
+
+def _deploying(plans: Sequence[tuple[_Plan, str]], operation_ids: Sequence[int | None]) -> list[Deploying]:
+    """The configurations as check_view_names sees them (runyard.services.bi_views: a view name is unique)."""
+    return [
+        Deploying(plan.spec, plan.owner, operation_id, plan.values["activated"] and not plan.values["archived"], source)
+        for (plan, source), operation_id in zip(plans, operation_ids, strict=True)
     ]
 
 
@@ -327,6 +342,8 @@ def set_status(
             .where(operations.c.id == before.id)
             .values(activated=activated, archived=archived, updated_at=now)
         )
+        if activated:  # a bi-view's view name stays unique (runyard.services.bi_views); after the row, as deploy
+            check_activation(conn, before.id)
         after = get_operation(conn, operation_id, account=account)
     log.info(
         "operation %s (%s, %s) changed by %s: %s -> %s",

@@ -98,10 +98,11 @@ class RunService:
             raise Conflict(f"operation {operation.configuration_id} is archived; it cannot be launched")
         if not operation.activated:
             raise Conflict(f"operation {operation.configuration_id} is deactivated; activate it to launch it")
-        if not registry.operation_type(operation.configuration_type).launchable:
+        kind = registry.operation_type(operation.configuration_type)
+        if not kind.launchable:
             raise Conflict(
-                f"operation {operation.configuration_id} is a {operation.configuration_type}: it is not launched, "
-                "it launches its target when its upstream jobs succeed"
+                f"operation {operation.configuration_id} is a {operation.configuration_type}, which is not launched: "
+                f"{kind.description}"
             )
         now = self.store.now(conn)
         active = conn.execute(

@@ -156,7 +156,10 @@ def _check_read(sql: str) -> None:
         raise QueryFailed(f"run one query at a time: this text holds {len(statements)} statements")
     if statements[0].type not in _READ_KINDS:
         kind = statements[0].type.name.replace("_", " ")
-        raise QueryFailed(f"only queries that read can run here (SELECT, WITH, EXPLAIN): this is a {kind} statement")
+        article = "an" if kind[:1] in "AEIOU" else "a"
+        raise QueryFailed(
+            f"only queries that read can run here (SELECT, WITH, EXPLAIN): this is {article} {kind} statement"
+        )
 
 
 def _message(error: BaseException) -> str:
@@ -186,6 +189,43 @@ def _check_request(request: LoadRequest) -> None:
                 f"run {request.run_key}: table {table.name!r} is loaded twice (as {seen[folded]!r} too)"
             )
         seen[folded] = table.name
+
+
+# How DuckDB writes infinite dates (int32 days) and timestamps (int64 ticks) into Arrow.
+_INFINITE = {2**31 - 1: "infinity", -(2**31 - 1): "-infinity", 2**63 - 1: "infinity", -(2**63 - 1): "-infinity"}
+
+
+def _python_values(column: pa.ChunkedArray) -> list[object]:
+    """A result column as Python values. Values Python's types cannot hold (TIMESTAMP_NS, infinite or BC dates and
+    timestamps) become text: 'infinity', '-infinity', or Arrow's rendering of the value."""
+    try:
+        converted: list[object] = column.to_pylist()
+    except (ValueError, OverflowError):
+        pass
+    else:
+        return converted
+    values: list[object] = []
+    for chunk in column.chunks:
+        for index in range(len(chunk)):
+            try:
+                values.append(chunk[index].as_py())
+            except (ValueError, OverflowError):
+                values.append(_as_text(chunk.slice(index, 1)))
+    return values
+
+
+def _as_text(single: pa.Array) -> str:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    raw = getattr(single[0], "value", None)
+    if isinstance(raw, int) and raw in _INFINITE:
+        return _INFINITE[raw]
+    try:
+        text = pc.cast(single, pa.string())[0].as_py()
+    except (pa.ArrowException, ValueError, OverflowError):
+        text = None
+    return str(text) if text is not None else f"<a {single.type} value Python cannot represent>"
 
 
 def _utc_now() -> datetime:
@@ -512,16 +552,22 @@ class DuckDBWarehouse:
         timeout_seconds: float,
         on_start: Callable[[Callable[[], None]], None] | None = None,
     ) -> QueryResult:
-        """One query in a READ ONLY transaction on its own cursor, at most `limit` rows (see Warehouse.read)."""
+        """One query in a READ ONLY transaction on its own cursor, at most `limit` rows (see Warehouse.read).
+
+        The column names and types are read while the cursor is open: a relation outlives its cursor only as a
+        handle that fails ("Connection has already been closed")."""
         _check_read(sql)
-        with self._cursor() as cur, _Stopper(cur, timeout_seconds) as stopper:
-            if on_start is not None:
-                on_start(stopper.interrupt)
+        is_query = duckdb.extract_statements(sql)[0].type == duckdb.StatementType.SELECT
+        with self._cursor() as cur:
             try:
-                cur.execute("BEGIN TRANSACTION READ ONLY")
-                relation = cur.sql(sql)
-                is_query = duckdb.extract_statements(sql)[0].type == duckdb.StatementType.SELECT
-                table = (relation.limit(limit + 1) if is_query else relation).to_arrow_table()
+                with _Stopper(cur, timeout_seconds) as stopper:
+                    if on_start is not None:
+                        on_start(stopper.interrupt)
+                    cur.execute("BEGIN TRANSACTION READ ONLY")
+                    relation = cur.sql(sql)
+                    names = tuple(relation.columns)
+                    types = tuple(str(kind) for kind in relation.types)
+                    table = (relation.limit(limit + 1) if is_query else relation).to_arrow_table()
                 stopper.check()
             except duckdb.InterruptException as error:
                 raise stopper.failure() from error
@@ -530,9 +576,7 @@ class DuckDBWarehouse:
             finally:
                 with suppress(duckdb.Error):
                     cur.execute("ROLLBACK")
-        names = tuple(relation.columns)
-        types = tuple(str(kind) for kind in relation.types)
-        values = [column.to_pylist() for column in table.columns]
+        values = [_python_values(column) for column in table.columns]
         rows = [tuple(row) for row in zip(*values, strict=True)] if values else []
         return QueryResult(
             columns=tuple(Column(name, kind) for name, kind in zip(names, types, strict=True)),
@@ -575,30 +619,45 @@ class DuckDBWarehouse:
 
 
 class _Stopper:
-    """Interrupts a cursor's query after a timeout, or when asked from another thread, and says which it was."""
+    """Interrupts a cursor's query after a timeout, or when asked from another thread, and says which it was.
+
+    DuckDB forgets an interrupt that arrives while no statement runs on the cursor (before the query starts, or
+    between two statements), so once the timeout passes or a stop is asked, a watchdog thread interrupts the
+    cursor again every INTERRUPT_RETRY_SECONDS until the block ends: the query is stopped whenever it starts."""
+
+    INTERRUPT_RETRY_SECONDS = 0.05
 
     def __init__(self, cur: duckdb.DuckDBPyConnection, timeout_seconds: float) -> None:
         self._cur = cur
         self._timeout = timeout_seconds
-        self._timer = threading.Timer(timeout_seconds, self._expire)
-        self._timer.daemon = True
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="runyard-query-watchdog", daemon=True)
         self.timed_out = False
         self.stopped = False
 
     def __enter__(self) -> _Stopper:
-        self._timer.start()
+        self._watchdog.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._timer.cancel()
+        self._done.set()
+        self._wake.set()
+        self._watchdog.join()
 
-    def _expire(self) -> None:
-        self.timed_out = True
-        self._cur.interrupt()
+    def _watch(self) -> None:
+        asked = self._wake.wait(self._timeout)
+        if self._done.is_set():
+            return
+        if not asked:
+            self.timed_out = True
+        while not self._done.is_set():
+            self._cur.interrupt()
+            self._done.wait(self.INTERRUPT_RETRY_SECONDS)
 
     def interrupt(self) -> None:
         self.stopped = True
-        self._cur.interrupt()
+        self._wake.set()
 
     def check(self) -> None:
         """Raise if the query was stopped, even when it ended before DuckDB noticed."""
@@ -716,7 +775,8 @@ def _export_select(cur: duckdb.DuckDBPyConnection, query: ExportQuery, *, ordere
     """The SELECT of an export and its parameters: the source, filtered on its time column, in its order."""
     if query.sql is not None:
         _check_read(query.sql)
-        source = f"({query.sql.strip().rstrip(';')}) AS {quote(query.source)}"
+        # On lines of their own: a final `-- comment` must not swallow the closing parenthesis.
+        source = f"(\n{query.sql.strip().rstrip(';')}\n) AS {quote(query.source)}"
     else:
         _check_name("table", query.source)
         if _columns(cur, TARGET_SCHEMA, query.source) is None and not _is_view(cur, query.source):

@@ -33,6 +33,12 @@ def check_workflow(spec: OperationBase, _context: DeployCheck) -> None:
     seen: dict[tuple[str, str, str], int] = {}
     for index, upstream in enumerate(jobs.upstreams):
         field = f"authorized_job_ids.{index}"
+        if not _runs(upstream.configuration_type):
+            raise ConfigError(
+                f"job {upstream.configuration_id} is a {upstream.configuration_type}, which never runs: a workflow "
+                "waits for jobs that run",
+                field=field,
+            )
         if upstream.account != spec.account:
             raise ConfigError(
                 f"job {upstream.configuration_id} is in account {upstream.account}; a workflow waits for jobs of "
@@ -50,10 +56,21 @@ def check_workflow(spec: OperationBase, _context: DeployCheck) -> None:
         )
     if target.configuration_type == WORKFLOW:
         raise ConfigError("the target must be a job that runs, not a workflow", field="target_dag")
+    if not _runs(target.configuration_type):
+        raise ConfigError(f"the target must be a job that runs, not a {target.configuration_type}", field="target_dag")
     if (target.environment, target.configuration_type, target.configuration_id) in seen:
         raise ConfigError(
             f"the target {target.configuration_id} is also an upstream job: it would launch itself", field="target_dag"
         )
+
+
+def _runs(configuration_type: str) -> bool:
+    """Whether a type's operations are launched (a workflow or a bi-view never is); an unknown type is left to the
+    job lookup to refuse."""
+    from runyard.operations import registry  # the registry imports this module
+
+    known = registry.operation_types()
+    return configuration_type not in known or known[configuration_type].launchable
 
 
 DEFINITION = OperationType(
