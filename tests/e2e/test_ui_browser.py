@@ -450,3 +450,29 @@ def test_sources_filters_work_without_javascript_and_viewers_get_no_state_button
     viewer.goto(f"{ui_server.url}/sources?state=all")
     expect(viewer.locator("#sources-table tbody tr").first).to_be_visible()
     expect(viewer.get_by_role("button", name=re.compile(r"^(Activate|Deactivate|Archive|Unarchive) "))).to_have_count(0)
+
+
+# --- the Exports page -----------------------------------------------------------------------------------------------
+
+
+def test_the_demo_export_shows_completed_then_a_cancel_drains_it(admin_page: Page, ui_server: UiServer) -> None:
+    employees = ui_server.api.get("/api/v1/sql/tables").json()["tables"]
+    assert any(table["name"] == "employees" for table in employees)
+    admin_page.goto(f"{ui_server.url}/exports")
+    # The demo exported EMPLOYEES_V once demo-hr had loaded: 500 rows a page, every page cached.
+    demo = admin_page.locator("#queue-completed tbody tr", has_text="EMPLOYEES_V")
+    expect(demo.locator(".badge")).to_have_text("COMPLETED")
+    (session,) = [
+        s
+        for s in ui_server.api.get("/api/integrations/v2/biviews-status").json()["completed"]
+        if s["query_config"]["object_name"] == "EMPLOYEES_V"
+    ]
+    expect(demo.get_by_role("link", name="Page 1")).to_be_visible()
+    assert session["accumulate"] > 0
+    screenshot(admin_page, "exports")
+
+    demo.get_by_role("button", name=re.compile("Cancel export")).click()
+
+    expect(admin_page.locator(".flash")).to_contain_text("Export canceled")
+    draining = admin_page.locator("#queue-draining tbody tr", has_text="EMPLOYEES_V")
+    expect(draining.locator(".badge")).to_have_text("CANCELED")

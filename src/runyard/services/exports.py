@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,6 +61,8 @@ _TOKEN_CONTEXT = b"runyard export continuation token v1"
 _SIGNATURE_BYTES = 16
 _PROGRESS = ("pages_cached", "total_pages", "total_rows", "page_size", "output_type")
 STOP_SECONDS = 10.0  # how long a cancel waits for this process's export to stop before deleting its pages
+ACTIVITY_SECONDS = 1.0  # a page request writes the session's last activity at most this often
+PROGRESS_SECONDS = 0.25  # an export writes its progress to the store at most this often (and at its end)
 
 
 class ExportError(RunyardError):
@@ -192,6 +195,7 @@ class ExportService:
         signing_key: bytes,
         timers: QueueTimers,
         first_page_seconds: float = 60.0,
+        page_wait_seconds: float = 1.0,
         resolve: ResolveSource | None = None,
     ) -> None:
         self.store = store
@@ -202,6 +206,9 @@ class ExportService:
         self.first_page_seconds = first_page_seconds
         self._resolve = resolve
         self._lock = threading.Lock()
+        self.page_wait_seconds = page_wait_seconds
+        self._progress_changed = threading.Condition()
+        self._cached: dict[str, int] = {}  # session id -> pages cached, for the exports running in this process
         # The exports running in this process: session id -> (interrupt, set once the export has let go).
         self._running: dict[str, tuple[Callable[[], None], threading.Event]] = {}
 
@@ -264,32 +271,80 @@ class ExportService:
     # -- pages -----------------------------------------------------------------------------------------------
 
     def page(self, account_id: int, account: str, token: str, view: str, number: int) -> Page:
-        """Page `number` of the session the token names, from the cache."""
+        """Page `number` of the session the token names, from the cache.
+
+        A page is served as soon as its file exists: the cache writes each page whole under its final name. A page
+        this process is about to cache is waited for up to `page_wait_seconds` before answering "not yet cached"."""
         session_id = self.tokens.session_of(token)
-        with self.store.write() as conn:
-            row = _locked(conn, session_id, account_id)
-            if row is None:
-                raise ExportError(404, "no export session has this continuation token in your account")
-            if row["object_name"].lower() != view.lower():
-                raise ExportError(
-                    400, f"this continuation token is for an export of {row['object_name']}, not of {view}"
-                )
-            state = queues.page_requested(_state(row), self.store.now(conn), self.timers)
-            self._save(conn, row, state)
+        row, state = self._requested(session_id, account_id, view)
         if state is None or not queues.accepts_pages(state):
             self._forget(account, session_id, removed=state is None)
             raise ExportError(404, "this export session has ended (canceled or expired): ask for page 1 again")
         output_type: OutputType = row["output_type"]
-        total_pages, total_rows = row["total_pages"], row["total_rows"]
-        if number <= row["pages_cached"]:
+        data = self.staging.read_export_page(account, session_id, number)
+        if data is None and self._wait_for_page(session_id, number):
             data = self.staging.read_export_page(account, session_id, number)
-            if data is not None:
-                return Page(data, output_type, number, token, total_pages, total_rows)
+        if data is not None:
+            return Page(data, output_type, number, token, row["total_pages"], row["total_rows"])
+        row = self._row(session_id, account_id) or row  # the export may have ended meanwhile
+        total_pages, total_rows = row["total_pages"], row["total_rows"]
         if total_pages is not None and number > total_pages:
             raise ExportError(404, WILL_NOT_EXIST, total_pages=total_pages, total_rows=total_rows)
         if row["status"] == ExportStatus.FAILED.value:
             raise ExportError(400, f"the export failed: {row['message']}")
         raise ExportError(400, NOT_CACHED, token=token)
+
+    def _requested(self, session_id: str, account_id: int, view: str) -> tuple[RowMapping, SessionState | None]:
+        """The session's row and its state once a page was requested (activity). The request is written only when
+        it moves the session, or its last activity is older than ACTIVITY_SECONDS: a client paging fast costs one
+        read per page, not one write."""
+        with self.store.read() as conn:
+            row = _select(conn, session_id, account_id)
+            now = self.store.now(conn)
+        if row is None:
+            raise ExportError(404, "no export session has this continuation token in your account")
+        if row["object_name"].lower() != view.lower():
+            raise ExportError(400, f"this continuation token is for an export of {row['object_name']}, not of {view}")
+        stored = _state(row)
+        state = queues.page_requested(stored, now, self.timers)
+        unmoved = state is not None and state.queue == stored.queue and state.status == stored.status
+        if unmoved and (now - stored.last_activity).total_seconds() < ACTIVITY_SECONDS:
+            return row, state
+        with self.store.write() as conn:
+            locked = _locked(conn, session_id, account_id)
+            if locked is None:
+                return row, None
+            state = self._save(conn, locked, queues.page_requested(_state(locked), self.store.now(conn), self.timers))
+        return locked, state
+
+    def _row(self, session_id: str, account_id: int) -> RowMapping | None:
+        with self.store.read() as conn:
+            return _select(conn, session_id, account_id)
+
+    def _wait_for_page(self, session_id: str, number: int) -> bool:
+        """Wait until this process's export of the session has cached page `number` or ended (False at once when
+        another process exports it, or none does)."""
+        deadline = time.monotonic() + self.page_wait_seconds
+        with self._progress_changed:
+            while True:
+                cached = self._cached.get(session_id)
+                if cached is None:
+                    return False
+                if cached >= number:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress_changed.wait(left)
+
+    def cached(self, session_id: str, pages: int | None) -> None:
+        """The export of this process has cached `pages` pages (None: it ended); wakes the requests waiting."""
+        with self._progress_changed:
+            if pages is None:
+                self._cached.pop(session_id, None)
+            else:
+                self._cached[session_id] = pages
+            self._progress_changed.notify_all()
 
     # -- sessions --------------------------------------------------------------------------------------------
 
@@ -406,8 +461,9 @@ class ExportService:
             )
         return True
 
-    def record_end(self, session_id: str, pages: int, rows: int, failure: str | None) -> None:
-        """The export ended: every page cached, or failed with `failure` (a sentence)."""
+    def record_end(self, session_id: str, pages: int, rows: int, last: int, failure: str | None) -> None:
+        """The export ended: every page cached (`pages`, `rows`, `last` rows on the last page), or failed with
+        `failure` (a sentence) after caching them."""
         with self.store.write() as conn:
             row = _locked(conn, session_id)
             if row is None:
@@ -425,6 +481,7 @@ class ExportService:
                 }
             else:
                 values = {"message": failure, **_columns(queues.failed(current, now))}
+            values |= {"pages_cached": pages, "accumulate": rows, "metric": last if pages else None}
             conn.execute(export_sessions.update().where(export_sessions.c.id == session_id).values(**values))
 
     @contextmanager
@@ -535,20 +592,24 @@ class _Export:
         self.ready = ready
 
     def run(self, warehouse: Any) -> None:
-        pages = rows = 0
+        pages = rows = last = 0
         failure: str | None = None
         staging = self.service.staging
+        recorded = 0.0
         try:
             with warehouse.export(self.query) as reader, self.service.running(self.session_id, reader.interrupt):
                 for table in reader.pages(self.request.page_size):
-                    pages += 1
-                    rows += table.num_rows
+                    pages, last = pages + 1, table.num_rows
+                    rows += last
                     staging.write_export_page(
                         self.account, self.session_id, pages, encode_page(table, self.request.output_type)
                     )
-                    if not self.service.record_page(self.session_id, pages, table.num_rows, rows):
-                        staging.remove_export(self.account, self.session_id)  # canceled or expired meanwhile
-                        return
+                    self.service.cached(self.session_id, pages)
+                    if pages == 1 or time.monotonic() - recorded >= PROGRESS_SECONDS:
+                        if not self.service.record_page(self.session_id, pages, last, rows):
+                            staging.remove_export(self.account, self.session_id)  # canceled or expired meanwhile
+                            return
+                        recorded = time.monotonic()
                     self.ready.set()
                 if pages == 0:  # no row: page 1 is the header alone
                     pages = 1
@@ -556,9 +617,6 @@ class _Export:
                     staging.write_export_page(
                         self.account, self.session_id, 1, empty_page(names, self.request.output_type)
                     )
-                    if not self.service.record_page(self.session_id, 1, 0, 0):
-                        staging.remove_export(self.account, self.session_id)
-                        return
         except QueryFailed as error:
             failure = "the export was stopped" if error.interrupted else error.reason
         except Exception as error:  # recorded on the session for the client; the traceback goes to the log
@@ -566,10 +624,18 @@ class _Export:
             failure = f"the export failed: {type(error).__name__}: {error}"
         finally:
             try:
-                self.service.record_end(self.session_id, pages, rows, failure)
+                self.service.record_end(self.session_id, pages, rows, last, failure)
             except Exception:
                 log.exception("export %s: its end could not be recorded", self.session_id)
+            self.service.cached(self.session_id, None)
             self.ready.set()
+
+
+def _select(conn: Connection, session_id: str, account_id: int) -> RowMapping | None:
+    query = sa.select(export_sessions).where(
+        export_sessions.c.id == session_id, export_sessions.c.account_id == account_id
+    )
+    return conn.execute(query).mappings().first()
 
 
 def _locked(conn: Connection, session_id: str, account_id: int | None = None) -> RowMapping | None:
