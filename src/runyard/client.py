@@ -17,9 +17,25 @@ from runyard.api.routes.sql import SqlResult, SqlTable, SqlTables
 from runyard.api.schemas import OperationPublic, RunPublic, RunsPage, TaskPublic, TasksPage
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput, NotFound, RunyardError
+from runyard.services.export_format import NOT_CACHED, TOKEN_HEADER, WILL_NOT_EXIST
 from runyard.services.operations import AMBIGUOUS_HINT
 
 API = "/api/v1"
+EXPORTS = "/api/integrations/v2"
+EXPORT_RETRY_FIRST = 0.05  # seconds before asking again for a page not cached yet, doubled up to EXPORT_RETRY_MOST
+EXPORT_RETRY_MOST = 1.0
+
+
+@dataclass(frozen=True)
+class ExportPage:
+    """One page of an export: its number, its bytes, and the export's page count once the export is done."""
+
+    number: int
+    data: bytes
+    total_pages: int | None
+    total_rows: int | None
+
+
 MAX_RUNS_PAGE = 200  # the API's largest page of runs
 MAX_RECONNECTS = 5  # consecutive failed attempts to resume an events stream before giving up
 RECONNECT_DELAY_SECONDS = 0.5
@@ -199,6 +215,47 @@ class RunyardClient:
             return False
         self._checked(response)
         return True
+
+    # --- exports (spec 004) -------------------------------------------------------------------------
+
+    def export_pages(
+        self,
+        view: str,
+        *,
+        from_date: str | None = None,
+        to_date: str | None = None,
+        page_size: int | None = None,
+        output_type: str = "csv",
+    ) -> Iterator[ExportPage]:
+        """Every page of an export of `view`, in order: page 1 starts it, the later pages follow its continuation
+        token; a page not cached yet is asked again after a short pause."""
+        params: dict[str, Any] = {"pagenum": 1, "outputType": output_type}
+        params |= {
+            name: value
+            for name, value in (("fromDate", from_date), ("toDate", to_date), ("pageSize", page_size))
+            if value is not None
+        }
+        path = f"{EXPORTS}/biviews/{view}"
+        headers: dict[str, str] = {}
+        number, pause = 1, EXPORT_RETRY_FIRST
+        while True:
+            response = self._send("GET", path, params=params, headers=headers, timeout=self._sql_timeout())
+            token = response.headers.get(TOKEN_HEADER)
+            if token:
+                headers = {TOKEN_HEADER: token}
+            if response.status_code == httpx.codes.NOT_FOUND and number > 1:
+                body = _body(response)
+                if body.get("detail") == WILL_NOT_EXIST:
+                    return
+            if response.status_code == httpx.codes.BAD_REQUEST and _body(response).get("detail") == NOT_CACHED:
+                time.sleep(pause)
+                pause = min(pause * 2, EXPORT_RETRY_MOST)
+                continue
+            self._checked(response)
+            pages, rows = response.headers.get("total-pages"), response.headers.get("total-rows")
+            yield ExportPage(number, response.content, int(pages) if pages else None, int(rows) if rows else None)
+            number, pause = number + 1, EXPORT_RETRY_FIRST
+            params = {"pagenum": number}
 
     def _sql_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self._http.timeout.connect, read=None)

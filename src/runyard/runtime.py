@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from runyard.services.exports import ExportService, export_service
 from runyard.services.runs import RunService
 from runyard.services.tasks import TaskLeases
 from runyard.services.wakeup import Wakeup
@@ -25,6 +24,7 @@ from runyard.worker.worker import Worker, default_worker_id
 if TYPE_CHECKING:
     from runyard.engine.executors import Executor
     from runyard.engine.resources import EngineResources
+    from runyard.services.exports import ExportService
     from runyard.staging import Staging
     from runyard.warehouse.base import WarehouseProvider
 
@@ -132,6 +132,8 @@ class Runtime:
     def exports(self) -> ExportService:
         """This process's export sessions: the API starts them, the leading scheduler expires them."""
         if self._exports is None:
+            from runyard.services.exports import export_service
+
             self._exports = export_service(self)
         return self._exports
 

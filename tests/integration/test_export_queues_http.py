@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runyard.services.exports import NOT_CACHED
+from runyard.services.export_format import NOT_CACHED
 from tests.integration.rest_harness import RestStack, database, rest_stack, wait_for
 
 BACKENDS = ["sqlite", "postgresql"]

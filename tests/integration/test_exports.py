@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from runyard.operations.bi_view.spec import BiViewOperation
-from runyard.services.exports import NOT_CACHED, WILL_NOT_EXIST
+from runyard.services.export_format import NOT_CACHED, WILL_NOT_EXIST
 from runyard.services.operations import deploy
 from tests.integration.rest_harness import RestStack, database, rest_stack, wait_for
 

@@ -1,4 +1,5 @@
-"""How an export page is written: CSV (the default), gzip of that CSV, or JSON (an array of objects).
+"""How an export page is written: CSV (the default), gzip of that CSV, or JSON (an array of objects); and the words
+of the export's wire protocol (its header and messages), which the server and the client share.
 
 Every page stands alone: a CSV page starts with the header row, so any page can be read without the first.
 """
@@ -18,6 +19,9 @@ import orjson
 if TYPE_CHECKING:
     import pyarrow as pa
 
+TOKEN_HEADER = "continuation-token"  # noqa: S105 - a header's name: page 1 answers it, every later page sends it
+NOT_CACHED = "Page still not yet cached. Please retry."
+WILL_NOT_EXIST = "This page will not exist"
 OutputType = Literal["csv", "gzip", "json"]
 OUTPUT_TYPES: tuple[OutputType, ...] = ("csv", "gzip", "json")
 # BI Views v2's soft limits: 10,000 rows a page in CSV, 20,000 compressed.
@@ -95,3 +99,18 @@ def _plain(value: Any) -> Any:
 def _gzip(data: bytes) -> bytes:
     compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     return compressor.compress(data) + compressor.flush()
+
+
+def without_header(page: bytes) -> bytes:
+    """A CSV page without its header record (a quoted column name may hold a line break), to append it to the pages
+    before it."""
+    quoted = False
+    for index, byte in enumerate(page):
+        if byte == _QUOTE:
+            quoted = not quoted  # an escaped quote ("") flips twice
+        elif byte == _NEWLINE and not quoted:
+            return page[index + 1 :]
+    return b""
+
+
+_QUOTE, _NEWLINE = ord('"'), ord("\n")

@@ -36,27 +36,26 @@ from runyard.errors import RunyardError
 from runyard.services.bi_views import find_view
 from runyard.services.export_format import (
     MAX_PAGE_SIZE,
+    NOT_CACHED,
     OUTPUT_TYPES,
+    WILL_NOT_EXIST,
     OutputType,
     empty_page,
     encode_page,
 )
 from runyard.settings import Settings
-from runyard.staging import Staging
 from runyard.store.database import Store
 from runyard.store.tables import export_sessions
-from runyard.warehouse.base import LOADED_AT_COLUMN, ExportQuery, QueryFailed, WarehouseProvider
+from runyard.warehouse.base import LOADED_AT_COLUMN, ExportQuery, QueryFailed, Warehouse, WarehouseProvider
 
 if TYPE_CHECKING:
     from runyard.services.app_context import AppContext
+    from runyard.staging import Staging
 
 log = logging.getLogger("runyard.exports")
 
-NOT_CACHED = "Page still not yet cached. Please retry."
-WILL_NOT_EXIST = "This page will not exist"
 DEFAULT_PAGE_SIZE = 1_000
 DATE_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d")  # the last two: forms
-TOKEN_HEADER = "continuation-token"  # noqa: S105 - a header name
 _TOKEN_CONTEXT = b"runyard export continuation token v1"
 _SIGNATURE_BYTES = 16
 _PROGRESS = ("pages_cached", "total_pages", "total_rows", "page_size", "output_type")
@@ -499,7 +498,7 @@ class ExportService:
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
-    def _warehouse(self, account: str) -> Any:
+    def _warehouse(self, account: str) -> Warehouse:
         if self.warehouses is None:
             raise ExportError(
                 503, "this process holds no warehouse: exports start in the first `runyard serve` process"
@@ -591,7 +590,7 @@ class _Export:
         self.request = request
         self.ready = ready
 
-    def run(self, warehouse: Any) -> None:
+    def run(self, warehouse: Warehouse) -> None:
         pages = rows = last = 0
         failure: str | None = None
         staging = self.service.staging

@@ -14,9 +14,8 @@ from fastapi.responses import JSONResponse, Response
 
 from runyard.api.auth import operator_only
 from runyard.api.deps import PrincipalDep
-from runyard.services.export_format import EXTENSIONS, MEDIA_TYPES
+from runyard.services.export_format import EXTENSIONS, MEDIA_TYPES, TOKEN_HEADER
 from runyard.services.exports import (
-    TOKEN_HEADER,
     ExportError,
     ExportService,
     parse_page_number,
