@@ -17,6 +17,7 @@ from multiprocessing.synchronize import Event
 
 import uvicorn
 from rich.console import Console
+from starlette.types import ASGIApp
 
 from runyard.app import create_app
 from runyard.demo import demo_specs, launched_by_workflows
@@ -24,6 +25,7 @@ from runyard.demo.landing import drop_demo_files
 from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
 from runyard.domain.statuses import RunStatus, RunType, Trigger
 from runyard.errors import RunRejected, RunyardError
+from runyard.forwarding import ForwardingSocket, ForwardToWarehouse
 from runyard.operations.registry import operation_types
 from runyard.runtime import Runtime, configure_logging, engine_resources, open_store, tuned_gc
 from runyard.services.accounts import account_id, bootstrap_admin
@@ -56,7 +58,10 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
     server = http_server(runtime)
-    helpers = start_http_processes(settings, sock, settings.http_processes - 1)
+    forwarding = ForwardingSocket() if settings.http_processes > 1 else None
+    helpers = start_http_processes(
+        settings, sock, settings.http_processes - 1, forward_to=forwarding.path if forwarding else None
+    )
     worker.start()
     scheduler.start()
     wait_until_ready(helpers)
@@ -71,9 +76,11 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         console.print(f"demo HR API (the demo operations' source) at {demo_source.base_url}")
     try:
         with tuned_gc():
-            server.run(sockets=[sock])
+            server.run(sockets=[sock] if forwarding is None else [sock, forwarding.sock])
     finally:
         stop_http_processes(helpers)
+        if forwarding is not None:
+            forwarding.close()
         worker.stop(SHUTDOWN_GRACE_SECONDS)
         scheduler.stop()
         runtime.close()
@@ -115,15 +122,18 @@ class HttpProcess:
     ready: Event
 
 
-def start_http_processes(settings: Settings, sock: socket.socket, count: int) -> list[HttpProcess]:
-    """`count` processes answering HTTP on `sock` (started fresh: nothing of this process's state is copied)."""
+def start_http_processes(
+    settings: Settings, sock: socket.socket, count: int, *, forward_to: str | None = None
+) -> list[HttpProcess]:
+    """`count` processes answering HTTP on `sock` (started fresh: nothing of this process's state is copied); the
+    requests that read the warehouse they pass to the Unix socket `forward_to` (runyard.forwarding)."""
     context = multiprocessing.get_context("spawn")
     started: list[HttpProcess] = []
     for number in range(count):
         ready = context.Event()
         process = context.Process(
             target=_serve_http,
-            args=(settings, sock, os.getpid(), ready),
+            args=(settings, sock, os.getpid(), ready, forward_to),
             name=f"runyard-http-{number + 2}",
             daemon=True,
         )
@@ -160,11 +170,13 @@ def stop_http_processes(started: list[HttpProcess]) -> None:
             each.process.join(SHUTDOWN_GRACE_SECONDS)
 
 
-def _serve_http(settings: Settings, sock: socket.socket, parent: int, ready: Event) -> None:
+def _serve_http(
+    settings: Settings, sock: socket.socket, parent: int, ready: Event, forward_to: str | None = None
+) -> None:
     """In a process of its own: the API and UI on `sock`, until SIGTERM or SIGINT, or until `parent` is gone."""
     configure_logging()
     runtime = Runtime(settings, open_store(settings, upgrade=False))
-    server = http_server(runtime)
+    server = http_server(runtime, forward_to=forward_to)
 
     def watch() -> None:
         while not server.should_exit:
@@ -183,14 +195,17 @@ def _serve_http(settings: Settings, sock: socket.socket, parent: int, ready: Eve
         runtime.close()
 
 
-def http_server(runtime: Runtime) -> uvicorn.Server:
+def http_server(runtime: Runtime, *, forward_to: str | None = None) -> uvicorn.Server:
     """The API and UI of `runtime`, for `.run(sockets=[a listening socket])`; runyard logs its own access lines.
 
     The h11 parser, not httptools: httptools drops the body of a request that asks to upgrade to HTTP/2
     (`curl --http2` over http:// sends `Upgrade: h2c`), so spec 003's curl commands would arrive empty
     (uvicorn#2722, httptools#124). h11 answers such a request in HTTP/1.1, its body read.
     """
-    return _Server(uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, http="h11"))
+    app: ASGIApp = create_app(runtime)
+    if forward_to is not None:  # a process without the warehouse: its readers go to the one that holds it
+        app = ForwardToWarehouse(app, forward_to)
+    return _Server(uvicorn.Config(app, log_level="warning", access_log=False, http="h11"))
 
 
 class _Server(uvicorn.Server):

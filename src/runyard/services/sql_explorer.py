@@ -8,8 +8,8 @@ EXPLAIN, in a transaction that cannot write, on a database that cannot touch fil
 error, timeout or stop is a `QueryFailed` carrying the database's message.
 
 The registry is per process (one per app: `explorer_for`), so a stop reaches a query only in the process that
-runs it: with RUNYARD_HTTP_PROCESSES > 1 only the first process holds the warehouses, and the others refuse
-(`SqlUnavailable`).
+runs it: with RUNYARD_HTTP_PROCESSES > 1 only the first process holds the warehouses, and the others forward these
+requests to it (runyard.forwarding); an app without warehouses and without forwarding refuses (`SqlUnavailable`).
 
 `json_value` and `csv_chunks` turn a result's values into JSON-safe ones and CSV text, for every caller alike.
 """
