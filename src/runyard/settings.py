@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -139,11 +140,20 @@ class Settings(BaseSettings):
 
 
 def _load_or_create_key(path: Path) -> bytes:
+    """The key in `path`, made once. Processes starting together agree on one key: each writes its candidate to a
+    file of its own, and the first to link it to `path` wins; the others read the winner's, which is whole."""
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-    return key
+    candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
+    fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_urlsafe(48).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made the key first: theirs is the key
+            os.link(candidate, path)  # atomic: the whole key appears under its name, or nothing does
+    finally:
+        candidate.unlink(missing_ok=True)
+    return path.read_bytes().strip()

@@ -191,7 +191,7 @@ class ExportService:
         staging: Staging,
         warehouses: WarehouseProvider | None,
         *,
-        signing_key: bytes,
+        signing_key: Callable[[], bytes],
         timers: QueueTimers,
         first_page_seconds: float = 60.0,
         page_wait_seconds: float = 1.0,
@@ -200,7 +200,8 @@ class ExportService:
         self.store = store
         self.staging = staging
         self.warehouses = warehouses
-        self.tokens = ExportTokens(signing_key)
+        self._signing_key = signing_key
+        self._tokens: ExportTokens | None = None
         self.timers = timers
         self.first_page_seconds = first_page_seconds
         self._resolve = resolve
@@ -210,6 +211,13 @@ class ExportService:
         self._cached: dict[str, int] = {}  # session id -> pages cached, for the exports running in this process
         # The exports running in this process: session id -> (interrupt, set once the export has let go).
         self._running: dict[str, tuple[Callable[[], None], threading.Event]] = {}
+
+    @property
+    def tokens(self) -> ExportTokens:
+        """The tokens, keyed on first use: a process that only expires sessions (a worker) never reads the key."""
+        if self._tokens is None:
+            self._tokens = ExportTokens(self._signing_key())
+        return self._tokens
 
     # -- page 1 and the count --------------------------------------------------------------------------------
 
@@ -693,7 +701,7 @@ def export_service(context: AppContext) -> ExportService:
         store,
         context.staging,
         context.warehouses,
-        signing_key=settings.signing_key(),
+        signing_key=settings.signing_key,
         timers=export_timers(settings),
         first_page_seconds=settings.export_first_page_seconds,
         resolve=declared,
