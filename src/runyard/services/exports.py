@@ -407,17 +407,14 @@ class ExportService:
             if row is None or current is None:
                 raise ExportError(404, "no export session has this task_id in your account")
             state = queues.canceled(current, now)
+            self._save(conn, row, state)
+            message = row["message"]
             if state.status == ExportStatus.CANCELED and current.status != ExportStatus.CANCELED:
-                conn.execute(
-                    export_sessions.update()
-                    .where(export_sessions.c.id == session_id)
-                    .values(message="canceled by a client", **_columns(state))
-                )
-            else:
-                self._save(conn, row, state)
+                message = "canceled by a client"  # a session that had drained on its own keeps its message
+                conn.execute(export_sessions.update().where(export_sessions.c.id == session_id).values(message=message))
         self._interrupt(session_id)
         self.staging.remove_export(account, session_id)
-        described = self._describe({**row, "message": "canceled by a client"}, state, now)
+        described = self._describe({**row, "message": message}, state, now)
         return {**described, "queue": state.queue.value}
 
     def sweep(self) -> int:
