@@ -74,13 +74,16 @@ class RunService:
             try:
                 with self.store.write() as conn:
                     outcome = self.launch_in(conn, request)
+                    # Read in the launch's own transaction: the answer is the run as launched, not whatever a
+                    # worker woken a moment later has made of it.
+                    launched = get_run(conn, outcome.run_id)
             except sa.exc.IntegrityError as error:
                 if not is_launch_race(error):
                     raise
                 continue
             if outcome.accepted:
                 self._notify()
-                return self.get_run(outcome.run_id)
+                return launched
             raise RunRejected(outcome.operation.configuration_id, outcome.run_id, outcome.blocked_by)
         raise Conflict("the operation's runs changed too fast to launch; try again")  # pragma: no cover
 
