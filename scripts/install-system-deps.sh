@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs: PostgreSQL (the scale-out store's tests) and chromium
-# (the browser tests drive Debian's /usr/bin/chromium with Playwright).
+# Debian packages the test suite needs: PostgreSQL (the scale-out store's tests, and the CDC streams'
+# source) with wal2json (the logical decoding plugin the CDC streams read), and chromium (the browser
+# tests drive Debian's /usr/bin/chromium with Playwright).
 # Installs only what is missing, so a second `make test` costs nothing here.
 set -euo pipefail
 
-need=()
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
-test -x /usr/bin/chromium || need+=(chromium)
-
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
 if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
 else
   SUDO=
 fi
-echo "installing Debian packages: ${need[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+updated=
+install() {
+  echo "installing Debian packages: $*"
+  if [ -z "$updated" ]; then
+    $SUDO apt-get update -qq
+    updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+need=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+test -x /usr/bin/chromium || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  install "${need[@]}"
+fi
+
+# wal2json is packaged per PostgreSQL major version: the one installed.
+major="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
+if ! test -f "/usr/lib/postgresql/$major/lib/wal2json.so"; then
+  install "postgresql-$major-wal2json"
+fi

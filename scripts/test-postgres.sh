@@ -26,10 +26,17 @@ case "${1:-start}" in
       [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$DATA"
       as_owner "$BIN/initdb" -D "$DATA" -U postgres -A trust -E UTF8 --no-locale >/dev/null
     fi
-    if ! as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+    # wal_level=logical: the CDC tests use this server as their source (logical replication slots, wal2json).
+    OPTIONS="-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off \
+-c synchronous_commit=off -c full_page_writes=off -c wal_level=logical -c max_replication_slots=50 -c max_wal_senders=20"
+    if as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+      level="$(as_owner "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -Atc 'SHOW wal_level' 2>/dev/null || true)"
+      if [ "$level" != "logical" ]; then  # started by an older version of this script
+        as_owner "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 -m fast restart -o "$OPTIONS" >/dev/null
+      fi
+    else
       rm -f "$DATA/postmaster.pid"  # left by a server that was killed with its session
-      as_owner "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start -o \
-        "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+      as_owner "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start -o "$OPTIONS" >/dev/null
     fi
     echo "$URL"
     ;;
