@@ -166,6 +166,7 @@ class Runtime:
             concurrency=self.settings.worker_concurrency,
             heartbeat_seconds=self.settings.heartbeat_seconds,
             poll_seconds=self.settings.poll_seconds,
+            metrics_seconds=self.settings.metrics_seconds,
             wakeup=self.wakeup,
             worker_id=default_worker_id(label),
         )

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    metrics_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a worker writes the live metrics (records, rate, latency) of its running tasks",
+    )
     poll_seconds: float = Field(default=1.0, gt=0, description="How often an idle worker looks for work")
     sweep_seconds: float = Field(default=2.0, gt=0, description="How often the scheduler sweeps leases")
     scheduler_seconds: float = Field(

@@ -22,6 +22,10 @@ from runyard.domain.statuses import (
 )
 from runyard.errors import ConfigError
 
+# A task of this stage runs until its run is canceled (an API poll, a CDC stream): a worker that is stopping
+# gives it back at once instead of waiting for it to finish.
+STREAM_STAGE = "stream"
+
 
 @dataclass(frozen=True)
 class Dependency:
@@ -35,7 +39,7 @@ class PlannedTask:
 
     name: str
     executor: str
-    stage: str = "task"  # extract, consolidate, ingest, load, hwm, task
+    stage: str = "task"  # extract, consolidate, ingest, load, hwm, stream, task
     metrics_type: str = "task"  # spec 001: extract, load, task, stream, hwm
     params: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[Dependency, ...] = ()

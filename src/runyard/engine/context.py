@@ -3,7 +3,8 @@
 One TaskContext per attempt, made by the worker from its claim. Executors call `checkpoint()`
 between units of work (pages, batches, files): it raises TaskInterrupted once the run is being
 canceled, the lease was lost or the worker stops. Metrics gathered here are written by the
-worker's heartbeats; messages, tables and spawned tasks when the task ends.
+worker's metrics flusher (every RUNYARD_METRICS_SECONDS) and its heartbeats, and what is left
+when the task ends; messages, tables and spawned tasks when the task ends.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class TaskFailed(RunyardError):
     """An executor's way to fail its task with a message for the data admin."""
 
 
+NOTE_LENGTH = 200  # the store's tasks.metrics_note
+
+
 @dataclass
 class Progress:
     """Metrics gathered by a running task since they were last written."""
@@ -73,10 +77,16 @@ class Progress:
     last_record_at: datetime | None = None
     latencies_ms: list[float] = field(default_factory=list)
     bytes: int = 0
+    note: str | None = None  # the task's own words on where it is (a watermark, the tables committed)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing happened since the last take: there is nothing to write."""
+        return not (self.records or self.latencies_ms or self.bytes or self.note is not None)
 
     def take(self) -> Progress:
-        taken = Progress(self.records, self.last_record_at, self.latencies_ms, self.bytes)
-        self.records, self.last_record_at, self.latencies_ms, self.bytes = 0, None, [], 0
+        taken = Progress(self.records, self.last_record_at, self.latencies_ms, self.bytes, self.note)
+        self.records, self.last_record_at, self.latencies_ms, self.bytes, self.note = 0, None, [], 0, None
         return taken
 
     def give_back(self, taken: Progress) -> None:
@@ -85,6 +95,7 @@ class Progress:
         self.bytes += taken.bytes
         self.last_record_at = self.last_record_at or taken.last_record_at
         self.latencies_ms = [*taken.latencies_ms, *self.latencies_ms]
+        self.note = self.note if self.note is not None else taken.note
 
 
 @dataclass
@@ -140,6 +151,11 @@ class TaskContext:
     def record_latency(self, milliseconds: float) -> None:
         with self._lock:
             self.progress.latencies_ms.append(milliseconds)
+
+    def note(self, text: str) -> None:
+        """A short line on where the task is, shown with its live metrics (spec 001's `code`, the run page)."""
+        with self._lock:
+            self.progress.note = text[:NOTE_LENGTH]
 
     def take_progress(self) -> Progress:
         with self._lock:

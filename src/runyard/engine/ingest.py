@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +30,9 @@ def ingest(ctx: TaskContext, resources: EngineResources) -> None:
         ctx.table(table, 0)
         return
     warehouse = resources.warehouses.for_account(identity.account)
+    started = time.perf_counter()
     rows = warehouse.stage(identity.run_key, table, arrow.reader(schema, _batches(ctx, resources.staging, manifest)))
+    ctx.record_latency((time.perf_counter() - started) * 1000.0)  # the time the warehouse took to take the table
     if rows != manifest.rows:
         raise TaskFailed(f"{table}: staged {rows} rows but consolidation produced {manifest.rows}")
     _write_document(resources, key, {"kind": INGESTED, "rows": rows, "max_cursor": manifest.extra.get("max_cursor")})

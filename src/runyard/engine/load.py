@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,13 +43,22 @@ def commit_load(ctx: TaskContext, resources: EngineResources, loads: Sequence[Ta
     identity = ctx.identity
     ctx.checkpoint()  # canceled before the commit: the warehouse stays as it was
     warehouse = resources.warehouses.for_account(identity.account)
+    started = time.perf_counter()
     result = warehouse.load(LoadRequest(identity.run_key, identity.operation_id, tuple(loads)))
+    ctx.record_latency((time.perf_counter() - started) * 1000.0)  # a load task's latency: its commit
     crash_point("load.after_commit_before_meta")
     if result.already_loaded:
+        ctx.note("already loaded by an earlier attempt")
         ctx.message("info", "This run's data had already been loaded by an earlier attempt; nothing was loaded twice")
+    else:
+        ctx.note(f"committed {_tables(len(result.tables))}")
     for table_result in result.tables:
         ctx.table(table_result.name, table_result.staged)
     warehouse.drop_staging(identity.run_key)
+
+
+def _tables(count: int) -> str:
+    return "1 table" if count == 1 else f"{count} tables"
 
 
 def _ingested(ctx: TaskContext, resources: EngineResources, upstream: TaskOutput) -> dict[str, Any] | None:

@@ -1,4 +1,9 @@
-"""Real-time metrics of running tasks (spec 001): records, rates and request latencies."""
+"""Real-time metrics of running tasks (spec 001): records, rates and latencies, and their one-line summary.
+
+What each metrics type's latency measures: extract, the time a source page took to arrive; load, the time
+the warehouse took to load (the Data Load's commit, an ingestion's staging); stream, the delay from the
+source's change to its load; hwm, the time reading the watermark took.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ class RunningTask:
     latency_min: float | None
     latency_max: float | None
     latency_avg: float | None
+    note: str | None = None
 
 
 def running_tasks(
@@ -74,6 +80,7 @@ def _running(row: Any) -> RunningTask:
         latency_min=row.latency_ms_min,
         latency_max=row.latency_ms_max,
         latency_avg=average,
+        note=row.metrics_note,
     )
 
 
@@ -99,3 +106,53 @@ def epoch_ms(moment: datetime | None) -> int | None:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def rate_per_second(records: int, started_at: datetime | None, now: datetime) -> float:
+    """Records per second since the task started (0 before its first second has a start to count from)."""
+    if started_at is None or not records:
+        return 0.0
+    return records / max((now - started_at).total_seconds(), 0.001)
+
+
+def code_summary(task: RunningTask, now: datetime) -> str:
+    """Spec 001's `code` for a running task."""
+    rate = rate_per_second(task.records, task.started_at, now)
+    return summary(task.metrics_type, task.records, rate, task.latency_last, task.note)
+
+
+def summary(metrics_type: str, records: int, rate: float, latency_ms: float | None, note: str | None) -> str:
+    """One line a data admin reads at a glance: what the task does, how much, how fast, how late."""
+    if metrics_type == "hwm":
+        return f"High watermark: {note or 'reading the stored value'}"
+    if metrics_type == "load" and note:
+        took = "" if latency_ms is None else f" in {format_latency(latency_ms)}"
+        return f"Loading: {note}{took}"
+    verb, unit, latency_label = _WORDS.get(metrics_type, _WORDS["task"])
+    parts = [f"{records:,} {unit}", format_rate(rate)]
+    if latency_ms is not None:
+        seconds = metrics_type == "stream"
+        parts.append(f"{latency_label} {format_latency(latency_ms, seconds=seconds)}".lstrip())
+    if note:
+        parts.append(note)
+    return f"{verb}: {', '.join(parts)}"
+
+
+#: metrics type -> (what the task is doing, what it counts, what its latency is called)
+_WORDS = {
+    "extract": ("Extracting", "records", "page latency"),
+    "load": ("Loading", "records", "load latency"),
+    "stream": ("Streaming", "changes", "latency"),
+    "task": ("Running", "records", "latency"),
+}
+
+
+def format_rate(per_second: float) -> str:
+    return f"{per_second:,.0f}/s" if per_second >= 10 or per_second == 0 else f"{per_second:.1f}/s"
+
+
+def format_latency(milliseconds: float, *, seconds: bool = False) -> str:
+    """42 ms below a second; 1.3 s above (or always in seconds, as a stream's delay reads best)."""
+    if seconds or milliseconds >= 1000:
+        return f"{milliseconds / 1000:,.1f} s"
+    return f"{milliseconds:,.0f} ms"

@@ -46,6 +46,7 @@ _FRESH_METRICS: dict[str, Any] = {
     "latency_ms_max": None,
     "latency_ms_sum": 0.0,
     "latency_count": 0,
+    "metrics_note": None,
 }
 _CLAIMABLE_RUNS = [RunStatus.WAITING_TO_START.value, RunStatus.RUNNING.value]
 _RUNNING = TaskStatus.RUNNING.value
@@ -252,6 +253,25 @@ class TaskLeases:
             status = conn.execute(sa.select(runs.c.status).where(runs.c.id == claim.run_id)).scalar_one()
         return bool(status == RunStatus.CANCELING.value)
 
+    def write_metrics(self, batch: Sequence[tuple[Claim, Progress]]) -> list[Claim]:
+        """Write the live metrics of several running tasks in one transaction, leaving their leases alone.
+
+        Each update is fenced like every other write about a task; a task whose lease is gone is skipped
+        (its heartbeat stops it). Returns the claims whose progress was not written.
+        """
+        written = [(claim, progress) for claim, progress in batch if not progress.empty]
+        if not written:
+            return []
+        with self.store.write() as conn:
+            now = self.store.now(conn)
+            return [
+                claim
+                for claim, progress in written
+                if not conn.execute(
+                    tasks.update().where(*_fence(claim, now)).values(**_progress_values(progress))
+                ).rowcount
+            ]
+
     def finish(self, claim: Claim, outcome: Outcome, progress: Progress | None = None) -> None:
         """Record the task's end, then move its run along. Raises LeaseLost if the lease is gone."""
         check_task_transition(TaskStatus.RUNNING, outcome.status)
@@ -325,18 +345,19 @@ class TaskLeases:
             self.wakeup.notify()
 
     def _fenced_update(self, conn: Connection, claim: Claim, now: datetime, values: dict[str, Any]) -> None:
-        updated = conn.execute(
-            tasks.update()
-            .where(
-                tasks.c.id == claim.task_id,
-                tasks.c.lease_token == claim.lease_token,
-                tasks.c.status == _RUNNING,
-                tasks.c.lease_expires_at >= now,
-            )
-            .values(**values)
-        ).rowcount
+        updated = conn.execute(tasks.update().where(*_fence(claim, now)).values(**values)).rowcount
         if not updated:
             raise LeaseLost(claim.task_id, claim.attempt)
+
+
+def _fence(claim: Claim, now: datetime) -> tuple[sa.ColumnElement[bool], ...]:
+    """The task is still this claim's: same lease token, still Running, lease not expired (database clock)."""
+    return (
+        tasks.c.id == claim.task_id,
+        tasks.c.lease_token == claim.lease_token,
+        tasks.c.status == _RUNNING,
+        tasks.c.lease_expires_at >= now,
+    )
 
 
 def _record_data_load(conn: Connection, run_id: int, tables: Sequence[tuple[str, int]], now: datetime) -> None:
@@ -388,9 +409,14 @@ def _inputs(conn: Connection, task_id: int) -> tuple[TaskOutput, ...]:
 
 
 def _progress_values(progress: Progress | None) -> dict[str, Any]:
-    if progress is None or (not progress.records and not progress.latencies_ms and not progress.bytes):
+    """The columns to change for progress gathered since the last write (counts add up; nothing when empty)."""
+    if progress is None or progress.empty:
         return {}
-    values: dict[str, Any] = {"records_processed": tasks.c.records_processed + progress.records}
+    values: dict[str, Any] = {}
+    if progress.records:
+        values["records_processed"] = tasks.c.records_processed + progress.records
+    if progress.note is not None:
+        values["metrics_note"] = progress.note
     if progress.bytes:
         values["bytes_processed"] = tasks.c.bytes_processed + progress.bytes
     if progress.last_record_at is not None:

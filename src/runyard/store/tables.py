@@ -241,6 +241,7 @@ tasks = sa.Table(
     sa.Column("latency_ms_max", sa.Float),
     sa.Column("latency_ms_sum", sa.Float, nullable=False, default=0.0),
     sa.Column("latency_count", sa.Integer, nullable=False, default=0),
+    sa.Column("metrics_note", sa.String(200)),  # the running task's own words on where it is (migration 0012)
     sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),  # kept by add_message
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.UniqueConstraint("run_id", "name"),

@@ -1,4 +1,8 @@
-"""A worker: a pool of threads that claim ready tasks and run them, each under a heartbeated lease."""
+"""A worker: a pool of threads that claim ready tasks and run them, each under a heartbeated lease.
+
+Besides the heartbeats (which keep the leases), one metrics flusher per worker writes the live metrics
+of all its running tasks every `metrics_seconds`, in one transaction, and only for tasks that moved.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from collections.abc import Callable, Mapping
 
 import sqlalchemy as sa
 
+from runyard.domain.graph import STREAM_STAGE
 from runyard.domain.statuses import TaskStatus
-from runyard.engine.context import StopReason, TaskContext, TaskFailed, TaskInterrupted
+from runyard.engine.context import Progress, StopReason, TaskContext, TaskFailed, TaskInterrupted
 from runyard.engine.executors import Executor
 from runyard.errors import LeaseLost, RunyardError
 from runyard.faults import crash_point
@@ -42,6 +47,7 @@ class Worker:
         concurrency: int,
         heartbeat_seconds: float,
         poll_seconds: float,
+        metrics_seconds: float = 1.0,
         wakeup: Wakeup | None = None,
         worker_id: str | None = None,
     ) -> None:
@@ -50,32 +56,48 @@ class Worker:
         self.concurrency = concurrency
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
+        self.metrics_seconds = metrics_seconds
         self.wakeup = wakeup or Wakeup()
         self.worker_id = worker_id or default_worker_id()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._running: dict[int, TaskContext] = {}
+        self._running: dict[int, tuple[Claim, TaskContext]] = {}
         self._lock = threading.Lock()
+        # Held while metrics are taken and written: a task's end waits for a flush under way, so the progress
+        # that flush could not write is back in its context before the end takes what is left.
+        self._flush_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def start(self) -> None:
         for slot in range(self.concurrency):
             thread = threading.Thread(target=self._slot, name=f"runyard-worker-{slot}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._flusher = threading.Thread(target=self._flush_loop, name="runyard-metrics", daemon=True)
+        self._flusher.start()
         log.info("worker %s started with %d slots", self.worker_id, self.concurrency)
 
     def stop(self, grace_seconds: float = 10.0) -> None:
-        """Claim nothing more; let running tasks finish within the grace, then give them back."""
+        """Claim nothing more; let running tasks finish within the grace, then give them back. Streams, which
+        finish only when canceled, are given back at once."""
         self._stopping.set()
         self.wakeup.notify()
+        with self._lock:
+            for claim, ctx in self._running.values():
+                if claim.stage == STREAM_STAGE:
+                    ctx.stop(StopReason.SHUTDOWN)
         deadline = time.monotonic() + grace_seconds
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            for ctx in self._running.values():
+            for _, ctx in self._running.values():
                 ctx.stop(StopReason.SHUTDOWN)
         for thread in self._threads:
             thread.join(self.heartbeat_seconds + 5)
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(self.metrics_seconds + 5)
 
     @property
     def busy(self) -> int:
@@ -108,7 +130,7 @@ class Worker:
     def execute(self, claim: Claim) -> None:
         ctx = TaskContext(claim.identity, claim.params, claim.inputs)
         with self._lock:
-            self._running[claim.task_id] = ctx
+            self._running[claim.task_id] = (claim, ctx)
         done = threading.Event()
         thread = threading.Thread(target=self._heartbeat, args=(claim, ctx, done), daemon=True)
         thread.start()
@@ -119,6 +141,8 @@ class Worker:
             thread.join()
             with self._lock:
                 self._running.pop(claim.task_id, None)
+            with self._flush_lock:  # a flush that took this task's progress has given back what it did not write
+                pass
         self._record(claim, ctx, outcome)
 
     def _run_executor(self, claim: Claim, ctx: TaskContext) -> Outcome | StopReason:
@@ -204,6 +228,47 @@ class Worker:
             int(self.leases.lease.total_seconds()),
         )
         return False
+
+    def flush_metrics(self) -> int:
+        """Write the progress of every running task that moved since the last flush, in one transaction.
+
+        Returns how many tasks were written. Progress that could not be written goes back to its task: the next
+        flush, a heartbeat or the task's end writes it, so the totals stay exact.
+        """
+        with self._flush_lock:
+            with self._lock:
+                running = list(self._running.values())
+            batch = [(claim, progress) for claim, ctx in running if not (progress := ctx.take_progress()).empty]
+            if not batch:
+                return 0
+            try:
+                skipped = {claim.task_id for claim in self.leases.write_metrics(batch)}
+            except Exception:
+                self._give_back(running, batch, {claim.task_id for claim, _ in batch})
+                raise
+            self._give_back(running, batch, skipped)
+            return len(batch) - len(skipped)
+
+    def _give_back(
+        self, running: list[tuple[Claim, TaskContext]], batch: list[tuple[Claim, Progress]], task_ids: set[int]
+    ) -> None:
+        contexts = {claim.task_id: ctx for claim, ctx in running}
+        for claim, progress in batch:
+            if claim.task_id in task_ids:
+                contexts[claim.task_id].give_back_progress(progress)
+
+    def _flush_loop(self) -> None:
+        """Flush metrics every metrics_seconds until the worker is closed; a failed flush is tried at the next."""
+        while not self._closed.wait(self.metrics_seconds):
+            try:
+                self.flush_metrics()
+            except Exception as error:
+                log.warning(
+                    "could not write the live metrics of running tasks (%s); trying again in %.1f s",
+                    describe_failure(error),
+                    self.metrics_seconds,
+                    exc_info=not isinstance(error, sa.exc.DBAPIError),
+                )
 
     def _heartbeat(self, claim: Claim, ctx: TaskContext, done: threading.Event) -> None:
         """Renew the lease every heartbeat_seconds; a failed renewal is tried again at the next beat.

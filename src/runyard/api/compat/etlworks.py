@@ -9,7 +9,15 @@ from pydantic import BaseModel
 
 from runyard.api.deps import AdminDep, IdPath, StoreDep
 from runyard.errors import InvalidInput
-from runyard.services.metrics import METRICS_TYPES, LastChecks, RunningTask, epoch_ms, now_utc, running_tasks
+from runyard.services.metrics import (
+    METRICS_TYPES,
+    LastChecks,
+    RunningTask,
+    code_summary,
+    epoch_ms,
+    now_utc,
+    running_tasks,
+)
 from runyard.services.runs import get_run
 
 router = APIRouter(tags=["task metrics (spec 001)"])
@@ -69,17 +77,17 @@ def _type(value: str | None) -> str | None:
 
 def _metrics(request: Request, caller: int, task: RunningTask) -> TaskMetrics:
     checks: LastChecks = request.app.state.last_checks
-    now_ms = int(now_utc().timestamp() * 1000)
+    now = now_utc()
+    now_ms = int(now.timestamp() * 1000)
     started = epoch_ms(task.started_at)
     duration = None if started is None else max(0, now_ms - started)
-    rate = task.records / (duration / 1000) if duration else 0.0
     return TaskMetrics(
         requestId=f"{task.run_key}/{task.task_id}",
         owner=task.owner,
         name=task.name,
         started=started,
         duration=duration,
-        code=f"{task.records:,} records, {rate:,.0f} records/s",
+        code=code_summary(task, now),
         type=task.metrics_type,
         tenant=task.account,
         latency=task.latency_last,

@@ -11,10 +11,12 @@ import itertools
 import queue
 import statistics
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 from runyard.engine import arrow
@@ -33,6 +35,7 @@ from runyard.operations.api_to_table.paginators import (
 )
 from runyard.operations.api_to_table.spec import ApiToTableSpec, EndpointSpec, OffsetPagination, PageNumberPagination
 from runyard.staging import Manifest, PartInfo, Staging, StagingKey
+from runyard.warehouse.base import Warehouse
 
 PART_ROWS = 100_000
 PROBE_PAGES = 3  # pages walked before deciding whether to fetch ahead
@@ -114,23 +117,97 @@ class CursorTracker:
 
 
 def high_watermark(ctx: TaskContext, resources: EngineResources) -> None:
-    """`Get High Watermark [ep]`: the cursor value the last load reached (or the initial value)."""
+    """`Get High Watermark [ep]`: the cursor value the last load reached (or the initial value).
+
+    The stored value is checked against the largest cursor value in the warehouse table; a difference (the
+    table was changed outside runyard) is reported, and the stored value is still the one used. Its live
+    metrics: no records (it reads no data, and a job's record total stays the rows it moved), the time the
+    reads took as its latency, and the value as its note.
+    """
     identity = ctx.identity
+    table = identity.table or ""
     incremental = ctx.params["incremental"]
+    field_name = incremental["cursor_field"]
     warehouse = resources.warehouses.for_account(identity.account)
-    stored = warehouse.high_watermark(identity.operation_id, identity.table or "")
+    started = time.perf_counter()
+    stored = warehouse.high_watermark(identity.operation_id, table)
+    found = _table_max(warehouse, table, field_name) if stored is not None else None
+    ctx.record_latency((time.perf_counter() - started) * 1000.0)
     value = stored if stored is not None else incremental.get("initial_value")
     key = output_key(identity)
     resources.staging.write_document(
         key.account, key.operation_id, key.run_key, key.table, document_name(key.task, key.attempt), {"value": value}
     )
-    field_name = incremental["cursor_field"]
     if stored is not None:
-        ctx.message("info", f"High watermark of {identity.table}.{field_name}: {stored} (from the last load)")
+        ctx.note(f"{field_name} = {stored} (stored)")
+        ctx.message("info", f"High watermark of {table}.{field_name}: {stored} (from the last load)")
+        if found is not None and not _same_value(stored, found.value):
+            ctx.message("warning", _mismatch(table, field_name, stored, found.value))
     elif value is not None:
-        ctx.message("info", f"No earlier load of {identity.table}: starting from the initial value {value}")
+        ctx.note(f"{field_name} = {value} (initial value)")
+        ctx.message("info", f"No earlier load of {table}: starting from the initial value {value}")
     else:
-        ctx.message("info", f"No earlier load of {identity.table}: extracting everything")
+        ctx.note(f"{field_name}: none stored, extracting everything")
+        ctx.message("info", f"No earlier load of {table}: extracting everything")
+
+
+@dataclass(frozen=True)
+class _TableMax:
+    value: object  # None when the table has no row with a cursor value
+
+
+def _table_max(warehouse: Warehouse, table: str, field_name: str) -> _TableMax | None:
+    """The largest cursor value in the warehouse table; None when there is nothing to check against (no table,
+    or no cursor column)."""
+    column = field_name.replace(".", arrow.SEPARATOR)
+    columns = warehouse.columns(table)
+    if columns is None or column not in columns:
+        return None
+    kind = columns[column].upper()
+    largest = f"max({_quoted(column)})"
+    if "TIMESTAMP" in kind:  # as microseconds: the driver's own time zone conversion needs a module we do not ship
+        largest = f"epoch_us({largest})"
+    # Both names are quoted identifiers, and the column was just found in the table: no value is spliced in.
+    rows = warehouse.query(f"SELECT {largest} FROM {_quoted(table)}")  # noqa: S608
+    value = rows[0][0] if rows else None
+    if "TIMESTAMP" in kind and isinstance(value, int):
+        zone = UTC if "TIME ZONE" in kind or "TZ" in kind else None
+        value = (_EPOCH + timedelta(microseconds=value)).replace(tzinfo=zone)
+    return _TableMax(value)
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _same_value(stored: str, found: object) -> bool:
+    """The stored watermark is text; the table's maximum is a typed value: compare them as that type."""
+    try:
+        if isinstance(found, datetime):
+            return datetime.fromisoformat(stored) == found
+        if isinstance(found, date):
+            return date.fromisoformat(stored) == found
+        if isinstance(found, int | float) and not isinstance(found, bool):
+            return float(stored) == float(found)
+    except (TypeError, ValueError):
+        return False
+    return str(found) == stored
+
+
+def _mismatch(table: str, field_name: str, stored: str, found: object) -> str:
+    largest = "no value at all (the table has no rows with one)" if found is None else f"{_shown(found)}"
+    return (
+        f"High watermark of {table}.{field_name} does not match the table: the stored watermark is {stored}, "
+        f"but the largest {field_name} in table {table} is {largest}. Using the stored value {stored}; "
+        "the table may have been changed outside runyard."
+    )
+
+
+def _shown(value: object) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def extract(ctx: TaskContext, resources: EngineResources) -> None:
@@ -229,12 +306,18 @@ class PageFeed:
                 close()
 
 
+class TableSink(Protocol):
+    """Where a walk puts each page's records: Parquet parts (PartWriter), or a stream's micro-batch."""
+
+    def add(self, table: arrow.Table) -> None: ...
+
+
 @dataclass
 class _Walk:
     ctx: TaskContext
     client: SourceClient
     endpoint: EndpointSpec
-    writer: PartWriter
+    writer: TableSink
     cursor: CursorTracker
     rejected: int = 0
     fetched: int = 0
@@ -309,8 +392,8 @@ class _Walk:
         table = arrow.records_to_table(objects)
         self.writer.add(table)
         self.cursor.see(table)
+        self.ctx.record_latency(fetched.page.latency_ms)  # first, so that no flush sees records without latency
         self.ctx.add_records(len(objects))
-        self.ctx.record_latency(fetched.page.latency_ms)
 
     def reject(self, records: list[object], objects: list[dict[str, Any]], number: int) -> None:
         bad = [r for r in records if not isinstance(r, dict)]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,14 @@ from runyard.errors import NotFound, RunyardError
 from runyard.params import IdPath
 from runyard.services.attention import stalled_tasks
 from runyard.services.listing import RunQuery, TaskQuery, get_task, list_runs, list_tasks
+from runyard.services.metrics import (
+    RunningTask,
+    code_summary,
+    format_latency,
+    format_rate,
+    rate_per_second,
+    running_tasks,
+)
 from runyard.services.operations import list_operations
 from runyard.services.runs import get_run
 from runyard.services.sources import latest_run_ids
@@ -54,6 +63,26 @@ TASK_COLUMNS = (
     (None, "Tables"),
     ("messages", "Message"),
 )
+
+
+@dataclass(frozen=True)
+class LiveMetrics:
+    """What the run page shows of a running task's metrics, as text."""
+
+    rate: str
+    latency: str | None  # the last and average latency
+    summary: str  # spec 001's `code`: the one line for the tooltip
+
+
+def _live_metrics(task: RunningTask, now: datetime) -> LiveMetrics:
+    latency = None
+    if task.latency_last is not None:
+        seconds = task.metrics_type == "stream"
+        latency = f"latency {format_latency(task.latency_last, seconds=seconds)}"
+        if task.latency_avg is not None:
+            latency += f", avg {format_latency(task.latency_avg, seconds=seconds)}"
+    rate = format_rate(rate_per_second(task.records, task.started_at, now))
+    return LiveMetrics(rate=rate, latency=latency, summary=code_summary(task, now))
 
 
 def _snapshot(run: RunView) -> RunSnapshot:
@@ -147,11 +176,8 @@ def run_page(request: Request, run_id: IdPath, who: ViewerDep) -> Response:
             found = list_tasks(conn, query)
         except (ValueError, RunyardError) as exc:
             error, query, found = str(exc), TaskQuery(run_id=run.id, account_id=account), None
-    rates = {
-        task.id: task.records_processed / max((now - task.started_at).total_seconds(), 0.001)
-        for task in (found.items if found else ())
-        if task.started_at is not None and task.completed_at is None and task.records_processed
-    }
+        running = [] if run.status.is_final else running_tasks(conn, account, run_id=run.id)
+    metrics = {task.task_id: _live_metrics(task, now) for task in running}
     return render(
         request,
         "run.html",
@@ -165,7 +191,7 @@ def run_page(request: Request, run_id: IdPath, who: ViewerDep) -> Response:
         search=search,
         columns=TASK_COLUMNS,
         stalled=stalled,
-        rates=rates,
+        metrics=metrics,
         can_retry=who.can_operate and retry_allowed(_snapshot(run), latest),
         can_cancel=who.can_operate and cancel_allowed(run.status),
         live=not run.status.is_final,
