@@ -10,8 +10,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 
@@ -39,6 +40,10 @@ log = logging.getLogger("runyard.serve")
 DEMO_EXPORT_AFTER = "demo-hr"  # its first run loads the employees the demo's bi-view reads
 DEMO_EXPORT_VIEW = "EMPLOYEES_V"
 DEMO_EXPORT_WAIT_SECONDS = 180.0
+# The demo's live stream runs until canceled. It is launched last, once demo-hr's first run has ended and launched
+# the workflow's target, so that the demo's batch runs keep the first numbers.
+DEMO_STREAM = "demo-badge-stream"
+DEMO_STREAM_WAIT_SECONDS = 30.0
 SHUTDOWN_GRACE_SECONDS = 10.0
 HTTP_PROCESS_STARTUP_SECONDS = 30.0
 
@@ -240,15 +245,36 @@ def _deploy_demo(runtime: Runtime, source_url: str) -> None:
     deployed = deploy(runtime.store, specs, runtime.registry)
     left_to_workflows = launched_by_workflows(specs)
     launchable = {name for name, definition in operation_types().items() if definition.launchable}
+    stream = next((item for item in deployed if item.configuration_id == DEMO_STREAM), None)
+    follow_up: list[Callable[[], object]] = []
     for spec, item in zip(specs, deployed, strict=True):
         if spec.configuration_type not in launchable or item.configuration_id in left_to_workflows:
             continue
-        if not _has_runs(runtime, item.operation_id):
-            run_id = _launch_demo(runtime, item.operation_id, item.configuration_id)
-            if item.configuration_id == DEMO_EXPORT_AFTER and run_id is not None:
-                threading.Thread(
-                    target=_export_demo_view, args=(runtime, spec.account, run_id), name="demo-export", daemon=True
-                ).start()
+        if item is stream or _has_runs(runtime, item.operation_id):
+            continue
+        run_id = _launch_demo(runtime, item.operation_id, item.configuration_id)
+        if item.configuration_id == DEMO_EXPORT_AFTER and run_id is not None:
+            follow_up.append(partial(_export_demo_view, runtime, spec.account, run_id))
+            targets = [d.operation_id for d in deployed if d.configuration_id in left_to_workflows]
+            follow_up.append(partial(_wait_for_runs, runtime, targets))
+    if stream is not None and not _has_runs(runtime, stream.operation_id):
+        follow_up.append(
+            partial(_launch_demo, runtime, stream.operation_id, stream.configuration_id, RunType.INCREMENTAL)
+        )
+    if follow_up:
+        threading.Thread(target=_in_turn, args=(follow_up,), name="demo-follow-up", daemon=True).start()
+
+
+def _in_turn(steps: list[Callable[[], object]]) -> None:
+    for step in steps:
+        step()
+
+
+def _wait_for_runs(runtime: Runtime, operation_ids: list[int]) -> None:
+    """Until each operation has a run (the demo workflow's target, launched when demo-hr's run ends), for a while."""
+    deadline = time.monotonic() + DEMO_STREAM_WAIT_SECONDS
+    while time.monotonic() < deadline and not all(_has_runs(runtime, op) for op in operation_ids):
+        time.sleep(0.2)
 
 
 def _export_demo_view(runtime: Runtime, account: str, run_id: int) -> None:
@@ -280,11 +306,11 @@ def _has_runs(runtime: Runtime, operation_id: int) -> bool:
         return list_runs(conn, RunQuery(account_id=None, operation_id=operation_id, page_size=1)).total > 0
 
 
-def _launch_demo(runtime: Runtime, operation_id: int, configuration_id: str) -> int | None:
+def _launch_demo(
+    runtime: Runtime, operation_id: int, configuration_id: str, run_type: RunType = RunType.DESTRUCTIVE
+) -> int | None:
     try:
-        view = runtime.runs.launch(
-            LaunchRequest(operation_id=operation_id, run_type=RunType.DESTRUCTIVE, trigger=Trigger.MANUAL)
-        )
+        view = runtime.runs.launch(LaunchRequest(operation_id=operation_id, run_type=run_type, trigger=Trigger.MANUAL))
     except RunRejected:
         return None
     log.info("demo: launched run %d of %s", view.id, configuration_id)

@@ -1,7 +1,8 @@
 """Browser tests: Playwright (Python) drives Debian's chromium against a real `runyard serve --demo`.
 
-The server is one subprocess for the whole module, with the demo's four runs finished, a viewer user, and a
-fifth run, of demo-hr, that Failed (the demo source was told to answer HTML for employees, then healed).
+The server is one subprocess for the whole module, with the demo's four batch runs finished, its live stream
+(run 5) running, a viewer user, and a sixth run, of demo-hr, that Failed (the demo source was told to answer HTML
+for employees, then healed).
 Chromium is /usr/bin/chromium, installed by `make test` (scripts/install-system-deps.sh); without it these
 tests fail, they never skip.
 """
@@ -110,8 +111,12 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         # The demo launches three runs at once, and the summaries once demo-hr's run has completed: run 4.
         summaries = wait_until(lambda: _run_of(api, "demo-hr-summaries_DEV"), timeout=RUN_SECONDS, what="run 4")
         assert summaries == 4
+        # Then the live stream, which runs until canceled: run 5.
+        stream = wait_until(lambda: _run_of(api, "demo-badge-stream"), timeout=RUN_SECONDS, what="run 5")
+        assert stream == 5
         for run in api.get("/api/v1/runs").json()["items"]:
-            assert server.wait_final(run["id"])["status"] == "completed"
+            if run["id"] != stream:
+                assert server.wait_final(run["id"])["status"] == "completed"
         created = api.post("/api/v1/users", json={"login": VIEWER[0], "password": VIEWER[1], "role": "viewer"})
         assert created.status_code == 201, created.text
         server.faults(html_endpoints=["employees"])

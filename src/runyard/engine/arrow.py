@@ -106,6 +106,13 @@ def column_max(table: pa.Table, name: str) -> Any:
     return pc.max(table.column(name)).as_py()
 
 
+def column_min(table: pa.Table, name: str) -> Any:
+    """The smallest value of a column (None if absent or empty)."""
+    if name not in table.column_names or table.num_rows == 0:
+        return None
+    return pc.min(table.column(name)).as_py()
+
+
 def _columnwise(records: Sequence[Mapping[str, Any]]) -> pa.Table:
     keys: dict[str, None] = {}
     for record in records:

@@ -3,6 +3,9 @@
     Get High Watermark [ep] ─► Process [ep] (one per slice) ─► Metadata Consolidation [ep]
         ─► ep Consolidation ─► Ingestion [ep] ─► Data Load (every table, one transaction)
 
+An endpoint with `mode: stream` is one long task instead, `Stream [ep]`, which loads its own micro-batches
+until the run is canceled; the Data Load then covers the batch endpoints only (none: no Data Load).
+
 The plan works on the spec as plain data (the config layer dumps it), so it stays pure.
 """
 
@@ -12,7 +15,7 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
 
-from runyard.domain.graph import Dependency, PlannedTask, validate_plan
+from runyard.domain.graph import STREAM_STAGE, Dependency, PlannedTask, validate_plan
 from runyard.domain.statuses import RunType
 
 HWM = "hwm"
@@ -21,27 +24,37 @@ METADATA = "metadata_consolidation"
 CONSOLIDATE = "table_consolidation"
 INGEST = "ingest"
 DATA_LOAD = "data_load"
-EXECUTORS = (HWM, EXTRACT, METADATA, CONSOLIDATE, INGEST, DATA_LOAD)
+STREAM = "stream"
+EXECUTORS = (HWM, EXTRACT, METADATA, CONSOLIDATE, INGEST, DATA_LOAD, STREAM)
+DEFAULT_POLL_SECONDS = 5.0
+# A stream that loses its worker is taken over by another (attempt + 1) and resumes from the stored watermark;
+# it ends only when canceled, so its attempts are many.
+STREAM_ATTEMPTS = 1000
 
 
 def plan_api_run(spec: Mapping[str, Any], run_type: RunType, today: date) -> list[PlannedTask]:
     source = {key: value for key, value in spec.items() if key in _SOURCE_KEYS}
     planned: list[PlannedTask] = []
     loads: list[Dependency] = []
+    batch = [e for e in spec["endpoints"] if e.get("mode", "batch") == "batch"]
     for endpoint in spec["endpoints"]:
+        if endpoint.get("mode", "batch") == "stream":
+            planned.append(_stream_task(source, endpoint, run_type))
+            continue
         chain = _endpoint_tasks(source, endpoint, run_type, today)
         planned.extend(chain)
         loads.append(Dependency(chain[-1].name, soft=not endpoint.get("required", True)))
-    planned.append(
-        PlannedTask(
-            name="Data Load",
-            executor=DATA_LOAD,
-            stage="load",
-            metrics_type="load",
-            params={"run_type": run_type.value, "tables": [_table_load(e, run_type) for e in spec["endpoints"]]},
-            depends_on=tuple(loads),
+    if batch:
+        planned.append(
+            PlannedTask(
+                name="Data Load",
+                executor=DATA_LOAD,
+                stage="load",
+                metrics_type="load",
+                params={"run_type": run_type.value, "tables": [_table_load(e, run_type) for e in batch]},
+                depends_on=tuple(loads),
+            )
         )
-    )
     validate_plan(planned)
     return planned
 
@@ -122,6 +135,27 @@ def _endpoint_tasks(
         table=name,
     )
     return [*tasks, metadata, consolidation, ingestion]
+
+
+def _stream_task(source: Mapping[str, Any], endpoint: Mapping[str, Any], run_type: RunType) -> PlannedTask:
+    name = endpoint["name"]
+    return PlannedTask(
+        name=f"Stream [{name}]",
+        executor=STREAM,
+        stage=STREAM_STAGE,
+        metrics_type="stream",
+        params={
+            "table": name,
+            "run_type": run_type.value,
+            "source": dict(source),
+            "endpoint": dict(endpoint),
+            "poll_seconds": float(endpoint.get("poll_seconds") or DEFAULT_POLL_SECONDS),
+            "load": _table_load(endpoint, RunType.INCREMENTAL),
+        },
+        required=bool(endpoint.get("required", True)),
+        max_attempts=STREAM_ATTEMPTS,
+        table=name,
+    )
 
 
 def _slices(slicing: Mapping[str, Any] | None, today: date) -> list[dict[str, Any] | None]:

@@ -25,10 +25,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from runyard.errors import ConfigError
-from runyard.operations.spec import OperationBase
+from runyard.operations.spec import ENV_VAR_NAME, OperationBase, invalid
 
 __all__ = [
     "ApiKeyAuth",
@@ -55,20 +54,14 @@ __all__ = [
     "resolve_secret",
 ]
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENDPOINT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # Headers that carry credentials: their values would put a secret in the spec.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 
-def _invalid(message: str) -> PydanticCustomError:
-    """A validation error whose message is shown as-is (no "Value error, " prefix)."""
-    return PydanticCustomError("runyard_invalid", message)
-
-
 def _env_name(value: str) -> str:
-    if not _ENV_NAME.fullmatch(value):
-        raise _invalid(
+    if not ENV_VAR_NAME.fullmatch(value):
+        raise invalid(
             f"{value!r} is not an environment variable name (letters, digits and underscores, "
             "e.g. API_TOKEN); put the secret in that variable, never in the spec"
         )
@@ -77,7 +70,7 @@ def _env_name(value: str) -> str:
 
 def _dotted_path(value: str) -> str:
     if not value or any(not part.strip() or part != part.strip() for part in value.split(".")):
-        raise _invalid(f"{value!r} is not a dotted path like 'next_cursor' or 'meta.total'")
+        raise invalid(f"{value!r} is not a dotted path like 'next_cursor' or 'meta.total'")
     return value
 
 
@@ -114,9 +107,9 @@ def _check_tag(value: object, *, field: str, allowed: tuple[str, ...], what: str
         return value
     choices = ", ".join(allowed)
     if field not in value:
-        raise _invalid(f"{what} needs a '{field}': one of {choices}")
+        raise invalid(f"{what} needs a '{field}': one of {choices}")
     if value[field] not in allowed:
-        raise _invalid(f"unknown {what} {field} {value[field]!r}; allowed {field}s: {choices}")
+        raise invalid(f"unknown {what} {field} {value[field]!r}; allowed {field}s: {choices}")
     return value
 
 
@@ -148,7 +141,7 @@ class BasicAuth(_Model):
     @model_validator(mode="after")
     def _one_username(self) -> BasicAuth:
         if (self.username is None) == (self.username_env is None):
-            raise _invalid("basic auth needs exactly one of username or username_env")
+            raise invalid("basic auth needs exactly one of username or username_env")
         return self
 
 
@@ -186,7 +179,7 @@ class _FirstPageLimit(_Model):
     @model_validator(mode="after")
     def _both_or_neither(self) -> _FirstPageLimit:
         if (self.limit_param is None) != (self.limit is None):
-            raise _invalid("set both limit_param and limit, or neither")
+            raise invalid("set both limit_param and limit, or neither")
         return self
 
     def request_params(self) -> tuple[str, ...]:
@@ -280,9 +273,9 @@ class DateWindowSlicing(_Model):
     @model_validator(mode="after")
     def _ordered(self) -> DateWindowSlicing:
         if isinstance(self.end, date) and self.end < self.start:
-            raise _invalid(f"end {self.end.isoformat()} is before start {self.start.isoformat()}")
+            raise invalid(f"end {self.end.isoformat()} is before start {self.start.isoformat()}")
         if self.param_from == self.param_to:
-            raise _invalid("param_from and param_to must differ")
+            raise invalid("param_from and param_to must differ")
         return self
 
     def resolved_end(self, today: date) -> date:
@@ -318,12 +311,20 @@ class EndpointSpec(_Model):
         default=True, description="When false, a failure makes the run Completed with Errors, not Failed."
     )
     max_pages: int | None = Field(default=None, ge=1, description="Safety cap on pages fetched.")
+    mode: Literal["batch", "stream"] = Field(
+        default="batch",
+        description="batch: each run extracts once and loads. stream: one long task polls the incremental "
+        "endpoint every poll_seconds and loads each micro-batch with its watermark, until the run is canceled.",
+    )
+    poll_seconds: float | None = Field(
+        default=None, gt=0, le=86_400, description="mode: stream only: seconds between polls (default 5)."
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _ENDPOINT_NAME.fullmatch(value):
-            raise _invalid(
+            raise invalid(
                 f"{value!r} is not a valid endpoint name: start with a letter, then letters, digits, "
                 "'_' or '-' (it becomes the table name)"
             )
@@ -333,9 +334,9 @@ class EndpointSpec(_Model):
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/") or value.startswith("//"):
-            raise _invalid(f"{value!r} must be a path under base_url starting with '/', e.g. /v1/users")
+            raise invalid(f"{value!r} must be a path under base_url starting with '/', e.g. /v1/users")
         if "?" in value or "#" in value:
-            raise _invalid(f"{value!r} has a query or fragment; put query parameters under params")
+            raise invalid(f"{value!r} has a query or fragment; put query parameters under params")
         return value
 
     @field_validator("params", mode="before")
@@ -370,11 +371,26 @@ class EndpointSpec(_Model):
     def _pages_need_total(cls, value: SlicingSpec | None, info: ValidationInfo) -> SlicingSpec | None:
         pagination = info.data.get("pagination")  # absent when pagination itself was invalid
         if isinstance(value, PageSlicing) and pagination is not None and not _has_total(pagination):
-            raise _invalid(
+            raise invalid(
                 "slicing by pages needs the page count up front: use page_number pagination with "
                 f"total_pages_path, or offset pagination with total_path (this endpoint: {pagination.style})"
             )
         return value
+
+    @model_validator(mode="after")
+    def _stream_needs_a_watermark(self) -> EndpointSpec:
+        if self.mode == "batch":
+            if self.poll_seconds is not None:
+                raise invalid("poll_seconds applies to mode: stream only; remove it or set mode: stream")
+            return self
+        if self.incremental is None:
+            raise invalid(
+                "mode: stream needs incremental (cursor_field and param): each poll asks for the records after "
+                "the watermark of the last micro-batch"
+            )
+        if self.slicing is not None:
+            raise invalid("mode: stream cannot be sliced; remove slicing")
+        return self
 
     @model_validator(mode="after")
     def _params_set_once(self) -> EndpointSpec:
@@ -386,7 +402,7 @@ class EndpointSpec(_Model):
             generated += [("slicing", p) for p in self.slicing.request_params()]
         for owner, param in generated:
             if param in owners:
-                raise _invalid(
+                raise invalid(
                     f"query parameter {param!r} is set by both {owners[param]} and {owner}; remove it from one of them"
                 )
             owners[param] = owner
@@ -422,12 +438,12 @@ class ApiToTableSpec(_Model):
     @classmethod
     def _base_url(cls, value: str) -> str:
         if not value:
-            raise _invalid("base_url is required: the root URL of the API, e.g. https://api.example.com/v1")
+            raise invalid("base_url is required: the root URL of the API, e.g. https://api.example.com/v1")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise _invalid(f"base_url {value!r} must be an http:// or https:// URL with a host")
+            raise invalid(f"base_url {value!r} must be an http:// or https:// URL with a host")
         if parts.query or parts.fragment:
-            raise _invalid(f"base_url {value!r} has a query or fragment; put parameters under params")
+            raise invalid(f"base_url {value!r} has a query or fragment; put parameters under params")
         return value.rstrip("/")
 
     @field_validator("auth", mode="before")
@@ -447,7 +463,7 @@ class ApiToTableSpec(_Model):
     def _no_secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
             if name.lower() in _SECRET_HEADERS:
-                raise _invalid(
+                raise invalid(
                     f"header {name!r} would put a secret in the spec; use auth (bearer, api_key or "
                     "basic), which reads the secret from an environment variable"
                 )
@@ -461,7 +477,7 @@ class ApiToTableSpec(_Model):
             # Case-insensitive: most warehouses fold unquoted table names.
             key = endpoint.name.lower()
             if key in seen:
-                raise _invalid(
+                raise invalid(
                     f"endpoint name {endpoint.name!r} is used twice (as {seen[key]!r} too); "
                     "names must be unique because each becomes a table"
                 )

@@ -9,6 +9,7 @@ from runyard.engine.load import data_load
 from runyard.engine.resources import EngineResources
 from runyard.operations.api_to_table import plan
 from runyard.operations.api_to_table.extract import extract, high_watermark
+from runyard.operations.api_to_table.stream import stream
 
 STAGES: dict[str, tuple[Stage, str]] = {
     plan.HWM: (high_watermark, "reads the high watermark of the last load"),
@@ -17,6 +18,7 @@ STAGES: dict[str, tuple[Stage, str]] = {
     plan.CONSOLIDATE: (consolidate_table, "aligns the staged parts to the blueprint"),
     plan.INGEST: (ingest, "loads the staged parts into the warehouse's staging table"),
     plan.DATA_LOAD: (data_load, "commits every table of the run in one transaction"),
+    plan.STREAM: (stream, "polls an incremental endpoint and loads each micro-batch with its watermark"),
 }
 
 
