@@ -26,6 +26,7 @@ TYPE_PACKAGES: tuple[str, ...] = (
     "table_to_table",
     "workflow",
     "bi_view",
+    "postgres_cdc",
 )
 
 

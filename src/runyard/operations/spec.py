@@ -7,9 +7,16 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 ENVIRONMENT = r"^[A-Z][A-Z0-9_]{0,49}$"
+ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # where a configuration names a secret's variable
+
+
+def invalid(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as-is (no "Value error, " prefix)."""
+    return PydanticCustomError("runyard_invalid", message)
 
 
 class StrictModel(BaseModel):

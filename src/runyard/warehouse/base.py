@@ -47,7 +47,9 @@ class TableLoad:
 
     `replace` swaps the target for the staged rows. `merge` upserts on `primary_key` (the last
     staged row of a key wins); without a primary key it appends. `high_watermark`, when given,
-    is stored for (operation, table) in the same transaction.
+    is stored for (operation, table) in the same transaction. `deleted_column`, when given, names a
+    staged boolean column: a row whose value is true deletes its key from the target and is not
+    inserted (the last staged row of a key decides), and the column itself never reaches the target.
     """
 
     name: str
@@ -56,6 +58,7 @@ class TableLoad:
     cursor_field: str | None = None
     high_watermark: str | None = None
     loaded_at_column: str | None = None  # set: every loaded row gets the load's commit time (UTC) in it
+    deleted_column: str | None = None  # set: staged rows flagged true in it are deletes (like dlt's hard_delete)
 
 
 @dataclass(frozen=True)

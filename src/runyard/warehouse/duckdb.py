@@ -402,7 +402,11 @@ class DuckDBWarehouse:
             staging_columns = _columns(cur, STAGING_SCHEMA, staging_name(run_key, table.name)) or staging_columns
         target = f"{TARGET_SCHEMA}.{quote(table.name)}"
         staged = _count(cur, staging)
-        if table.mode == "replace" and _keys_unique(cur, staging, table.primary_key):
+        if table.deleted_column is not None and _fold(table.deleted_column) not in staging_columns:
+            raise WarehouseError(
+                f"run {run_key}: table {table.name!r}: the deletion flag column {table.deleted_column!r} was not staged"
+            )
+        if table.mode == "replace" and table.deleted_column is None and _keys_unique(cur, staging, table.primary_key):
             # The staged table becomes the table: a rename, not a copy of every row.
             cur.execute(f"DROP TABLE IF EXISTS {target}")
             if ROW_COLUMN in staging_columns:  # tables built by SQL steps have no staging order
@@ -410,7 +414,8 @@ class DuckDBWarehouse:
             cur.execute(f"ALTER TABLE {staging} RENAME TO {quote(table.name)}")
             return TableResult(name=table.name, rows=staged, staged=staged)
         if table.mode == "replace":
-            cur.execute(f"CREATE OR REPLACE TABLE {target} AS {_select_staged(staging, table.primary_key)}")
+            kept = _without_deleted(_select_staged(staging, table.primary_key), table.deleted_column)
+            cur.execute(f"CREATE OR REPLACE TABLE {target} AS {kept}")
         else:
             self._merge(cur, run_key, table, staging, _data_columns(staging_columns))
         return TableResult(name=table.name, rows=_count(cur, target), staged=staged)
@@ -432,13 +437,17 @@ class DuckDBWarehouse:
         target = f"{TARGET_SCHEMA}.{quote(table.name)}"
         target_columns = _columns(cur, TARGET_SCHEMA, table.name)
         unique = _keys_unique(cur, staging, table.primary_key)
+        kept = _without_deleted(_select_staged(staging, table.primary_key, unique), table.deleted_column)
         if target_columns is None:
-            cur.execute(f"CREATE TABLE {target} AS {_select_staged(staging, table.primary_key, unique)}")
+            cur.execute(f"CREATE TABLE {target} AS {kept}")
             return
+        if table.deleted_column is not None:  # a flag, not a column of the table
+            staging_columns = {f: c for f, c in staging_columns.items() if f != _fold(table.deleted_column)}
         target_columns = self._evolve(cur, target, staging, target_columns, staging_columns)
         if table.primary_key:
+            # Every staged key, deleted ones included: a deleted key's row goes, and is not inserted again.
             cur.execute(_delete_matching_keys(target, staging, table.primary_key, target_columns))
-        cur.execute(f"INSERT INTO {target} BY NAME {_select_staged(staging, table.primary_key, unique)}")
+        cur.execute(f"INSERT INTO {target} BY NAME {kept}")
 
     def _evolve(
         self,
@@ -875,6 +884,14 @@ def _select_staged(staging: str, primary_key: Sequence[str] = (), unique: bool =
         keys = ", ".join(quote(key) for key in primary_key)
         sql += f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {row} DESC) = 1 ORDER BY {row}"
     return sql
+
+
+def _without_deleted(select: str, deleted_column: str | None) -> str:
+    """The rows of `select` whose deletion flag is not true, without the flag; `select` itself without a flag."""
+    if deleted_column is None:
+        return select
+    flag = quote(deleted_column)
+    return f"SELECT * EXCLUDE ({flag}) FROM ({select}) WHERE {flag} IS NOT TRUE"  # noqa: S608
 
 
 def _delete_matching_keys(

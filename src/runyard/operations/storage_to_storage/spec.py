@@ -23,11 +23,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from runyard.errors import ConfigError
 from runyard.operations.api_to_table.spec import EnvName
-from runyard.operations.spec import OperationBase, StrictModel
+from runyard.operations.spec import OperationBase, StrictModel, invalid
 from runyard.operations.storage_to_storage.globs import pattern_problem
 from runyard.operations.storage_to_storage.names import (
     DEFAULT_NAME,
@@ -41,10 +40,6 @@ from runyard.operations.templating import check_template
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _S3_OPTIONS = ("endpoint_url", "region", "key_env", "secret_env", "token_env")
 MAX_FILES_PER_TASK = 10_000
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    return PydanticCustomError("runyard_invalid", message)
 
 
 class LocationSpec(StrictModel):
@@ -70,11 +65,11 @@ class LocationSpec(StrictModel):
     def _url(cls, value: str) -> str:
         text = value.strip()
         if not text or "\x00" in text:
-            raise _invalid("a location needs a folder: a path, or s3://bucket/prefix")
+            raise invalid("a location needs a folder: a path, or s3://bucket/prefix")
         if "://" in text:
             return _s3_url(text)
         if any(segment == ".." for segment in re.split(r"[\\/]", text)):
-            raise _invalid(f"{text!r} has a '..' folder; name the folder itself (under an allowed root)")
+            raise invalid(f"{text!r} has a '..' folder; name the folder itself (under an allowed root)")
         return text.rstrip("/") or "/"
 
     @field_validator("endpoint_url")
@@ -84,18 +79,18 @@ class LocationSpec(StrictModel):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _invalid(f"endpoint_url {value!r} must be an http:// or https:// URL with a host")
+            raise invalid(f"endpoint_url {value!r} must be an http:// or https:// URL with a host")
         return value.rstrip("/")
 
     @model_validator(mode="after")
     def _options_fit(self) -> LocationSpec:
         given = [name for name in _S3_OPTIONS if getattr(self, name) is not None]
         if given and not self.is_s3:
-            raise _invalid(f"{', '.join(given)} only apply to s3:// locations; {self.url!r} is a local folder")
+            raise invalid(f"{', '.join(given)} only apply to s3:// locations; {self.url!r} is a local folder")
         if (self.key_env is None) != (self.secret_env is None):
-            raise _invalid("give key_env and secret_env together (or neither, to use the environment's credentials)")
+            raise invalid("give key_env and secret_env together (or neither, to use the environment's credentials)")
         if self.token_env is not None and self.key_env is None:
-            raise _invalid("token_env goes with key_env and secret_env")
+            raise invalid("token_env goes with key_env and secret_env")
         return self
 
     @property
@@ -106,13 +101,13 @@ class LocationSpec(StrictModel):
 def _s3_url(text: str) -> str:
     scheme, _, rest = text.partition("://")
     if scheme.lower() != "s3":
-        raise _invalid(f"{text!r}: locations are local folders or s3://bucket/prefix, not {scheme}://")
+        raise invalid(f"{text!r}: locations are local folders or s3://bucket/prefix, not {scheme}://")
     bucket, _, prefix = rest.partition("/")
     if not _BUCKET.match(bucket):
-        raise _invalid(f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-')")
+        raise invalid(f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-')")
     segments = [segment for segment in prefix.split("/") if segment]
     if any(segment in ("..", ".") for segment in segments):
-        raise _invalid(f"{text!r} has a '.' or '..' folder; name the prefix itself")
+        raise invalid(f"{text!r} has a '.' or '..' folder; name the prefix itself")
     return "/".join([f"s3://{bucket}", *segments])
 
 
@@ -140,7 +135,7 @@ class StorageToStorageSpec(StrictModel):
             isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_FILES_PER_TASK
         ):
             return value
-        raise _invalid(f"files_per_task is auto or a number of files from 1 to {MAX_FILES_PER_TASK:,}, not {value!r}")
+        raise invalid(f"files_per_task is auto or a number of files from 1 to {MAX_FILES_PER_TASK:,}, not {value!r}")
 
     @field_validator("files", mode="before")
     @classmethod
@@ -154,9 +149,9 @@ class StorageToStorageSpec(StrictModel):
         for pattern in value:
             problem = pattern_problem(pattern)
             if problem:
-                raise _invalid(problem)
+                raise invalid(problem)
             if pattern in seen:
-                raise _invalid(f"file pattern {pattern!r} is listed twice")
+                raise invalid(f"file pattern {pattern!r} is listed twice")
             seen.add(pattern)
         return value
 
@@ -169,16 +164,16 @@ class StorageToStorageSpec(StrictModel):
         try:
             sample = render_name(value, variables)
         except ConfigError as error:  # the sandbox refused it (`{{ ''.__class__ }}`)
-            raise _invalid(error.reason) from None
+            raise invalid(error.reason) from None
         problem = name_problem(sample)
         if problem:
-            raise _invalid(f"destination_name {problem} (for a file named sample.csv)")
+            raise invalid(f"destination_name {problem} (for a file named sample.csv)")
         return value
 
     @model_validator(mode="after")
     def _not_onto_itself(self) -> StorageToStorageSpec:
         if self.source.url == self.destination.url and self.destination_name in (DEFAULT_NAME, "{{FD_PATH}}"):
-            raise _invalid("source and destination are the same folder and destination_name keeps the names")
+            raise invalid("source and destination are the same folder and destination_name keeps the names")
         return self
 
 

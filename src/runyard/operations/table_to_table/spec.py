@@ -25,19 +25,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
-from runyard.operations.spec import OperationBase, StrictModel
+from runyard.operations.spec import OperationBase, StrictModel, invalid
 from runyard.operations.table_to_table.plan import BUILTIN_VARIABLES
 
 TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 RESERVED_PREFIX = "_runyard"
 ParameterValue = str | int | float | bool | date | None
 MAX_SQL_FILE_BYTES = 1_000_000
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    return PydanticCustomError("runyard_invalid", message)
 
 
 class StepSpec(StrictModel):
@@ -61,7 +56,7 @@ class StepSpec(StrictModel):
         if folder is None:
             return value  # stored configurations carry both; one that never had its file read is refused below
         if value.get("sql") is not None:
-            raise _invalid("give the step's SELECT as sql or as sql_file, not both")
+            raise invalid("give the step's SELECT as sql or as sql_file, not both")
         text = _read(folder / value["sql_file"])
         return value if text is None else {**value, "sql": text}
 
@@ -69,16 +64,16 @@ class StepSpec(StrictModel):
     @classmethod
     def _target(cls, value: str) -> str:
         if not TARGET.match(value):
-            raise _invalid("a target table is a name of letters, digits and '_', starting with a letter or '_'")
+            raise invalid("a target table is a name of letters, digits and '_', starting with a letter or '_'")
         if value.lower().startswith(RESERVED_PREFIX):
-            raise _invalid(f"names starting with {RESERVED_PREFIX!r} are runyard's own")
+            raise invalid(f"names starting with {RESERVED_PREFIX!r} are runyard's own")
         return value
 
     @field_validator("sql")
     @classmethod
     def _sql(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
-            raise _invalid("the SQL is empty: give the SELECT that builds the table")
+            raise invalid("the SQL is empty: give the SELECT that builds the table")
         return value
 
     @field_validator("sql_file")
@@ -88,16 +83,16 @@ class StepSpec(StrictModel):
             return value
         folder = _source_folder(info)
         if folder is None:
-            raise _invalid("sql_file is read from the configuration's folder: deploy the file with `runyard deploy`")
+            raise invalid("sql_file is read from the configuration's folder: deploy the file with `runyard deploy`")
         path = folder / value
         if not path.is_file():
-            raise _invalid(f"no such file: {path}")
-        raise _invalid(f"cannot read {path} as UTF-8 text of at most {MAX_SQL_FILE_BYTES:,} bytes")
+            raise invalid(f"no such file: {path}")
+        raise invalid(f"cannot read {path} as UTF-8 text of at most {MAX_SQL_FILE_BYTES:,} bytes")
 
     @model_validator(mode="after")
     def _has_sql(self) -> StepSpec:
         if self.sql is None:
-            raise _invalid("a step needs its SELECT: sql (inline) or sql_file (a file beside the configuration)")
+            raise invalid("a step needs its SELECT: sql (inline) or sql_file (a file beside the configuration)")
         return self
 
 
@@ -115,9 +110,9 @@ class TableToTableOperation(OperationBase):
     def _parameter_names(cls, value: dict[str, ParameterValue]) -> dict[str, ParameterValue]:
         for name in value:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
-                raise _invalid(f"parameter {name!r}: use letters, digits and '_', starting with a letter or '_'")
+                raise invalid(f"parameter {name!r}: use letters, digits and '_', starting with a letter or '_'")
             if name in BUILTIN_VARIABLES or name.startswith("FD_"):
-                raise _invalid(f"parameter {name!r} would hide runyard's own variable of that name")
+                raise invalid(f"parameter {name!r} would hide runyard's own variable of that name")
         return value
 
 
