@@ -118,6 +118,10 @@ class TaskPublic(BaseModel):
     duration_seconds: float | None
     records_processed: int
     bytes_processed: int = Field(description="Bytes the task moved (copies); 0 for tasks that count records only")
+    latency_ms: float | None = Field(
+        description="The last latency measured, in ms (extract: a page; load: the commit; stream: a change to "
+        "its load); null before the first measurement"
+    )
     reused_from: int | None
     tables: list[TableCount]
     message_count: int
@@ -141,6 +145,7 @@ class TaskPublic(BaseModel):
             duration_seconds=task.duration_seconds,
             records_processed=task.records_processed,
             bytes_processed=task.bytes_processed,
+            latency_ms=task.latency_ms,
             reused_from=task.reused_from,
             tables=[TableCount(name=n, record_count=c) for n, c in task.tables],
             message_count=len(task.messages),

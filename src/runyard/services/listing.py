@@ -636,12 +636,13 @@ def task_view(row: Any, tables: Sequence[tuple[str, int]], messages: Sequence[Ta
         records_processed=int(row.records_processed),
         reused_from=row.reused_from,
         bytes_processed=int(row.bytes_processed),
+        latency_ms=row.latency_ms_last,
         tables=tuple(tables),
         messages=tuple(messages),
     )
 
 
-#: What a task page reads: the columns of TaskView (not the params, leases and latencies nobody lists).
+#: What a task page reads: the columns of TaskView (not the params, leases and latency statistics).
 _TASK_VIEW_COLUMNS: tuple[ColumnElement[Any], ...] = (
     tasks.c.id,
     tasks.c.run_id,
@@ -657,6 +658,7 @@ _TASK_VIEW_COLUMNS: tuple[ColumnElement[Any], ...] = (
     tasks.c.records_processed,
     tasks.c.reused_from,
     tasks.c.bytes_processed,
+    tasks.c.latency_ms_last,
 )
 
 

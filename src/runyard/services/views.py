@@ -87,6 +87,7 @@ class TaskView:
     records_processed: int
     reused_from: int | None
     bytes_processed: int = 0
+    latency_ms: float | None = None  # the last measured (see services.metrics for what each type measures)
     tables: tuple[tuple[str, int], ...] = ()
     messages: tuple[TaskMessage, ...] = ()
 
