@@ -162,7 +162,8 @@ def load_records(home: Path, run_key: str) -> int:
 
 
 def warehouse_facts(home: Path, run_key: str) -> tuple[dict[str, int], dict[str, int], int, int, int]:
-    """(row counts, duplicate ids, load records of the run, load records in all, staging tables left)."""
+    """(row counts, duplicate ids, load records of the run, load records in all but the demo stream's micro-batches
+    (keyed `<run_key>-s<attempt>-b<n>`), staging tables left)."""
     with duckdb.connect(str(home / "warehouse" / "default.duckdb"), read_only=True) as con:
         counts = {t: int(con.execute(f"SELECT count(*) FROM main.{t}").fetchone()[0]) for t in TABLES}  # type: ignore[index]
         duplicates = {
@@ -170,7 +171,9 @@ def warehouse_facts(home: Path, run_key: str) -> tuple[dict[str, int], dict[str,
             for t in TABLES
         }
         (of_run,) = con.execute("SELECT count(*) FROM _runyard.loads WHERE run_key = ?", [run_key]).fetchone()  # type: ignore[misc]
-        (total,) = con.execute("SELECT count(*) FROM _runyard.loads").fetchone()  # type: ignore[misc]
+        (total,) = con.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM _runyard.loads WHERE NOT regexp_matches(run_key, '-s[0-9]+-b[0-9]+$')"
+        ).fetchone()
         (staging,) = con.execute(  # type: ignore[misc]
             "SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_runyard_staging__')"
         ).fetchone()
