@@ -10,8 +10,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from runyard.domain.alert_rules import AlertSettings
 from runyard.services.runs import RunService
 from runyard.services.tasks import TaskLeases
 from runyard.services.wakeup import Wakeup
@@ -24,9 +26,11 @@ from runyard.worker.worker import Worker, default_worker_id
 if TYPE_CHECKING:
     from runyard.engine.executors import Executor
     from runyard.engine.resources import EngineResources
+    from runyard.services.alert_evaluation import AlertEvaluator
     from runyard.services.exports import ExportService
     from runyard.staging import Staging
     from runyard.warehouse.base import WarehouseProvider
+    from runyard.worker.notifier import Notifier
 
 _CONTROL = re.compile(r"[\r\n\x1b]")
 
@@ -76,6 +80,16 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
     if upgrade:
         migrate.upgrade(store)
     return store
+
+
+def alert_settings(settings: Settings) -> AlertSettings:
+    """The alert rules' knobs, from the RUNYARD_ALERT_* settings."""
+    return AlertSettings(
+        min_runs=settings.alert_min_runs,
+        history_runs=settings.alert_history_runs,
+        spread=settings.alert_spread,
+        overdue_grace=timedelta(seconds=settings.alert_overdue_grace_seconds),
+    )
 
 
 def engine_resources(settings: Settings, *, extra_hosts: tuple[str, ...] = ()) -> EngineResources:
@@ -152,6 +166,20 @@ class Runtime:
             self.resources.warehouses.close_all()
         self.store.dispose()
 
+    def notifier(self) -> Notifier:
+        """Sends the alert notifications that are due; in every process that runs workers (claims keep it safe)."""
+        from runyard.services.notify_send import NotificationSender
+        from runyard.worker.notifier import Notifier
+
+        sender = NotificationSender.from_settings(self.settings)
+        return Notifier(
+            self.store,
+            sender,
+            notify_seconds=self.settings.notify_seconds,
+            public_url=self.settings.public_url,
+            close=sender.close,
+        )
+
     @property
     def runs(self) -> RunService:
         return RunService(self.store, self.wakeup)
@@ -181,4 +209,12 @@ class Runtime:
             runs=self.runs,
             tick_seconds=self.settings.scheduler_seconds,
             expire_exports=self.exports.sweep,
+            evaluate_alerts=self.alert_evaluator(),
+            alert_seconds=self.settings.alert_seconds,
         )
+
+    def alert_evaluator(self) -> AlertEvaluator:
+        """The leading scheduler's alert passes, with the RUNYARD_ALERT_* rules."""
+        from runyard.services.alert_evaluation import AlertEvaluator
+
+        return AlertEvaluator(self.store, alert_settings(self.settings))

@@ -44,6 +44,10 @@ DEMO_EXPORT_WAIT_SECONDS = 180.0
 # the workflow's target, so that the demo's batch runs keep the first numbers.
 DEMO_STREAM = "demo-badge-stream"
 DEMO_STREAM_WAIT_SECONDS = 30.0
+# The demo's failing check, launched just before the stream (so the runs are 1 demo-hr-sleep, 2 demo-hr,
+# 3 demo-stores-archive, 4 demo-hr-summaries_DEV, 5 demo-quality-check, 6 demo-badge-stream): its run Fails and the
+# leading scheduler raises a "Failed run" alert within RUNYARD_ALERT_SECONDS, the demo's first alert.
+DEMO_FAILING = "demo-quality-check"
 SHUTDOWN_GRACE_SECONDS = 10.0
 HTTP_PROCESS_STARTUP_SECONDS = 30.0
 
@@ -62,6 +66,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         _deploy_demo(runtime, demo_source.base_url)
     worker = runtime.worker("serve")
     scheduler = runtime.scheduler()
+    notifier = runtime.notifier()
     server = http_server(runtime)
     forwarding = ForwardingSocket() if settings.http_processes > 1 else None
     helpers = start_http_processes(
@@ -69,6 +74,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     )
     worker.start()
     scheduler.start()
+    notifier.start()
     wait_until_ready(helpers)
     console.print(f"runyard is running at http://{host}:{port}  (store: {store.backend})")
     if boot.generated_password:
@@ -88,6 +94,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
             forwarding.close()
         worker.stop(SHUTDOWN_GRACE_SECONDS)
         scheduler.stop()
+        notifier.stop()
         runtime.close()
         if demo_source is not None:
             demo_source.stop()
@@ -237,7 +244,8 @@ def _start_demo_source(port: int) -> DemoSourceServer:
 
 def _deploy_demo(runtime: Runtime, source_url: str) -> None:
     """Deploy the demo operations and launch each once, on a store that has no run of them yet. A workflow's
-    target is left to its workflow: demo-hr's run, once completed, launches demo-hr-summaries."""
+    target is left to its workflow: demo-hr's run, once completed, launches demo-hr-summaries. The failing check
+    and then the stream are launched last, in that order (see DEMO_FAILING)."""
     landing = runtime.settings.resolved_storage_roots[0] / "landing"
     if not any(landing.glob("stores-*.csv")):
         drop_demo_files(landing)
@@ -246,17 +254,20 @@ def _deploy_demo(runtime: Runtime, source_url: str) -> None:
     left_to_workflows = launched_by_workflows(specs)
     launchable = {name for name, definition in operation_types().items() if definition.launchable}
     stream = next((item for item in deployed if item.configuration_id == DEMO_STREAM), None)
+    failing = next((item for item in deployed if item.configuration_id == DEMO_FAILING), None)
     follow_up: list[Callable[[], object]] = []
     for spec, item in zip(specs, deployed, strict=True):
         if spec.configuration_type not in launchable or item.configuration_id in left_to_workflows:
             continue
-        if item is stream or _has_runs(runtime, item.operation_id):
+        if item in (stream, failing) or _has_runs(runtime, item.operation_id):
             continue
         run_id = _launch_demo(runtime, item.operation_id, item.configuration_id)
         if item.configuration_id == DEMO_EXPORT_AFTER and run_id is not None:
             follow_up.append(partial(_export_demo_view, runtime, spec.account, run_id))
             targets = [d.operation_id for d in deployed if d.configuration_id in left_to_workflows]
             follow_up.append(partial(_wait_for_runs, runtime, targets))
+    if failing is not None and not _has_runs(runtime, failing.operation_id):
+        follow_up.append(partial(_launch_demo, runtime, failing.operation_id, failing.configuration_id))
     if stream is not None and not _has_runs(runtime, stream.operation_id):
         follow_up.append(
             partial(_launch_demo, runtime, stream.operation_id, stream.configuration_id, RunType.INCREMENTAL)
@@ -323,14 +334,17 @@ def run_worker(settings: Settings) -> None:
     runtime = Runtime(settings, open_store(settings), resources=engine_resources(settings))
     worker = runtime.worker("worker")
     scheduler = runtime.scheduler()
+    notifier = runtime.notifier()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     worker.start()
     scheduler.start()
+    notifier.start()
     with tuned_gc():
         stop.wait()
     log.info("stopping: finishing running tasks (up to %.0f s)", SHUTDOWN_GRACE_SECONDS)
     worker.stop(SHUTDOWN_GRACE_SECONDS)
     scheduler.stop()
+    notifier.stop()
     runtime.close()

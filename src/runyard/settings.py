@@ -6,7 +6,7 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -95,6 +95,50 @@ class Settings(BaseSettings):
         gt=0,
         description="How long page 1 of an export waits to be cached before answering 'not yet cached' with its token",
     )
+    alert_min_runs: int = Field(
+        default=5,
+        ge=2,
+        le=1_000,
+        description="Alerts: the successful runs an operation (per run type) needs before its durations and row "
+        "counts have a normal range, and before any alert is raised from one",
+    )
+    alert_history_runs: int = Field(
+        default=20,
+        ge=2,
+        le=1_000,
+        description="Alerts: the newest successful runs a normal range is taken from (at least RUNYARD_ALERT_MIN_RUNS)",
+    )
+    alert_spread: float = Field(
+        default=3.0,
+        gt=0,
+        le=100,
+        description="Alerts: how many robust deviations (scaled MAD) from the median make a duration or row count "
+        "unusual",
+    )
+    alert_seconds: float = Field(
+        default=5.0, gt=0, description="Alerts: how often the leading scheduler evaluates them"
+    )
+    alert_overdue_grace_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="Alerts: how long past its expected interval (from its schedule or its history) a source without "
+        "a successful run is overdue",
+    )
+
+    # Notifications (alerts sent to webhooks and by email)
+    public_url: str | None = Field(
+        default=None, description="runyard's own address, for links in notifications (default: links are paths)"
+    )
+    notify_seconds: float = Field(default=5.0, gt=0, description="How often notifications that are due are sent")
+    smtp_host: str | None = Field(default=None, description="The SMTP server email notifications go through")
+    smtp_port: int = Field(default=25, ge=1, le=65_535)
+    smtp_from: str = Field(default="runyard@localhost", description="The From address of email notifications")
+    smtp_user: str | None = Field(default=None, description="SMTP login, if the server wants one")
+    smtp_password: SecretStr | None = Field(default=None)
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field(
+        default="none", description="none, starttls (upgrade a plain connection) or ssl (TLS from the start)"
+    )
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("allowed_hosts", "storage_roots", mode="before")
     @classmethod
@@ -104,6 +148,10 @@ class Settings(BaseSettings):
         return value
 
     def model_post_init(self, _context: object) -> None:
+        if self.alert_history_runs < self.alert_min_runs:
+            raise ConfigError(
+                f"must be at least RUNYARD_ALERT_MIN_RUNS ({self.alert_min_runs})", field="RUNYARD_ALERT_HISTORY_RUNS"
+            )
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ConfigError(
                 f"must be shorter than RUNYARD_LEASE_SECONDS ({self.lease_seconds})",

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -64,6 +64,7 @@ class World:
     b_user_ids: list[int]
     b_token_ids: list[int]
     a_api_token: str
+    b_alerting: dict[str, list[int]] = field(default_factory=dict)  # alert_id, channel_id, rule_id: B's own
     kind: str = "sqlite"
 
     @property
@@ -174,6 +175,25 @@ def _build_b(stack: RestStack) -> tuple[dict[str, int], dict[str, Item], list[in
     return ops, runs, [user["id"] for user in users.json()], [created.json()["id"]]
 
 
+def _build_b_alerting(stack: RestStack) -> dict[str, list[int]]:
+    """B's alert (its failed run's), a notification channel and a rule sending to it."""
+    with stack.store.read() as conn:
+        now = stack.store.now(conn)
+    stack.runtime.alert_evaluator().evaluate(now)
+    b_admin = stack.as_user("other", "administrator")
+    alerts = b_admin.get("/api/v1/alerts")
+    assert alerts.status_code == 200, alerts.text
+    alert_ids = [alert["id"] for alert in alerts.json()["items"]]
+    assert alert_ids, "B's failed run raised an alert: the 404 checks below mean something"
+    channel = b_admin.post(
+        "/api/v1/notifications/channels", json={"name": "b-chat", "kind": "webhook", "target": "https://b.example/hook"}
+    )
+    assert channel.status_code == 201, channel.text
+    rule = b_admin.post("/api/v1/notifications/rules", json={"channel_id": channel.json()["id"]})
+    assert rule.status_code == 201, rule.text
+    return {"alert_id": alert_ids, "channel_id": [channel.json()["id"]], "rule_id": [rule.json()["id"]]}
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     kind = str(request.param)
@@ -184,9 +204,10 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     ):
         a_ops, a_runs = _build_a(stack)
         b_ops, b_runs, b_users, b_tokens = _build_b(stack)
+        b_alerting = _build_b_alerting(stack)
         created = stack.as_user("default", "administrator").post("/api/v1/tokens", json={"name": "a-scripts"})
         assert created.status_code == 201, created.text
-        yield World(stack, a_ops, a_runs, b_ops, b_runs, b_users, b_tokens, created.json()["token"], kind)
+        yield World(stack, a_ops, a_runs, b_ops, b_runs, b_users, b_tokens, created.json()["token"], b_alerting, kind)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -808,9 +829,19 @@ def _b_ids(world: World, parameter: str) -> list[int] | list[str]:
         # SQL Explorer query ids are chosen by their owner: ids B could have picked (test_sql_explorer.py stops
         # B's running query as A, and gets 404, while it runs)
         "query_id": [run["id"] for run in world.b_runs.values()],
+        **world.b_alerting,
     }
     assert parameter in ids, f"new path parameter {parameter!r}: tell this test which of B's objects it names"
     return ids[parameter]
+
+
+def _valid_body(method: str, url: str) -> dict[str, Any] | None:
+    """A body the route would accept for A's own object: B's must then answer 404, not a complaint about the body."""
+    if method == "post" and url.endswith("/runs"):
+        return {"type": "incremental"}
+    if method == "post" and url.endswith("/silence"):
+        return {"minutes": 60}
+    return None
 
 
 def test_another_accounts_objects_answer_404_on_every_route(world: World) -> None:
@@ -825,7 +856,7 @@ def test_another_accounts_objects_answer_404_on_every_route(world: World) -> Non
         for method in methods:
             for object_id in _b_ids(world, parameters[0]):
                 url = path.replace(f"{{{parameters[0]}}}", str(object_id))
-                body = {"type": "incremental"} if method == "post" and url.endswith("/runs") else None
+                body = _valid_body(method, url)
                 with admin.stream(method.upper(), url, json=body) as response:
                     response.read()
                 assert_not_found(response, *secrets)
@@ -862,6 +893,9 @@ def test_lists_hold_none_of_another_accounts_rows(world: World) -> None:
     assert not {load["run_id"] for load in loads} & b_runs
     assert not {user["id"] for user in users} & set(world.b_user_ids)
     assert not {token["id"] for token in tokens} & set(world.b_token_ids)
+    assert not {alert["id"] for alert in all_items(admin, "/api/v1/alerts")} & set(world.b_alerting["alert_id"])
+    channels = admin.get("/api/v1/notifications/channels").json()
+    assert not {channel["id"] for channel in channels} & set(world.b_alerting["channel_id"])
     assert metrics.status_code == 200, metrics.text
     assert [task["name"] for task in metrics.json()] == ["Hold"]
     for op_id in b_ops:

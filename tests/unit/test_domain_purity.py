@@ -8,7 +8,18 @@ import sys
 from runyard.operations.registry import TYPE_PACKAGES
 
 HEAVY = ("sqlalchemy", "httpx", "pyarrow", "duckdb", "fastapi", "pydantic", "yaml", "jinja2", "fsspec")
-DOMAIN = ("statuses", "transitions", "graph", "runs", "search", "schedules", "exports")
+DOMAIN = (
+    "statuses",
+    "transitions",
+    "graph",
+    "runs",
+    "search",
+    "schedules",
+    "exports",
+    "alerts",
+    "alert_rules",
+    "notifications",
+)
 
 
 def test_domain_and_plans_load_no_io_library() -> None:

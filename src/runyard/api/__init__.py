@@ -16,8 +16,9 @@ from pydantic import BaseModel
 
 from runyard.api import auth, errors
 from runyard.api.compat import biviews, dag, etlworks, jobs
+from runyard.api.routes import alerts, events, operations, runs, sql, users, workflows
 from runyard.api.routes import auth as auth_routes
-from runyard.api.routes import events, operations, runs, sql, users, workflows
+from runyard.api.routes import notifications as notification_routes
 from runyard.services.app_context import AppContext
 from runyard.services.metrics import LastChecks
 
@@ -36,10 +37,12 @@ def install(app: FastAPI, context: AppContext) -> None:
         auth_routes.router,
         operations.router,
         runs.router,
+        alerts.router,
         events.router,
         users.router,
         workflows.router,
         sql.router,
+        notification_routes.router,
         jobs.router,
         etlworks.router,
         biviews.router,
@@ -91,5 +94,5 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["HTTPValidationError"] = ErrorDetail.model_json_schema()
         components.pop("ValidationError", None)
-        app.openapi_schema = schema
+        app.openapi_schema = errors.native_openapi(schema)  # native routes answer bad input 400, never 422
     return app.openapi_schema

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from runyard.domain.alerts import Alert
+from runyard.params import MAX_ID
 from runyard.services.operations import OperationState, OperationView
 from runyard.services.schedules import schedule_timezone
 from runyard.services.views import RunView, TaskView
@@ -280,3 +282,121 @@ class WorkflowStatusPublic(BaseModel):
             last_trigger_run_id=status.last_trigger_run_id,
             reset_at=status.reset_at,
         )
+
+
+# --- alerts -------------------------------------------------------------------------------------------------------
+
+
+class AlertPublic(BaseModel):
+    id: int
+    operation_id: int
+    configuration_id: str
+    run_id: int | None
+    run_type: str | None
+    kind: str = Field(description="failed, completed_with_errors, running_long, rows_low, rows_high or overdue")
+    kind_label: str
+    state: str = Field(description="open, silenced or resolved (a silence ends by itself at silenced_until)")
+    summary: str
+    evidence: str = Field(description="Why, in numbers: 'ran 42 min so far; its last 20 incremental runs took 6-9 min'")
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+    silenced_until: datetime | None
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertPublic:
+        return cls(
+            id=alert.id,
+            operation_id=alert.operation_id,
+            configuration_id=alert.configuration_id,
+            run_id=alert.run_id,
+            run_type=alert.run_type,
+            kind=alert.kind.value,
+            kind_label=alert.kind.label,
+            state=alert.state.value,
+            summary=alert.summary,
+            evidence=alert.evidence,
+            opened_at=alert.opened_at,
+            updated_at=alert.updated_at,
+            resolved_at=alert.resolved_at,
+            resolution=alert.resolution,
+            silenced_until=alert.silenced_until,
+        )
+
+
+class AlertsPage(BaseModel):
+    items: list[AlertPublic]
+    total: int
+    page: int
+    page_size: int
+
+
+class SilenceBody(StrictBody):
+    """How long to silence an alert: `minutes` from now, or `until` a time (with its zone); one of the two."""
+
+    minutes: int | None = Field(default=None, ge=1, le=366 * 24 * 60)
+    until: datetime | None = None
+
+
+# --- notifications --------------------------------------------------------------------------------------------
+
+
+class ChannelCreate(StrictBody):
+    name: str = Field(min_length=1, max_length=100)
+    kind: str = Field(max_length=20, description="webhook (Slack, Microsoft Teams or any JSON receiver) or email")
+    target: str = Field(
+        min_length=1, max_length=2000, description="The webhook URL (http or https), or comma-separated addresses"
+    )
+
+
+class ChannelPublic(BaseModel):
+    id: int
+    name: str
+    kind: str
+    target: str = Field(description="A webhook URL masked (scheme://host/…last4); email addresses whole")
+    created_at: datetime
+
+
+class ChannelTestPublic(BaseModel):
+    delivered: bool
+    error: str | None = Field(description="Why the receiver did not take it (never the URL)")
+
+
+class RuleCreate(StrictBody):
+    channel_id: int = Field(ge=1, le=MAX_ID)
+    kinds: list[str] | None = Field(default=None, description="Alert kinds to send; null or absent: every kind")
+    operation_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only this operation's alerts")
+    notify_resolved: bool = Field(default=True, description="Also send when an alert resolves")
+
+
+class RulePublic(BaseModel):
+    id: int
+    channel_id: int
+    channel_name: str
+    kinds: list[str] | None
+    operation_id: int | None
+    configuration_id: str | None
+    notify_resolved: bool
+    created_at: datetime
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    alert_id: int
+    channel_id: int
+    channel_name: str
+    event: str
+    status: str = Field(description="pending, sending, sent or failed")
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    sent_at: datetime | None
+    created_at: datetime
+
+
+class DeliveriesPage(BaseModel):
+    items: list[DeliveryPublic]
+    total: int
+    page: int
+    page_size: int

@@ -1,4 +1,5 @@
-"""What needs a data admin's attention: sources whose latest run Failed or was Canceled, and stalled tasks."""
+"""What needs a data admin's attention: open alerts with their evidence, sources whose latest run Failed or was
+Canceled, and stalled tasks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from runyard.domain.alerts import Alert, AlertState
 from runyard.domain.statuses import RUN_RETRYABLE, TaskStatus
+from runyard.services.alerts import alerts_by_run, list_alerts
 from runyard.services.sources import latest_run_ids, runs_by_id
 from runyard.services.views import RunView
 from runyard.store.tables import operations, runs, task_messages, tasks
@@ -32,6 +35,23 @@ class StalledTask:
     quiet_seconds: float
 
 
+OPEN_ALERTS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class AttentionAlerts:
+    open: list[Alert]  # the account's open (not silenced) alerts, newest first, at most OPEN_ALERTS_SHOWN
+    open_total: int  # how many are open in all
+    by_run: dict[int, list[Alert]]  # for the failing sources' latest runs: the alerts raised about each
+
+
+def attention_alerts(conn: Connection, account_id: int, items: list[AttentionItem], now: datetime) -> AttentionAlerts:
+    """The alerts Needs attention shows: the open ones, and those of each failing source's latest run."""
+    found, total = list_alerts(conn, account_id, now=now, state=AlertState.OPEN, page_size=OPEN_ALERTS_SHOWN)
+    by_run = alerts_by_run(conn, [item.run.id for item in items], now)  # items are the account's own runs
+    return AttentionAlerts(open=found, open_total=total, by_run=by_run)
+
+
 def needs_attention(conn: Connection, account_id: int) -> list[AttentionItem]:
     """Sources whose most recent run (Rejected ones aside) Failed or was Canceled, newest run first."""
     latest = runs_by_id(conn, latest_run_ids(conn, account_id).values())
@@ -41,23 +61,24 @@ def needs_attention(conn: Connection, account_id: int) -> list[AttentionItem]:
 
 
 def _item(conn: Connection, run: RunView) -> AttentionItem:
+    failing_task, message = first_failure(conn, run.id)
+    return AttentionItem(run=run, failing_task=failing_task, first_message=message or run.message or None)
+
+
+def first_failure(conn: Connection, run_id: int) -> tuple[str | None, str | None]:
+    """The run's first failed task (in plan order) and that task's first message, when there are."""
     task = conn.execute(
         sa.select(tasks.c.id, tasks.c.name)
-        .where(tasks.c.run_id == run.id, tasks.c.status == TaskStatus.FAILED.value)
+        .where(tasks.c.run_id == run_id, tasks.c.status == TaskStatus.FAILED.value)
         .order_by(tasks.c.position, tasks.c.id)
         .limit(1)
     ).first()
-    message = None
-    if task is not None:
-        message = conn.execute(
-            sa.select(task_messages.c.text)
-            .where(task_messages.c.task_id == task.id)
-            .order_by(task_messages.c.id)
-            .limit(1)
-        ).scalar()
-    return AttentionItem(
-        run=run, failing_task=task.name if task else None, first_message=message or run.message or None
-    )
+    if task is None:
+        return None, None
+    message = conn.execute(
+        sa.select(task_messages.c.text).where(task_messages.c.task_id == task.id).order_by(task_messages.c.id).limit(1)
+    ).scalar()
+    return task.name, message
 
 
 def stalled_tasks(

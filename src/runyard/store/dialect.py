@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -78,6 +79,14 @@ def lock_for_write(query: sa.Select[Any], conn: Connection) -> sa.Select[Any]:
 def skips_locked_rows(conn: Connection) -> bool:
     """True where lock_for_claim may pass over rows that other transactions hold."""
     return is_postgresql(conn)
+
+
+def insert_ignoring_duplicates(table: sa.Table, conn: Connection) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING (both dialects spell it alike): a row that would break a unique
+    constraint is skipped instead of failing, and so never aborts the surrounding transaction."""
+    if is_postgresql(conn):
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def is_postgresql(conn: Connection) -> bool:

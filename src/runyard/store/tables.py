@@ -394,3 +394,90 @@ export_sessions = sa.Table(
     sa.Column("queue_since", UtcDateTime(), nullable=False),
     sa.Index("ix_export_sessions_account_id_queue", "account_id", "queue"),
 )
+
+_OPEN_ALERT_CLAUSE = sa.text("resolved_at IS NULL")
+
+# An alert (runyard.domain.alerts): something about an operation's runs a data admin should hear of. One row per
+# episode: it opens, carries its evidence, and resolves by itself (resolved_at); an administrator may silence it
+# until a time. `key` names the episode (a run's alert: its run; an overdue source: its operation), and at most one
+# open alert has a key within an operation (the partial unique index), so evaluating twice opens nothing twice.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("operation_id", sa.ForeignKey("operations.id"), nullable=False),
+    sa.Column("run_id", sa.ForeignKey("runs.id")),
+    sa.Column("run_type", sa.String(20)),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("key", sa.String(100), nullable=False),
+    sa.Column("summary", sa.String(300), nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False, default=""),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("resolved_at", UtcDateTime()),
+    sa.Column("resolution", sa.String(300)),
+    sa.Column("silenced_until", UtcDateTime()),
+    sa.Column("silenced_by", sa.ForeignKey("users.id")),
+    sa.Index(
+        "uq_alerts_one_open_per_key",
+        "operation_id",
+        "key",
+        unique=True,
+        sqlite_where=_OPEN_ALERT_CLAUSE,
+        postgresql_where=_OPEN_ALERT_CLAUSE,
+    ),
+    sa.Index(None, "account_id", "resolved_at", "id"),
+    sa.Index(None, "account_id", "id"),
+    sa.Index(None, "run_id"),
+)
+
+# Where an account's notifications go: a webhook (JSON that Slack and Microsoft Teams incoming webhooks accept) or
+# email over SMTP. `target` is the webhook URL or the comma-separated addresses; a webhook URL is a secret (it
+# carries the receiver's token) and never leaves the store whole.
+notification_channels = sa.Table(
+    "notification_channels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    _created(),
+    sa.UniqueConstraint("account_id", "name"),
+)
+
+# Which alerts go to which channel: alert kinds (JSON list; null: every kind) and, optionally, one operation.
+notification_rules = sa.Table(
+    "notification_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("channel_id", sa.ForeignKey("notification_channels.id"), nullable=False),
+    sa.Column("kinds", json_type()),
+    sa.Column("operation_id", sa.ForeignKey("operations.id")),
+    sa.Column("notify_resolved", sa.Boolean, nullable=False, default=True),
+    _created(),
+    sa.Index(None, "account_id"),
+)
+
+# One notification to send: an alert's event (opened or resolved) for one channel. Unique per (alert, channel,
+# event), so an event is delivered once however often it is enqueued; retried with backoff until sent or given up.
+notification_deliveries = sa.Table(
+    "notification_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("alert_id", sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("channel_id", sa.ForeignKey("notification_channels.id"), nullable=False),
+    sa.Column("event", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UtcDateTime()),
+    sa.Column("last_error", sa.Text),
+    sa.Column("sent_at", UtcDateTime()),
+    _created(),
+    sa.UniqueConstraint("alert_id", "channel_id", "event"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "account_id", "id"),
+)

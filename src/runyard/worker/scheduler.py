@@ -2,7 +2,7 @@
 warehouse staging tables of runs that ended without loading them (failed, canceled, or a worker died mid-load).
 In the one process that leads (runyard.worker.leader): fires the schedule ticks operations owe, and, at each sweep,
 evaluates the workflows still pending (a success counted by a process that died before it launched the target, or
-a run completed at its launch).
+a run completed at its launch); and, every RUNYARD_ALERT_SECONDS, the alerts (runyard.services.alert_evaluation).
 
 The sweep stays in every process: it is idempotent, and each process holds its own warehouses' staging tables.
 """
@@ -46,9 +46,13 @@ class Scheduler:
         tick_seconds: float = DEFAULT_TICK_SECONDS,
         leadership: Leadership | None = None,
         expire_exports: Callable[[], int] | None = None,
+        evaluate_alerts: Callable[[datetime], object] | None = None,
+        alert_seconds: float = 5.0,
     ) -> None:
         self.store = store
         self.expire_exports = expire_exports
+        self.evaluate_alerts = evaluate_alerts  # runyard.services.alert_evaluation.AlertEvaluator, when leading
+        self.alert_seconds = alert_seconds
         self.warehouses = warehouses
         self.sweep_seconds = sweep_seconds
         self.cancel_timeout_seconds = cancel_timeout_seconds
@@ -78,6 +82,12 @@ class Scheduler:
         record of each tick makes a second call for the same ticks fire nothing."""
         return fire_due(self.store, self.runs, now if now is not None else self.clock())
 
+    def alerts_once(self, now: datetime | None = None) -> object:
+        """One pass of alert evaluation at `now` (default: the clock), leader or not; None without an evaluator."""
+        if self.evaluate_alerts is None:
+            return None
+        return self.evaluate_alerts(now if now is not None else self.clock())
+
     def lead(self) -> bool:
         """Try to lead (or check that this process still does); log when that changes."""
         try:
@@ -100,6 +110,7 @@ class Scheduler:
 
     def _loop(self) -> None:
         next_sweep = time.monotonic() + self.sweep_seconds
+        next_alerts = time.monotonic()
         wait = 0.0
         try:
             while not self._stopping.wait(wait):
@@ -108,10 +119,15 @@ class Scheduler:
                     if time.monotonic() >= next_sweep:
                         self._sweep()
                         next_sweep = time.monotonic() + self.sweep_seconds
+                    if self.leading and self.evaluate_alerts is not None and time.monotonic() >= next_alerts:
+                        self._evaluate_alerts()
+                        next_alerts = time.monotonic() + self.alert_seconds
                 except Exception:  # a loop that died would hold leadership and fire nothing: log, go on
                     log.exception("scheduler: pass failed; trying again in %s s", self.tick_seconds)
                     wait = self.tick_seconds
                 wait = min(wait, max(next_sweep - time.monotonic(), 0.0))
+                if self.leading and self.evaluate_alerts is not None:
+                    wait = min(wait, max(next_alerts - time.monotonic(), 0.0))
         finally:
             self.leadership.release()
             self.leading = False
@@ -158,6 +174,17 @@ class Scheduler:
             self._expire_exports()
         if self.warehouses is not None:
             self._drop_ended_staging(self.warehouses)
+
+    def _evaluate_alerts(self) -> None:
+        try:
+            self.alerts_once()
+        except Exception as error:  # the next pass looks again (it remembers where the last good one got to)
+            log.warning(
+                "alerts not evaluated (%s); trying again in %s s",
+                describe_failure(error),
+                self.alert_seconds,
+                exc_info=not isinstance(error, sa.exc.DBAPIError),  # a bug's traceback, not a driver's
+            )
 
     def _fire_pending_workflows(self) -> None:
         try:
