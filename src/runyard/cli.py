@@ -59,6 +59,11 @@ from runyard.services.sql_explorer import cell_text
 from runyard.settings import Settings
 from runyard.store import migrate
 
+try:  # Typer 0.2x carries its own copy of Click; older Typers raise Click's own exceptions
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - with typer < 0.20
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
 app = typer.Typer(
     help="runyard: run data operations and watch them run.",
     no_args_is_help=True,
@@ -629,7 +634,19 @@ def _duration(seconds: float | None) -> str:
 
 def main() -> None:
     try:
-        app()
+        code = app(prog_name="runyard", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as shown:  # `runyard` or `runyard db` alone: the help, as always
+        shown.show()
+        sys.exit(shown.exit_code)
+    except click_errors.UsageError as error:  # an unknown command or option, a bad value, a missing argument
+        err.print(f"error: {usage_problem(error)}", markup=False)
+        sys.exit(USAGE_EXIT)
+    except click_errors.ClickException as error:  # a file option that cannot be opened, say
+        err.print(f"error: {_one_line(error.format_message())}", markup=False)
+        sys.exit(error.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        err.print("error: aborted", markup=False)
+        sys.exit(1)
     except RunyardError as error:
         err.print(f"error: {error}", markup=False)
         sys.exit(1)
@@ -639,6 +656,22 @@ def main() -> None:
     except OSError as error:  # a port already in use, a folder that cannot be written...
         err.print(f"error: {error.strerror or error}" + (f": {error.filename}" if error.filename else ""), markup=False)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) comes back as n without standalone mode
+
+
+USAGE_EXIT = 2  # Click's code for a command line it cannot use
+
+
+def usage_problem(error: click_errors.UsageError) -> str:
+    """Click's complaint on one line, naming the option or argument, and where the help is:
+    `invalid value for '--status': 'bogus' is not one of 'waiting_to_start', ... (see runyard runs --help)`."""
+    message = _one_line(error.format_message()).replace(": Value error, ", ": ").rstrip(".")
+    where = error.ctx.command_path if error.ctx is not None else "runyard"
+    return f"{message[:1].lower()}{message[1:]} (see {where} --help)"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -231,7 +231,7 @@ def test_the_row_limit_setting_caps_every_answer(stack: SqlStack, monkeypatch: p
     capped = query(client, "SELECT id FROM people").json()
     assert (capped["row_count"], capped["truncated"]) == (10, True)
     over = query(client, "SELECT id FROM people", limit=11)
-    assert over.status_code == 422
+    assert over.status_code == 400
     assert over.json() == {"detail": "limit: Input should be less than or equal to 10 (RUNYARD_SQL_ROW_LIMIT)"}
     csv_rows = client.post("/api/v1/sql", params={"format": "csv"}, json={"sql": "SELECT id FROM people"}).text
     assert len(csv_rows.splitlines()) == 11  # the header and ten rows
@@ -492,20 +492,20 @@ def test_operators_and_administrators_may_query(stack: SqlStack) -> None:
         ({"sql": "SELECT 1", "database": "other"}, "database: Extra inputs are not permitted"),
     ],
 )
-def test_bad_bodies_are_422(stack: SqlStack, body: dict[str, Any], detail: str) -> None:
+def test_bad_bodies_are_400(stack: SqlStack, body: dict[str, Any], detail: str) -> None:
     response = stack.api().post("/api/v1/sql", json=body)
-    assert response.status_code == 422, response.text
+    assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith(detail), response.json()
 
 
-def test_a_body_that_is_not_json_is_422_and_a_bad_format_too(stack: SqlStack) -> None:
+def test_a_body_that_is_not_json_is_400_and_a_bad_format_too(stack: SqlStack) -> None:
     client = stack.api()
     not_json = client.post("/api/v1/sql", content=b"SELECT 1", headers={"Content-Type": "text/plain"})
-    assert not_json.status_code == 422
+    assert not_json.status_code == 400
     bad_format = client.post("/api/v1/sql", params={"format": "xml"}, json={"sql": "SELECT 1"})
-    assert bad_format.status_code == 422
+    assert bad_format.status_code == 400
     bad_id = client.delete("/api/v1/sql/not.an.id")
-    assert bad_id.status_code == 422
+    assert bad_id.status_code == 400
 
 
 def test_a_process_without_a_warehouse_answers_503(stack: SqlStack) -> None:

@@ -27,11 +27,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Annotated, Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 import jwt
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runyard.errors import RunyardError
 from runyard.services.tokens import Principal, get_principal, looks_like_api_token, principal_for_api_token
@@ -310,10 +312,63 @@ EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
 
 
 def install(app: FastAPI, authenticator: Authenticator) -> None:
-    """Put `authenticator` on app.state and map AuthFailed, CredentialsMissing and Forbidden to 401/403."""
+    """Put `authenticator` on app.state, map AuthFailed, CredentialsMissing and Forbidden to 401/403, and keep query
+    tokens out of every redirect of the app (NoQueryTokenInRedirects)."""
     app.state.authenticator = authenticator
     for exc_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
+    app.add_middleware(NoQueryTokenInRedirects)
+
+
+# --- redirects ------------------------------------------------------------------------------------
+
+#: The response headers that send a client elsewhere (htmx reads HX-Redirect).
+REDIRECT_HEADERS = ("location", "hx-redirect")
+
+
+def without_query_token(location: str) -> str:
+    """`location` without its `Authorization` query parameters (any case), also inside a parameter that is itself
+    a URL (the UI's `/login?next=/runs%3FAuthorization%3D...`). Unchanged, byte for byte, when it holds none.
+
+    A redirect that carried the token on (Starlette's trailing-slash redirect copies the query string) would put it
+    in one more URL for browsers, proxies and logs to keep; the client is told where to go, without it.
+    """
+    parts = urlsplit(location)
+    if not parts.query:
+        return location
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [
+        (name, without_query_token(value) if "?" in value else value)
+        for name, value in pairs
+        if name.strip().lower() != QUERY_PARAMETER.lower()
+    ]
+    if kept == pairs:
+        return location
+    return urlunsplit(parts._replace(query=urlencode(kept, safe="/", quote_via=quote)))
+
+
+class NoQueryTokenInRedirects:
+    """ASGI middleware: a response's Location (and HX-Redirect) never carries an `Authorization` query parameter,
+    whichever part of the app (API, UI, the router's slash redirects) made it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_token(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name in REDIRECT_HEADERS:
+                    value = headers.get(name)
+                    if value is not None and "authorization" in value.lower():
+                        headers[name] = without_query_token(value)
+            await send(message)
+
+        await self.app(scope, receive, send_without_token)
 
 
 # --- access logs ----------------------------------------------------------------------------------

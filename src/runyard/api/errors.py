@@ -1,8 +1,16 @@
-"""One table from runyard's errors to HTTP answers: every error is JSON with a `detail` naming what is wrong."""
+"""One table from runyard's errors to HTTP answers: every error is JSON with a `detail` naming what is wrong.
+
+Bad input is 400 under the native API (`/api/v1/`, spec 002's job status included), and its `detail` names
+the field: `query.page_size: ...`, `type: ...` for a body field, `body: ...` for the body as a whole. The other
+spec adapters keep what they answered before (a request FastAPI could not validate is 422 there), since their
+documents name no code for it; spec 003's routes answer in their own shape (compat/dag.py).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
@@ -23,6 +31,9 @@ from runyard.errors import (
 )
 
 log = logging.getLogger("runyard.api")
+
+#: Where every bad input answers 400: the native API (spec 002's `/api/v1/bulk_metadata/job/` is under it too).
+NATIVE_PREFIX = "/api/v1/"
 
 STATUS_FOR: tuple[tuple[type[RunyardError], int], ...] = (
     (NotFound, 404),
@@ -49,8 +60,8 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": str(error)}, status_code=status_for(error))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _describe(error)}, status_code=422)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _describe(error)}, status_code=bad_input_status(request.url.path))
 
     @app.exception_handler(sa.exc.OperationalError)
     async def _database_down(_request: Request, error: sa.exc.OperationalError) -> JSONResponse:
@@ -62,9 +73,10 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(sa.exc.DataError)
-    async def _out_of_range(_request: Request, error: sa.exc.DataError) -> JSONResponse:
+    async def _out_of_range(request: Request, error: sa.exc.DataError) -> JSONResponse:
         # A value the database cannot hold (a number too large, say): the request is wrong, not the server.
-        return JSONResponse({"detail": "A value in the request is out of range"}, status_code=422)
+        status = bad_input_status(request.url.path)
+        return JSONResponse({"detail": "A value in the request is out of range"}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -76,9 +88,37 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": "Internal error; it has been logged"}, status_code=500)
 
 
+def bad_input_status(path: str) -> int:
+    """400 for a request the native API could not validate; 422 (FastAPI's) on the spec adapters outside it."""
+    return 400 if path.startswith(NATIVE_PREFIX) else 422
+
+
+def native_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` without the 422 that FastAPI documents on every native route: those answer 400 (documented)."""
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith(NATIVE_PREFIX):
+            continue
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    return schema
+
+
 def _describe(error: RequestValidationError) -> str:
-    problems = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(part) for part in item.get("loc", ()) if part not in ("body",))
-        problems.append(f"{where}: {item.get('msg', 'invalid')}" if where else str(item.get("msg", "invalid")))
-    return "; ".join(problems) or "invalid request"
+    """Up to five problems, each `<where>: <what>`: `query.page_size: ...`, `type: ...` (a body field), `body: ...`."""
+    return "; ".join(_problem(item) for item in error.errors()[:5]) or "invalid request"
+
+
+def _problem(item: Mapping[str, Any]) -> str:
+    loc = tuple(item.get("loc", ()))
+    message = str(item.get("msg", "invalid"))
+    if item.get("type") == "json_invalid":  # loc is ("body", <character position>)
+        reason = (item.get("ctx") or {}).get("error", message)
+        at = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return f"body: not valid JSON ({reason}{at})"
+    where = ".".join(str(part) for part in loc if part != "body") or "body"
+    if where == "body" and item.get("type") == "missing":
+        message = "required: send a JSON object"
+    elif where == "body" and isinstance(item.get("input"), bytes):
+        message = f"{message} (send content-type: application/json)"
+    return f"{where}: {message}"

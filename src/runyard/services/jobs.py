@@ -9,12 +9,15 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from runyard.domain.graph import STREAM_STAGE
 from runyard.domain.statuses import RUN_ACTIVE, RunStatus
 from runyard.errors import InvalidInput, NotFound
 from runyard.services.views import RunView
 from runyard.store.tables import data_loads, runs, task_messages, tasks
 
 _SUCCESSFUL = {RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_ERRORS}
+RECEIVING_STAGES = ("extract", STREAM_STAGE)  # the stages whose records are what a run received
+LOAD_STAGE = "load"
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,7 @@ def job_status(conn: Connection, run: RunView) -> JobStatus:
         .scalars()
         .all()
     )
-    received = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(tasks.c.records_processed), 0)).where(
-            tasks.c.run_id == run.id, tasks.c.stage == "extract"
-        )
-    ).scalar_one()
+    received = records_received(conn, run.id)
     updated = conn.execute(sa.select(data_loads.c.rows).where(data_loads.c.run_id == run.id)).scalar() or 0
     result = {
         "updated_objects": int(updated),
@@ -60,6 +59,26 @@ def job_status(conn: Connection, run: RunView) -> JobStatus:
     if run.status is RunStatus.FAILED or run.status is RunStatus.CANCELED or run.status is RunStatus.REJECTED:
         result["error"] = run.message or (errors[-1] if errors else run.status.label)
     return JobStatus(status=_status(run.status), msg=_message(run), result=orjson.dumps(result).decode())
+
+
+def records_received(conn: Connection, run_id: int) -> int:
+    """Spec 002's number_received: the records the run's tasks took in, whatever the run's type.
+
+    Where the run has tasks that bring data in (the `extract` and `stream` stages: api-to-table's Process and Stream
+    tasks, postgres-cdc's snapshot and stream, storage-to-storage's copies), their records; the later stages count
+    the same records again (consolidation, ingestion, load) and are left out. A run without such a stage (a
+    hand-written `tasks` run, table-to-table) counts every task's records but its `load` stage's.
+    """
+    per_stage = conn.execute(
+        sa.select(tasks.c.stage, sa.func.sum(tasks.c.records_processed))
+        .where(tasks.c.run_id == run_id)
+        .group_by(tasks.c.stage)
+    ).all()
+    records = {str(stage): int(total or 0) for stage, total in per_stage}
+    receiving = [records[stage] for stage in RECEIVING_STAGES if stage in records]
+    if receiving:
+        return sum(receiving)
+    return sum(total for stage, total in records.items() if stage != LOAD_STAGE)
 
 
 def _status(status: RunStatus) -> str:

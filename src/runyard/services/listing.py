@@ -325,6 +325,17 @@ def _runs_select(conditions: Sequence[ColumnElement[bool]]) -> sa.Select[Any]:
     return sa.select(*_RUN_ROW_COLUMNS).join(operations, operations.c.id == runs.c.operation_id).where(*conditions)
 
 
+def run_row(conn: Connection, run_id: int, *, account_id: int | None = None) -> RunRow:
+    """One run as the lists show it (with its message count); another account's run is NotFound."""
+    conditions = [runs.c.id == run_id]
+    if account_id is not None:
+        conditions.append(runs.c.account_id == account_id)
+    row = conn.execute(_runs_select(conditions)).first()
+    if row is None:
+        raise NotFound("run", run_id)
+    return _run_row(row)
+
+
 def _count_runs(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(runs).where(*conditions)).scalar_one())
 

@@ -46,7 +46,10 @@ class TaskMetrics(BaseModel):
     lastTimeRecordsReceivedDate: int | None
 
 
+# Spec 001 writes its paths with a trailing slash; both forms are served as they are, because a redirect would
+# send the request again without its headers, or echo a `?Authorization=` token back in its Location.
 @router.get("/etl/rest/v1/tasks/", response_model=list[TaskMetrics])
+@router.get("/etl/rest/v1/tasks", response_model=list[TaskMetrics], include_in_schema=False)
 def all_running(request: Request, store: StoreDep, principal: AdminDep, type: TypeQuery = None) -> list[TaskMetrics]:
     """Every task running now in your account."""
     with store.read() as conn:
@@ -55,6 +58,7 @@ def all_running(request: Request, store: StoreDep, principal: AdminDep, type: Ty
 
 
 @router.get("/etl/rest/v1/tasks/{audit_id}/", response_model=list[TaskMetrics])
+@router.get("/etl/rest/v1/tasks/{audit_id}", response_model=list[TaskMetrics], include_in_schema=False)
 def flow_running(
     audit_id: IdPath,
     request: Request,

@@ -19,6 +19,7 @@ class JobStatusPublic(BaseModel):
 
 
 @router.get("/api/v1/bulk_metadata/job/", response_model=JobStatusPublic)
+@router.get("/api/v1/bulk_metadata/job", response_model=JobStatusPublic, include_in_schema=False)  # no redirect
 def job(
     store: StoreDep,
     principal: PrincipalDep,

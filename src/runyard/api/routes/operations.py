@@ -103,18 +103,24 @@ def operation_status(
         }
     },
 )
-def launch(operation_id: IdPath, body: RunCreate, runs: RunsDep, principal: OperatorDep) -> RunPublic | JSONResponse:
-    """Launch a run. 409 with the Rejected run when another run of the operation is still active; 409 with only a
-    `detail` when the operation is deactivated or archived."""
+def launch(
+    operation_id: IdPath,
+    runs: RunsDep,
+    principal: OperatorDep,
+    body: Annotated[RunCreate | None, Body(description="Optional: without a body, an incremental run")] = None,
+) -> RunPublic | JSONResponse:
+    """Launch a run (`{"type": "incremental"}`, the default, or `"destructive"`). 409 with the Rejected run when
+    another run of the operation is still active; 409 with only a `detail` when the operation is deactivated or
+    archived."""
     request = LaunchRequest(
         operation_id=operation_id,
-        run_type=RunType(body.type),
+        run_type=RunType((body or RunCreate()).type),
         trigger=Trigger.API,
         account_id=principal.account_id,
         created_by=principal.user_id,
     )
     try:
-        return RunPublic.of(runs.launch(request))
+        return RunPublic.of(runs.launch(request), 0)  # a new run: no task has said anything yet
     except RunRejected as rejected:
-        run = RunPublic.of(runs.get_run(rejected.rejected_run_id))
+        run = RunPublic.of(runs.get_run(rejected.rejected_run_id), 0)  # a Rejected run has no tasks
         return JSONResponse(RejectedRun(detail=str(rejected), run=run).model_dump(mode="json"), status_code=409)

@@ -12,8 +12,9 @@ from runyard.api.deps import MAX_ID, IdPath, OperatorDep, PrincipalDep, RunsDep,
 from runyard.api.schemas import RunPublic, RunsPage, TaskPublic, TasksPage, json_response
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput
-from runyard.services.listing import RunQuery, TaskQuery, list_loads, list_runs, list_tasks
-from runyard.services.runs import get_run
+from runyard.services.listing import RunQuery, TaskQuery, list_loads, list_runs, list_tasks, run_row
+from runyard.services.views import RunView
+from runyard.store.database import Store
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 Order = Literal["asc", "desc"]
@@ -91,8 +92,10 @@ def runs(
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
 def run(run_id: IdPath, store: StoreDep, principal: PrincipalDep) -> RunPublic:
+    """One run, as the list shows it (its message_count included)."""
     with store.read() as conn:
-        return RunPublic.of(get_run(conn, run_id, account_id=principal.account_id))
+        found = run_row(conn, run_id, account_id=principal.account_id)
+    return RunPublic.of(found, found.message_count)
 
 
 @router.get("/runs/{run_id}/tasks", response_model=TasksPage)
@@ -135,7 +138,8 @@ def tasks(
     responses={409: {"description": "Only the most recent Failed or Canceled run can be retried"}},
 )
 def retry(run_id: IdPath, runs: RunsDep, principal: OperatorDep) -> RunPublic:
-    return RunPublic.of(runs.retry(run_id, account_id=principal.account_id, created_by=principal.user_id))
+    retried = runs.retry(run_id, account_id=principal.account_id, created_by=principal.user_id)
+    return _with_count(runs.store, retried)  # its reused tasks already say so
 
 
 @router.post(
@@ -145,7 +149,7 @@ def retry(run_id: IdPath, runs: RunsDep, principal: OperatorDep) -> RunPublic:
     responses={409: {"description": "The run already ended or is being canceled"}},
 )
 def cancel(run_id: IdPath, runs: RunsDep, principal: OperatorDep) -> RunPublic:
-    return RunPublic.of(runs.cancel(run_id, account_id=principal.account_id))
+    return _with_count(runs.store, runs.cancel(run_id, account_id=principal.account_id))
 
 
 @router.get("/loads", response_model=LoadsPage)
@@ -179,6 +183,11 @@ def loads(
             page_size=found.page_size,
         )
     )
+
+
+def _with_count(store: Store, run: RunView) -> RunPublic:
+    with store.read() as conn:
+        return RunPublic.of(run, run_row(conn, run.id).message_count)
 
 
 def _require_zones(**values: datetime | None) -> None:

@@ -46,7 +46,7 @@ class SqlQuery(StrictBody):
         default=None,
         ge=1,
         le=MAX_LIMIT,
-        description="At most this many rows; default and maximum RUNYARD_SQL_ROW_LIMIT (a larger value is a 422)",
+        description="At most this many rows; default and maximum RUNYARD_SQL_ROW_LIMIT (a larger value is a 400)",
     )
     query_id: str | None = Field(
         default=None,
