@@ -1,8 +1,11 @@
 """Browser tests: Playwright (Python) drives Debian's chromium against a real `runyard serve --demo`.
 
-The server is one subprocess for the whole module, with the demo's four batch runs finished, its live stream
-(run 5) running, a viewer user, and a sixth run, of demo-hr, that Failed (the demo source was told to answer HTML
-for employees, then healed).
+The server is one subprocess for the whole module, with the demo's runs in the order `runyard serve --demo` launches
+them (runyard.serve.DEMO_FAILING): 1 demo-hr-sleep, 2 demo-hr, 3 demo-stores-archive (launched at once), 4
+demo-hr-summaries_DEV (launched by the demo workflow once demo-hr completed), all four Completed; 5 demo-quality-check,
+the demo's failing check, Failed (its "Failed run" alert is the demo's first); 6 demo-badge-stream, the live stream,
+running; then a viewer user, and a seventh run, of demo-hr, that Failed (the demo source was told to answer HTML for
+employees, then healed).
 Chromium is /usr/bin/chromium, installed by `make test` (scripts/install-system-deps.sh); without it these
 tests fail, they never skip.
 """
@@ -111,12 +114,15 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         # The demo launches three runs at once, and the summaries once demo-hr's run has completed: run 4.
         summaries = wait_until(lambda: _run_of(api, "demo-hr-summaries_DEV"), timeout=RUN_SECONDS, what="run 4")
         assert summaries == 4
-        # Then the live stream, which runs until canceled: run 5.
-        stream = wait_until(lambda: _run_of(api, "demo-badge-stream"), timeout=RUN_SECONDS, what="run 5")
-        assert stream == 5
+        # Then its failing check (run 5), and the live stream, which runs until canceled (run 6).
+        failing = wait_until(lambda: _run_of(api, "demo-quality-check"), timeout=RUN_SECONDS, what="run 5")
+        assert failing == 5
+        stream = wait_until(lambda: _run_of(api, "demo-badge-stream"), timeout=RUN_SECONDS, what="run 6")
+        assert stream == 6
         for run in api.get("/api/v1/runs").json()["items"]:
             if run["id"] != stream:
-                assert server.wait_final(run["id"])["status"] == "completed"
+                expected = "failed" if run["id"] == failing else "completed"
+                assert server.wait_final(run["id"])["status"] == expected
         created = api.post("/api/v1/users", json={"login": VIEWER[0], "password": VIEWER[1], "role": "viewer"})
         assert created.status_code == 201, created.text
         server.faults(html_endpoints=["employees"])

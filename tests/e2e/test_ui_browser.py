@@ -1,8 +1,9 @@
 """A data admin in a real browser: sign in, find the failed run, see why it failed, retry it and watch it finish.
 
 The tests share one server (see conftest) and run in file order: the runs they read (1: demo-hr-sleep,
-2: demo-hr Completed, 3: demo-stores-archive, 4: demo-hr-summaries_DEV, 5: demo-badge-stream Running until the
-end, 6: demo-hr Failed) exist from the start, and only the last tests launch new ones.
+2: demo-hr Completed, 3: demo-stores-archive, 4: demo-hr-summaries_DEV, 5: demo-quality-check Failed (the demo's
+failing check), 6: demo-badge-stream Running until the end, 7: demo-hr Failed) exist from the start, and only the
+last tests launch new ones.
 Each page's screenshot is written to docs/screenshots/ for the README.
 """
 
@@ -84,6 +85,7 @@ def test_the_demo_runs_every_type_and_the_summaries_show_their_tables(admin_page
         "storage-to-storage",
         "table-to-table",
         "tasks",
+        "tasks",
         "workflow",
     ]
     summaries = admin_page.locator("#sources-table tr", has_text="Headcount and time off by department")
@@ -125,14 +127,14 @@ def test_the_demo_runs_every_type_and_the_summaries_show_their_tables(admin_page
 
 def test_filter_api_runs_to_failed(admin_page: Page, ui_server: UiServer) -> None:
     admin_page.goto(f"{ui_server.url}/runs")
-    expect(rows(admin_page, "runs-table")).to_have_count(6)
+    expect(rows(admin_page, "runs-table")).to_have_count(7)
     screenshot(admin_page, "api-runs")
 
     admin_page.get_by_label("Status").select_option(label="Failed")
 
     expect(admin_page).to_have_url(re.compile(r"status=failed"))
-    expect(rows(admin_page, "runs-table")).to_have_count(1)
-    expect(rows(admin_page, "runs-table").locator("td[data-status]")).to_have_text(["Failed"])
+    expect(rows(admin_page, "runs-table")).to_have_count(2)  # demo-hr's, and the demo's failing check
+    expect(rows(admin_page, "runs-table").locator("td[data-status]")).to_have_text(["Failed", "Failed"])
     expect(admin_page.get_by_role("button", name=f"Retry run {failed_run_id(ui_server)}")).to_be_visible()
 
 
@@ -150,7 +152,7 @@ def test_sort_api_runs_by_started_at_both_ways(admin_page: Page, ui_server: UiSe
     expect(header).to_have_attribute("aria-sort", "descending")
     descending = started_times(admin_page)
 
-    assert len(ascending) == 6
+    assert len(ascending) == 7
     assert ascending == sorted(ascending)
     assert descending == sorted(ascending, reverse=True)
 
@@ -268,10 +270,10 @@ def test_a_viewer_sees_no_retry_launch_or_cancel(context: BrowserContext, ui_ser
     sign_in(page, ui_server.url, *VIEWER)
     run_id = failed_run_id(ui_server)
 
-    expect(page.locator("#sources-table tbody tr")).to_have_count(7)
+    expect(page.locator("#sources-table tbody tr")).to_have_count(8)
     expect(page.get_by_role("button", name=re.compile("Launch"))).to_have_count(0)
     page.goto(f"{ui_server.url}/runs")
-    expect(rows(page, "runs-table")).to_have_count(6)
+    expect(rows(page, "runs-table")).to_have_count(7)
     expect(page.get_by_role("button", name=re.compile("Retry"))).to_have_count(0)
     page.goto(f"{ui_server.url}/runs/{run_id}")
     expect(page.locator("#run-status")).to_have_text("Failed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from runyard.ui.sessions import SessionSigner
+from runyard.ui.sessions import Flash, SessionSigner
 
 KEY = b"k" * 32
 NOW = 1_800_000_000.0
@@ -60,7 +60,7 @@ def test_csrf_tokens_belong_to_one_login() -> None:
 def test_flash_messages_are_signed_and_a_session_cookie_is_no_flash() -> None:
     flash = signer().flash("error", "Run 3 was not retried")
 
-    assert signer().read_flash(flash) == ("error", "Run 3 was not retried")
+    assert signer().read_flash(flash) == Flash("error", "Run 3 was not retried")
     assert signer().read_flash(signer().issue(7, 3, NOW)) is None
     assert signer().read(flash, NOW) is None
     assert signer().read_flash(signer().flash("warning", "x")) is None

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from runyard.services.app_context import AppContext
 from runyard.ui.assets import assets_router, find_htmx, log
-from runyard.ui.routes import attention, auth, exports, loads, runs, sources, sql, workflows
+from runyard.ui.routes import alerts, attention, auth, exports, loads, runs, sources, sql, workflows
 from runyard.ui.sessions import SessionSigner
 from runyard.ui.web import FormRejected, LoginRequired, UiState, page_headers, templates
 
@@ -27,7 +27,7 @@ def install(app: FastAPI, context: AppContext) -> None:
         htmx_available=htmx is not None,
     )
     app.include_router(assets_router(htmx))
-    for module in (auth, sources, workflows, runs, loads, attention, sql, exports):
+    for module in (auth, sources, workflows, runs, loads, attention, alerts, sql, exports):
         app.include_router(module.router)
     app.add_exception_handler(LoginRequired, _to_login)
     app.add_exception_handler(FormRejected, _form_rejected)

@@ -36,6 +36,23 @@ class Session:
     nonce: str
 
 
+@dataclass(frozen=True)
+class FlashLink:
+    """A link at the end of a flash message, e.g. to the run that blocked a launch: text and a local path."""
+
+    text: str
+    href: str
+
+
+@dataclass(frozen=True)
+class Flash:
+    """A one-time message: "notice" or "error", its text, and an optional link (rendered as escaped text)."""
+
+    kind: str
+    text: str
+    link: FlashLink | None = None
+
+
 def _b64encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
@@ -94,15 +111,28 @@ class SessionSigner:
     def csrf_valid(self, session: Session, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(token, self.csrf_token(session))
 
-    def flash(self, kind: str, text: str) -> str:
-        """A signed one-time message for the next page ("notice" or "error")."""
-        return self._signed("flash", {"k": kind, "t": text[:500]})
+    def flash(self, kind: str, text: str, link: FlashLink | None = None) -> str:
+        """A signed one-time message for the next page ("notice" or "error"), optionally ending in a link."""
+        data: dict[str, object] = {"k": kind, "t": text[:500]}
+        if link is not None:
+            data["l"] = [link.text[:100], link.href[:200]]
+        return self._signed("flash", data)
 
-    def read_flash(self, value: str | None) -> tuple[str, str] | None:
+    def read_flash(self, value: str | None) -> Flash | None:
         data = self._unsigned("flash", value)
         if data is None or data.get("k") not in ("notice", "error") or not isinstance(data.get("t"), str):
             return None
-        return str(data["k"]), str(data["t"])
+        return Flash(str(data["k"]), str(data["t"]), _flash_link(data.get("l")))
+
+
+def _flash_link(value: object) -> FlashLink | None:
+    """The flash's link, kept only when it is two strings and the address a local path (never another site)."""
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
+        return None
+    text, href = value
+    if not href.startswith("/") or href.startswith(("//", "/\\")) or any(c in href for c in "\r\n\\"):
+        return None
+    return FlashLink(text, href)
 
 
 def new_login_csrf() -> str:

@@ -13,8 +13,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from runyard.domain.statuses import RunStatus, RunType, TaskStatus
+from runyard.services.alerts import open_alert_counts
 from runyard.services.app_context import AppContext
 from runyard.services.tokens import Principal, get_principal
 from runyard.ui.charts import format_seconds
@@ -23,6 +25,7 @@ from runyard.ui.sessions import (
     CSRF_HEADER,
     FLASH_COOKIE,
     SESSION_COOKIE,
+    FlashLink,
     Session,
     SessionSigner,
 )
@@ -76,10 +79,23 @@ def ui_state(request: Request) -> UiState:
     return state
 
 
-def _format_datetime(value: datetime | None) -> str:
+def format_datetime(value: datetime | None) -> str:
+    """Every time the UI shows, in UTC as the API gives it, and saying so: "2026-12-05 14:03:12 UTC".
+
+    A naive value is taken to be UTC already (what the store hands back on SQLite), not the machine's local time."""
     if value is None:
         return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def time_element(value: datetime | None) -> Markup:
+    """The `when` filter: a time as `dt` writes it, in a <time> element (kept on one line by the stylesheet) that
+    carries the ISO form for scripts and tests; "—" when there is none."""
+    if value is None:
+        return Markup("—")
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return Markup('<time datetime="{}">{}</time>').format(utc.isoformat(), format_datetime(utc))
 
 
 def _format_number(value: int | float | None) -> str:
@@ -108,7 +124,8 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["dt"] = _format_datetime
+    env.filters["dt"] = format_datetime
+    env.filters["when"] = time_element
     env.filters["duration"] = format_seconds
     env.filters["number"] = _format_number
     env.filters["bytes"] = _format_bytes
@@ -225,6 +242,7 @@ def render(
         active=active,
         flash=flash,
         htmx=state.htmx_available,
+        open_alerts=lambda: open_alert_count(state.context, who),
         url_with=lambda **changes: url_with(request, **changes),
         here=current_path(request),
         **context,
@@ -236,6 +254,15 @@ def render(
     return response
 
 
+def open_alert_count(context: AppContext, who: Viewer | None) -> int:
+    """The nav's Alerts badge: the account's open, unsilenced alerts. Called by base.html only when it draws the
+    nav, so pages and fragments without one pay nothing."""
+    if who is None:
+        return 0
+    with context.store.read() as conn:
+        return sum(open_alert_counts(conn, who.principal.account_id, context.store.now(conn)).values())
+
+
 def page_headers(response: Response) -> None:
     response.headers["Content-Security-Policy"] = PAGE_CSP
     response.headers["Cache-Control"] = "no-store"
@@ -243,15 +270,22 @@ def page_headers(response: Response) -> None:
     response.headers["Referrer-Policy"] = "same-origin"
 
 
-def see_other(request: Request, location: str, *, notice: str | None = None, error: str | None = None) -> Response:
-    """303 to `location`, with a one-time message shown there."""
+def see_other(
+    request: Request,
+    location: str,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    link: FlashLink | None = None,
+) -> Response:
+    """303 to `location`, with a one-time message shown there (ending in `link`, if given)."""
     response = RedirectResponse(location, status_code=303)
     state = ui_state(request)
     if notice is not None or error is not None:
         kind, text = ("error", error) if error is not None else ("notice", notice or "")
         response.set_cookie(
             FLASH_COOKIE,
-            state.signer.flash(kind, text),
+            state.signer.flash(kind, text, link),
             max_age=60,
             path="/",
             httponly=True,

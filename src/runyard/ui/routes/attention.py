@@ -1,4 +1,5 @@
-"""Needs attention: sources whose latest run Failed or was Canceled, stalled tasks, and bulk Retry."""
+"""Needs attention: open alerts with their evidence, sources whose latest run Failed or was Canceled, stalled tasks,
+and bulk Retry."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runyard.errors import RunyardError
-from runyard.services.attention import needs_attention, stalled_tasks
+from runyard.services.attention import attention_alerts, needs_attention, stalled_tasks
 from runyard.ui.web import FormDep, ViewerDep, check_form, refuse_unless_operator, render, see_other, ui_state
 
 router = APIRouter(include_in_schema=False)
@@ -23,6 +24,7 @@ def attention_page(request: Request, who: ViewerDep) -> Response:
         items = needs_attention(conn, account)
         now = context.store.now(conn)
         stalled = stalled_tasks(conn, account, now, timedelta(seconds=context.settings.stalled_after_seconds))
+        alerts = attention_alerts(conn, account, items, now)
     return render(
         request,
         "attention.html",
@@ -30,6 +32,7 @@ def attention_page(request: Request, who: ViewerDep) -> Response:
         active="attention",
         items=items,
         stalled=stalled,
+        alerts=alerts,
         stalled_after=context.settings.stalled_after_seconds,
         live=True,
     )

@@ -13,6 +13,7 @@ from runyard.domain.runs import RunSnapshot, cancel_allowed, retry_allowed
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import NotFound, RunyardError
 from runyard.params import IdPath
+from runyard.services.alerts import alerts_by_run
 from runyard.services.attention import stalled_tasks
 from runyard.services.listing import RunQuery, TaskQuery, get_task, list_runs, list_tasks
 from runyard.services.metrics import (
@@ -53,6 +54,9 @@ RUN_COLUMNS = (
     ("duration", "Duration"),
     ("messages", "Messages"),
 )
+#: The Status filter's options: (spec 000's status value, label). Rejected's full label, "Rejected - previous load
+#: still running", would make the select as wide as a sentence; its badges keep it whole.
+STATUS_CHOICES = tuple((status.value, status.label.split(" - ")[0]) for status in RunStatus)
 #: (sort key, column header) of the tasks table; None where the column does not sort.
 TASK_COLUMNS = (
     ("name", "Task"),
@@ -130,6 +134,7 @@ def runs_page(request: Request, who: ViewerDep) -> Response:
             error, query, found = str(exc), RunQuery(account_id=account), None
         items = found.items if found else ()
         latest = latest_run_ids(conn, account, {run.operation_id for run in items})
+        run_alerts = alerts_by_run(conn, [run.id for run in items], store.now(conn))  # items: this account's runs
     retryable = {run.id for run in items if retry_allowed(_snapshot(run), latest.get(run.operation_id))}
     return render(
         request,
@@ -142,7 +147,9 @@ def runs_page(request: Request, who: ViewerDep) -> Response:
         query=query,
         sources=sources,
         columns=RUN_COLUMNS,
+        status_choices=STATUS_CHOICES,
         retryable=retryable,
+        run_alerts=run_alerts,
         live=True,
     )
 

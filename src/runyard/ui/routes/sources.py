@@ -18,6 +18,7 @@ from runyard.operations.loader import check_environment
 from runyard.operations.registry import configuration_types, operation_types
 from runyard.operations.workflow.definition import WORKFLOW
 from runyard.params import IdPath
+from runyard.services.alerts import open_alert_counts
 from runyard.services.durations import run_durations
 from runyard.services.operations import (
     OperationFilter,
@@ -33,6 +34,7 @@ from runyard.services.schedules import schedule_ticks, schedule_timezone
 from runyard.services.sources import list_sources
 from runyard.services.workflows import workflow_status
 from runyard.ui.charts import duration_chart
+from runyard.ui.sessions import FlashLink
 from runyard.ui.web import (
     FormDep,
     Viewer,
@@ -100,8 +102,10 @@ def sources_page(request: Request, who: ViewerDep) -> Response:
         where = source_filter(params)
     except (ValueError, RunyardError) as exc:
         error, where = str(exc), OperationFilter()
-    with ui_state(request).context.store.read() as conn:
+    store = ui_state(request).context.store
+    with store.read() as conn:
         rows = [] if error else list_sources(conn, account, where)
+        alert_counts = open_alert_counts(conn, account, store.now(conn))
         workflows = [
             workflow_status(conn, row.operation.id, account=account)
             for row in rows
@@ -118,6 +122,7 @@ def sources_page(request: Request, who: ViewerDep) -> Response:
         error=error,
         rows=rows,
         schedules=schedules,
+        alert_counts=alert_counts,
         api_runs=api_runs_types(),
         launchable=launchable_types(),
         workflows=workflows,
@@ -151,10 +156,17 @@ def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep
     try:
         run = runs.launch(launch_request)
     except RunRejected as rejected:
-        return see_other(request, back, error=str(rejected))
+        return see_other(request, back, error=f"{rejected}.", link=blocking_run_link(rejected))
     except RunyardError as exc:
         return see_other(request, back, error=f"Not launched: {exc}")
     return see_other(request, f"/runs/{run.id}", notice=f"Run {run.id} started ({run_type.value}).")
+
+
+def blocking_run_link(rejected: RunRejected) -> FlashLink | None:
+    """The Rejected flash's way to the run that blocked the launch (None when the race left it unknown)."""
+    if rejected.active_run_id is None:
+        return None
+    return FlashLink(f"Open run {rejected.active_run_id}, still active", f"/runs/{rejected.active_run_id}")
 
 
 @router.post("/sources/{operation_id}/activate")
