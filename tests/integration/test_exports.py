@@ -228,7 +228,9 @@ def test_another_accounts_token_is_404_and_a_tampered_one_400(world: World) -> N
 
     session_id, signature = token.split(".")
     flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
-    for forged in (f"{session_id}.{flipped}", session_id, f"{session_id[:-1]}0.{signature}", "not-a-token"):
+    other_session = session_id[:-1] + ("0" if session_id[-1] != "0" else "1")  # another id, under the same signature
+    for forged in (f"{session_id}.{flipped}", session_id, f"{other_session}.{signature}", "not-a-token"):
+        assert forged != token
         response = world.operator.get(f"{BIVIEWS}/events", params={"pagenum": 2}, headers={TOKEN: forged})
         assert response.status_code == 400, forged
         assert "continuation token is not valid" in response.json()["detail"]

@@ -4,8 +4,9 @@ Each poll asks for the records after the stored watermark and walks their pages.
 records is staged and committed in one warehouse load together with its new watermark, so a worker that
 dies at any moment leaves either the whole batch and its watermark, or neither: the next attempt (another
 worker, after the lease lapses) asks again from the watermark that was committed. A batch in hand is always
-loaded before a cancel stops the stream. `destructive` runs start from the initial value and replace the
-table with their first batch.
+loaded before a cancel stops the stream; a poll still waiting on the source is cut short (its pages so far
+are dropped, and asked for again from the same watermark by the next run). `destructive` runs start from the
+initial value and replace the table with their first batch.
 """
 
 from __future__ import annotations
@@ -59,13 +60,17 @@ def stream(ctx: TaskContext, resources: EngineResources) -> None:
     ctx.message("info", _start_message(endpoint, watermark, stored is not None, poll_seconds))
     retries: list[str] = []
     number = loaded = 0
-    with SourceClient(
-        spec,
-        environ=resources.environ,
-        allowed_hosts=resources.allowed_hosts,
-        transport=resources.transport,
-        on_retry=retries.append,
-    ) as client:
+    with (
+        SourceClient(
+            spec,
+            environ=resources.environ,
+            allowed_hosts=resources.allowed_hosts,
+            transport=resources.transport,
+            on_retry=retries.append,
+        ) as client,
+        ctx.on_stop(client.interrupt),
+    ):  # a stop ends a poll blocked on the source; it is asked again
+        previous_poll: datetime | None = None
         try:
             while True:
                 ctx.checkpoint()
@@ -78,9 +83,12 @@ def stream(ctx: TaskContext, resources: EngineResources) -> None:
                 if batch.rows:
                     number += 1
                     mode = "replace" if replace_first else "merge"
-                    watermark = _load(ctx, warehouse, endpoint, batch, number, mode, polled_at) or watermark
+                    watermark = (
+                        _load(ctx, warehouse, endpoint, batch, number, mode, (previous_poll, polled_at)) or watermark
+                    )
                     loaded += batch.rows
                     replace_first = False
+                previous_poll = polled_at
                 ctx.interrupt.wait(max(0.0, poll_seconds - (time.monotonic() - polled)))
         except TaskInterrupted:
             ctx.message("info", f"Stream of {endpoint.name} stopped after {number} batches, {loaded} records loaded")
@@ -121,12 +129,16 @@ def _load(
     batch: Batch,
     number: int,
     mode: str,
-    polled_at: datetime,
+    polls: tuple[datetime | None, datetime],
 ) -> str | None:
     """Stage the batch and commit it with its watermark in one load; returns the new watermark.
 
     The latency recorded is the delay between the oldest record's cursor time (when the cursor is a time:
-    its change in the source) and the commit; otherwise the time from the poll to the commit."""
+    its change in the source) and the commit; otherwise the time from the poll to the commit. `polls`: when the
+    previous poll (None for the first) and this batch's poll began. A record the previous poll did not see changed
+    after it began, so its latency is at most the time between the two polls plus this batch's own time: the
+    message gives both."""
+    previous_poll, polled_at = polls
     identity = ctx.identity
     schema = arrow.unify(table.schema for table in batch.tables)
     aligned = [arrow.align(table, schema) for table in batch.tables]
@@ -153,10 +165,12 @@ def _load(
     ctx.add_records(batch.rows)  # counted once loaded, with their latency
     if number <= MESSAGED_BATCHES or number % MESSAGE_EVERY == 0:
         took_ms = (loaded - polled_at).total_seconds() * 1000
+        gap_ms = None if previous_poll is None else (polled_at - previous_poll).total_seconds() * 1000
+        gap = "" if gap_ms is None else f"polled {gap_ms:.0f} ms after the previous poll, "
         ctx.message(
             "info",
             f"Batch {number}: {batch.rows} records loaded into {endpoint.name} {latency_ms:.0f} ms after their "
-            f"change in the source (the batch took {took_ms:.0f} ms); {table.cursor_field} now {watermark}",
+            f"change in the source ({gap}the batch took {took_ms:.0f} ms); {table.cursor_field} now {watermark}",
         )
     return None if watermark is None else str(watermark)
 
