@@ -9,7 +9,7 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format system-deps pg pg-stop bench screenshots clean
+.PHONY: install run test soak lint format system-deps pg pg-stop bench screenshots clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ test: install system-deps
 	  echo "test PostgreSQL: $$RUNYARD_TEST_POSTGRES_URL"; \
 	  $(MAKE) --no-print-directory lint && \
 	  $(BIN)/pytest -p no:cacheprovider
+
+# Issue 16's crash matrix, every crash point on both stores 20 times (`make test` runs it once).
+soak: install system-deps
+	@export RUNYARD_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh start)"; \
+	  RUNYARD_CRASH_REPEAT=20 $(BIN)/pytest -p no:cacheprovider tests/reliability/test_crash_matrix.py
 
 screenshots: install system-deps
 	RUNYARD_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -p no:cacheprovider tests/e2e

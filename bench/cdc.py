@@ -65,7 +65,7 @@ def measure(source: str, changes: int, per_transaction: int, batch_max_changes: 
     settings = Settings(home=home, lease_seconds=10, heartbeat_seconds=1, poll_seconds=0.1, sweep_seconds=1)
     store = open_store(settings)
     bootstrap_admin(store, "bench-password-1")
-    runtime = Runtime(settings, store, resources=engine_resources(settings))
+    runtime = Runtime(settings, store, resources=engine_resources(settings, extra_hosts=("127.0.0.1",)))
     worker = runtime.worker("bench")
     worker.start()
     try:

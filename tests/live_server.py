@@ -27,7 +27,11 @@ def serving(app: Any, *, access_log: bool = False, name: str = "uvicorn-test") -
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # h11, as runyard serve uses (runyard.serve.http_server): the parser the product answers with.
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=access_log, http="h11"))
+    # proxy_headers off, as runyard.serve.http_server: the app sees the socket peer, not X-Forwarded-For.
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=access_log, http="h11", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
     thread.start()
     try:

@@ -19,6 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runyard import __version__, api, ui
 from runyard.api.auth import redact_query_token
+from runyard.api.compat.dag import refusal
+from runyard.limits import RequestLimits
+from runyard.logtext import escape_control
 from runyard.services.app_context import AppContext
 from runyard.store.database import Store
 
@@ -41,6 +44,8 @@ def create_app(context: AppContext) -> FastAPI:
     api.install(app, context)
     app.add_api_route("/healthz", _healthz(context.store), methods=["GET"], tags=["health"])
     ui.install(app, context)
+    # Inside the access log: a refused body is logged, with the security headers, like any answer.
+    app.add_middleware(RequestLimits, max_body_bytes=context.settings.max_body_bytes, refusal=refusal)
     app.add_middleware(AccessLogAndHeaders)
     return app
 
@@ -103,10 +108,11 @@ class AccessLogAndHeaders:
 def _log_access(scope: Scope, status: int, started: float) -> None:
     query = scope.get("query_string", b"").decode("latin-1")
     target = scope["path"] + (f"?{query}" if query else "")
+    # Escaped here as well as by the formatter: the line stays one line under any logging configuration.
     access_log.info(
         "%s %s %d %.1fms",
-        scope["method"],
-        redact_query_token(target),
+        escape_control(scope["method"]),
+        escape_control(redact_query_token(target)),
         status,
         (time.perf_counter() - started) * 1000,
     )

@@ -7,6 +7,9 @@
     │   ├── RunRejected              a launch found another run of the operation still active
     │   ├── RetryNotAllowed          retry asked for a run that is not the latest, or not Failed/Canceled
     │   └── CancelNotAllowed         cancel asked for a run that already ended
+    ├── TooManyRequests              over a rate limit: try again after `retry_after_seconds` (429)
+    │   ├── LaunchThrottled          too many Rejected launches of one operation in the last minute
+    │   └── SignInThrottled          too many failed sign-ins for a login or from an address
     ├── IllegalTransition            a status change the lifecycle does not allow (a bug if it escapes)
     ├── LeaseLost                    a worker's lease on a task was taken over or expired: stop writing
     └── InvalidInput                 a request parameter is malformed
@@ -79,6 +82,59 @@ class CancelNotAllowed(Conflict):
         self.run_id = run_id
         self.reason = reason
         super().__init__(f"run {run_id} cannot be canceled: {reason}")
+
+
+class TooManyRequests(RunyardError):
+    """Over a rate limit: nothing was done; the same request may succeed after `retry_after_seconds`."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = max(1, retry_after_seconds)
+        super().__init__(message)
+
+
+def _in_seconds(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{-(-seconds // 60)} min"
+
+
+class LaunchThrottled(TooManyRequests):
+    """A launch that would be Rejected, past the operation's limit of Rejected runs per minute: nothing recorded."""
+
+    def __init__(
+        self,
+        operation: str,
+        active_run_id: int | None,
+        limit: int,
+        retry_after_seconds: int,
+        *,
+        active_run_key: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.active_run_id = active_run_id
+        self.active_run_key = active_run_key
+        self.limit = limit
+        if active_run_key is not None:
+            active = f"run_id {active_run_key}"
+        else:
+            active = f"run {active_run_id}" if active_run_id is not None else "another run"
+        super().__init__(
+            f"Too many launches: operation {operation} cannot start while {active} is still active, and {limit} "
+            f"launches of it were already rejected in the last minute; this one was not recorded. "
+            f"Try again in {_in_seconds(max(1, retry_after_seconds))}",
+            retry_after_seconds,
+        )
+
+
+class SignInThrottled(TooManyRequests):
+    """Too many failed sign-ins for this login or from this address. Says neither which nor whether the login
+    exists, and the password was not checked."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            f"Too many failed sign-in attempts; try again in {_in_seconds(max(1, retry_after_seconds))}",
+            retry_after_seconds,
+        )
 
 
 class IllegalTransition(RunyardError):

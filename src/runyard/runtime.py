@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from runyard.domain.alert_rules import AlertSettings
+from runyard.logtext import OneLineFormatter
 from runyard.services.runs import RunService
 from runyard.services.tasks import TaskLeases
 from runyard.services.wakeup import Wakeup
@@ -31,18 +31,6 @@ if TYPE_CHECKING:
     from runyard.staging import Staging
     from runyard.warehouse.base import WarehouseProvider
     from runyard.worker.notifier import Notifier
-
-_CONTROL = re.compile(r"[\r\n\x1b]")
-
-
-class OneLineFormatter(logging.Formatter):
-    """Log lines stay single lines: CR, LF and ANSI escapes from sources cannot forge log entries."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        head, _, trace = text.partition("\nTraceback")
-        head = _CONTROL.sub(" ", head)
-        return f"{head}\nTraceback{trace}" if trace else head
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -182,7 +170,7 @@ class Runtime:
 
     @property
     def runs(self) -> RunService:
-        return RunService(self.store, self.wakeup)
+        return RunService(self.store, self.wakeup, rejected_per_minute=self.settings.launch_rejected_per_minute)
 
     def leases(self) -> TaskLeases:
         return TaskLeases(self.store, lease_seconds=self.settings.lease_seconds, wakeup=self.wakeup)
@@ -195,6 +183,7 @@ class Runtime:
             heartbeat_seconds=self.settings.heartbeat_seconds,
             poll_seconds=self.settings.poll_seconds,
             metrics_seconds=self.settings.metrics_seconds,
+            task_max_seconds=self.settings.task_max_seconds,
             wakeup=self.wakeup,
             worker_id=default_worker_id(label),
         )

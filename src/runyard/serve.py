@@ -217,7 +217,10 @@ def http_server(runtime: Runtime, *, forward_to: str | None = None) -> uvicorn.S
     app: ASGIApp = create_app(runtime)
     if forward_to is not None:  # a process without the warehouse: its readers go to the one that holds it
         app = ForwardToWarehouse(app, forward_to)
-    return _Server(uvicorn.Config(app, log_level="warning", access_log=False, http="h11"))
+    # proxy_headers off: uvicorn would otherwise take the client address from X-Forwarded-For of any loopback peer.
+    # Sign-in limits count the socket peer, or X-Forwarded-For only when RUNYARD_TRUST_FORWARDED_FOR says so.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, http="h11", proxy_headers=False)
+    return _Server(config)
 
 
 class _Server(uvicorn.Server):

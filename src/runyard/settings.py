@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +16,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from runyard.errors import ConfigError
 
 MIN_SECRET_KEY_BYTES = 32  # HS256 wants at least 256 bits of key (RFC 7518 §3.2)
+#: The least Shannon entropy a key's own byte frequencies may show, in bits per byte. Random keys sit well above:
+#: secrets.token_urlsafe(32) (43 characters of 64) gives about 4.8 (the lowest of 100,000 draws: 4.26),
+#: `openssl rand -hex 32` about 3.8 (lowest 3.34); a key of fewer than 8 distinct bytes cannot reach 3.
+#: (3.5 would refuse one in five `openssl rand -hex 16` keys; 3.0 refuses about one in 10,000 of those.)
+MIN_SECRET_KEY_BITS_PER_BYTE = 3.0
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 
 
 class Settings(BaseSettings):
@@ -42,6 +50,11 @@ class Settings(BaseSettings):
         description="How often the scheduler checks that it leads (or takes over) and looks for schedule ticks due",
     )
     cancel_timeout_seconds: float = Field(default=120.0, gt=0)
+    task_max_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="A task attempt running longer fails and frees its slot (streams run until canceled)",
+    )
     token_ttl_seconds: int = Field(default=600, ge=30, le=86_400, description="Lifetime of an access token (JWT)")
     query_token_auth: bool = Field(
         default=True,
@@ -49,12 +62,42 @@ class Settings(BaseSettings):
     )
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="How long a web UI login lasts")
     cookie_secure: bool = Field(default=False, description="Send the UI's cookies over HTTPS only (behind TLS)")
+    sign_in_failures_per_login: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Failed sign-ins a login may have within RUNYARD_SIGN_IN_WINDOW_SECONDS before sign-ins with it "
+        "answer 429 (a successful sign-in clears the login's count)",
+    )
+    sign_in_failures_per_address: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="Failed sign-ins one client address may have within RUNYARD_SIGN_IN_WINDOW_SECONDS before its "
+        "sign-ins answer 429",
+    )
+    sign_in_window_seconds: float = Field(
+        default=900.0, gt=0, le=86_400, description="The sliding window failed sign-ins are counted in"
+    )
+    trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take a sign-in's client address from the last X-Forwarded-For entry (set it only behind a "
+        "reverse proxy that sets that header); otherwise the socket peer's",
+    )
+    launch_rejected_per_minute: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Rejected runs an operation may get per minute; past it a launch while a run is active answers "
+        "429 and records nothing",
+    )
     stalled_after_seconds: float = Field(
         default=300.0, gt=0, description="A running task that received no record for this long shows as Stalled"
     )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default=["public"],
-        description="Where sources may be: host names, *.domains, IPs, CIDR networks, or 'public' (comma-separated)",
+        description="Where sources, CDC databases and webhooks may be: host names, *.domains, IPs, CIDR networks, or "
+        "'public' (comma-separated)",
     )
     storage_roots: Annotated[list[str], NoDecode] = Field(
         default=[],
@@ -69,6 +112,15 @@ class Settings(BaseSettings):
     )
     sql_timeout_seconds: float = Field(
         default=30.0, gt=0, description="SQL Explorer: a query running longer than this is stopped"
+    )
+    # 2 MiB: the largest body a route accepts is a SQL Explorer query of 100,000 characters, which JSON with
+    # ASCII escapes (json.dumps's default: \ud83d\ude42 for one emoji) makes up to 1.2 MB; spec 003's bodies and
+    # the UI's forms stop at 64 KiB.
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="The largest request body accepted, in bytes; a larger one answers 413 before it is read",
     )
     http_processes: int = Field(
         default=1,
@@ -188,8 +240,26 @@ class Settings(BaseSettings):
                 raise ConfigError(
                     f"is too short: use at least {MIN_SECRET_KEY_BYTES} random bytes", field="RUNYARD_SECRET_KEY"
                 )
+            weakness = key_weakness(key)
+            if weakness is not None:
+                raise ConfigError(f"{weakness}; make one with: {MAKE_A_KEY}", field="RUNYARD_SECRET_KEY")
             return key
         return _load_or_create_key(self.home / "secret.key")
+
+
+def key_weakness(key: bytes) -> str | None:
+    """Why `key` cannot be random, or None. Two tests that a random key never fails in practice: its bytes are
+    spread enough (MIN_SECRET_KEY_BITS_PER_BYTE), and it is not one shorter string repeated ("secret" * 6)."""
+    counts = Counter(key)
+    bits = sum(n / len(key) * math.log2(len(key) / n) for n in counts.values())
+    if bits < MIN_SECRET_KEY_BITS_PER_BYTE:
+        return (
+            f"has too little entropy to be random ({len(counts)} distinct bytes, {bits:.1f} bits per byte; "
+            f"at least {MIN_SECRET_KEY_BITS_PER_BYTE:.1f} wanted)"
+        )
+    if (key + key).find(key, 1) < len(key):  # found inside itself before its own length: a repeated unit
+        return "is a shorter string repeated, not a random key"
+    return None
 
 
 def _load_or_create_key(path: Path) -> bytes:

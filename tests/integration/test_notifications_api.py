@@ -47,6 +47,7 @@ def stack(tmp_path: Path, database_url: str, smtp: SmtpReceiver) -> Iterator[Res
         smtp_port=smtp.port,
         smtp_from="runyard@example.com",
         public_url="https://runyard.example.com",
+        allowed_hosts=["public", "127.0.0.1"],  # the local receivers: webhooks honour RUNYARD_ALLOWED_HOSTS
     ) as running:
         yield running
 

@@ -412,9 +412,12 @@ def test_the_openapi_document_describes_the_status_endpoint_and_the_filters(stac
 
     assert {"200", "400", "401", "403", "404", "409"} <= set(status["responses"])
     assert "422" not in status["responses"]  # bad input is 400 under /api/v1/
-    assert status["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0] == {
-        "$ref": "#/components/schemas/OperationStatusUpdate"
-    }
+    # Required, the two flags as JSON booleans, {true, true} documented as refused (test_openapi_contract.py).
+    assert status["requestBody"]["required"] is True
+    body = status["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["activated", "archived"]
+    assert body["additionalProperties"] is False
+    assert body["not"] == {"properties": {"activated": {"const": True}, "archived": {"const": True}}}
     assert [param["name"] for param in listing["parameters"]] == ["type", "environment", "state", "archived"]
     assert schema["components"]["schemas"]["OperationState"]["enum"] == ["active", "inactive", "archived"]
     assert "state" in schema["components"]["schemas"]["OperationPublic"]["required"]

@@ -653,7 +653,8 @@ def test_bodies_that_are_not_json_objects_are_400s(world: World, path: str) -> N
     assert_error(client.post(path, content=b'{"action": "launch_job",', headers=json_headers), 400, "not valid JSON")
     assert_error(client.post(path, content=b"{'action': 1}", headers=json_headers), 400, "not valid JSON")
     assert_error(client.post(path, content=b"", headers=json_headers), 400, "the body is empty")
-    assert_error(client.post(path, content=b"[" * 50_000, headers=json_headers), 400, "error parsing the body")
+    # Refused before any parser recurses into it (runyard.limits), still in spec 003's shape.
+    assert_error(client.post(path, content=b"[" * 50_000, headers=json_headers), 400, "nested deeper than 32 levels")
     assert_error(client.post(path, content=b'{"action": "x"}'), 400, "content-type: application/json")
     assert_error(client.post(path, data={"action": "launch_job"}), 400, "content-type: application/json")
     big = {**LAUNCH, "configuration_id": "x" * 70_000}

@@ -24,6 +24,8 @@ import duckdb
 import pytest
 
 from runyard.demo.source_api import DemoSourceConfig, expected_counts
+from runyard.store.database import Store
+from tests.reliability.invariants import check_invariants
 
 T = TypeVar("T")
 
@@ -232,3 +234,8 @@ def test_a_crash_during_the_data_load_loads_every_row_exactly_once_after_restart
     assert loads == 2  # and the summaries' one
     assert staging_left == 0, "the run's staging tables were not dropped after the load"
     assert recorded_data_loads(serve.home, run_id) == [expected]
+    store = Store(f"sqlite:///{serve.home / 'runyard.db'}")
+    try:
+        check_invariants(store, serve.home / "warehouse", source_counts=expected, staging_root=serve.home / "staging")
+    finally:
+        store.dispose()

@@ -27,6 +27,7 @@ from runyard.store import migrate
 from runyard.store.database import Store
 from tests.integration.cdc_source import SourceDb, cdc_source
 from tests.reliability.db import launch, messages, run_status, task_row
+from tests.reliability.invariants import check_invariants
 from tests.reliability.procs import Workers, wait_until
 
 pytestmark = pytest.mark.slow
@@ -125,7 +126,7 @@ def test_a_stream_killed_mid_batch_five_times_loses_and_repeats_no_change(
     writer.start()
     try:
         for crash in range(CRASHES):
-            worker = workers.start(crash_at="cdc.mid_batch")
+            worker = workers.start(crash_at="cdc.mid_batch", allowed_hosts="127.0.0.1")
             code = wait_until(
                 lambda w=worker: w.returncode,  # type: ignore[misc]
                 timeout=TIMEOUT,
@@ -139,7 +140,7 @@ def test_a_stream_killed_mid_batch_five_times_loses_and_repeats_no_change(
     assert writer.error is None, writer.error
     assert writer.transactions > 0
 
-    survivor = workers.start()
+    survivor = workers.start(allowed_hosts="127.0.0.1")
     source.flush()
     try:
         wait_until(
@@ -168,3 +169,6 @@ def test_a_stream_killed_mid_batch_five_times_loses_and_repeats_no_change(
     assert duplicates == [(0,)]
     assert len(loaded) == len(expected)
     assert loaded == expected
+    check_invariants(
+        store, tmp_path / "warehouse", source_counts={"items": len(expected)}, staging_root=tmp_path / "staging"
+    )

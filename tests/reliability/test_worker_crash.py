@@ -28,6 +28,7 @@ from tests.reliability.db import (
     table_counts,
     task_row,
 )
+from tests.reliability.invariants import check_invariants
 from tests.reliability.procs import (
     HEARTBEAT_SECONDS,
     LEASE_SECONDS,
@@ -120,6 +121,7 @@ def test_killed_worker_task_is_taken_over_after_its_lease(store: Store, workers:
     load = task_row(store, run_id, "load")
     assert (load["status"], load["attempt"]) == (TaskStatus.COMPLETED.value, 1)
     assert b.terminate() == 0
+    check_invariants(store)
 
 
 @pytest.mark.parametrize("resume", ["while-b-runs", "after-run-ends"])
@@ -169,6 +171,7 @@ def test_paused_worker_cannot_write_after_its_lease_was_taken_over(store: Store,
     assert "Traceback" not in a.log()
     assert a.terminate() == 0
     assert b.terminate() == 0
+    check_invariants(store)
 
 
 def test_worker_dying_right_after_its_claim_loses_the_task_a_lease_later(store: Store, workers: Workers) -> None:
@@ -188,6 +191,7 @@ def test_worker_dying_right_after_its_claim_loses_the_task_a_lease_later(store: 
     assert taken_over_at is not None
     assert taken_over_at - claimed_at >= timedelta(seconds=LEASE_SECONDS)  # the lease runs from the claim
     assert b.terminate() == 0
+    check_invariants(store)
 
 
 def test_poison_task_fails_after_its_attempts_instead_of_crash_looping(store: Store, workers: Workers) -> None:
@@ -223,3 +227,4 @@ def test_poison_task_fails_after_its_attempts_instead_of_crash_looping(store: St
     assert task_row(store, run_id, "poison")["attempt"] == max_attempts
     assert len(attempt_log(store, task_id)) == max_attempts
     assert current.terminate() == 0
+    check_invariants(store)

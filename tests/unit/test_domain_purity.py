@@ -19,6 +19,7 @@ DOMAIN = (
     "alerts",
     "alert_rules",
     "notifications",
+    "rate_limits",
 )
 
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from runyard.errors import (
     CancelNotAllowed,
@@ -28,9 +29,13 @@ from runyard.errors import (
     RetryNotAllowed,
     RunRejected,
     RunyardError,
+    TooManyRequests,
 )
 
 log = logging.getLogger("runyard.api")
+
+#: The methods a 405's `Allow` may name, in the order it names them.
+ALLOW_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 #: Where every bad input answers 400: the native API (spec 002's `/api/v1/bulk_metadata/job/` is under it too).
 NATIVE_PREFIX = "/api/v1/"
@@ -40,6 +45,7 @@ STATUS_FOR: tuple[tuple[type[RunyardError], int], ...] = (
     (InvalidInput, 400),
     (ConfigError, 400),
     (RunRejected, 409),
+    (TooManyRequests, 429),
     (RetryNotAllowed, 409),
     (CancelNotAllowed, 409),
     (Conflict, 409),
@@ -54,10 +60,17 @@ def status_for(error: RunyardError) -> int:
     return 400
 
 
+def headers_for(error: RunyardError) -> dict[str, str] | None:
+    """The headers an error's answer carries: Retry-After on a 429."""
+    if isinstance(error, TooManyRequests):
+        return {"Retry-After": str(error.retry_after_seconds)}
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RunyardError)
     async def _runyard_error(_request: Request, error: RunyardError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=status_for(error))
+        return JSONResponse({"detail": str(error)}, status_code=status_for(error), headers=headers_for(error))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -79,13 +92,36 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": "A value in the request is out of range"}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = error.headers
+        if error.status_code == 405:  # Starlette names the methods of the first route that matched the path only
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return JSONResponse({"detail": "Internal error; it has been logged"}, status_code=500)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path answers, as the OpenAPI document lists them (RFC 9110's `Allow`).
+
+    Each method is routed as the app would route it (GET and POST are separate routes). A path the document
+    names literally (`/api/v1/sql/tables`) is that resource: a method that only a template also matching it
+    serves (`DELETE /api/v1/sql/{query_id}`) is not one of its methods.
+    """
+    methods = []
+    for method in ALLOW_ORDER:
+        # As the request arrived: without what routing it to the route that raised the 405 added.
+        scope = {**request.scope, "method": method, "path_params": {}}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.append(method)
+    documented = request.app.openapi().get("paths", {}).get(request.url.path)
+    if documented:
+        named = {method.upper() for method in documented} | ({"HEAD"} if "get" in documented else set())
+        methods = [method for method in methods if method in named]
+    return methods
 
 
 def bad_input_status(path: str) -> int:

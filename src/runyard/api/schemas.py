@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from runyard.domain.alerts import Alert
+from runyard.domain.notifications import ChannelKind
 from runyard.params import MAX_ID
 from runyard.services.operations import OperationState, OperationView
 from runyard.services.schedules import schedule_timezone
@@ -213,8 +214,16 @@ class OperationStatusUpdate(StrictBody):
     """Spec 003's set_configuration_status flags: {true, false} activates, {false, false} deactivates,
     {false, true} archives; archived false unarchives. {true, true} is refused: archiving deactivates."""
 
-    activated: bool
-    archived: bool
+    # {true, true} documented as refused (a 400), so that clients and fuzzers can tell.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "not": {"properties": {"activated": {"const": True}, "archived": {"const": True}}},
+        },
+    )
+
+    activated: StrictBool  # JSON true or false: 0 and 1 are refused, as the document says
+    archived: StrictBool
 
 
 class ConflictDetail(BaseModel):
@@ -335,6 +344,17 @@ class AlertsPage(BaseModel):
 class SilenceBody(StrictBody):
     """How long to silence an alert: `minutes` from now, or `until` a time (with its zone); one of the two."""
 
+    # Exactly one of the two, as the document says (a `oneOf` that fuzzers and clients can check).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["minutes"], "properties": {"minutes": {"type": "integer"}, "until": {"type": "null"}}},
+                {"required": ["until"], "properties": {"until": {"type": "string"}, "minutes": {"type": "null"}}},
+            ]
+        },
+    )
+
     minutes: int | None = Field(default=None, ge=1, le=366 * 24 * 60)
     until: datetime | None = None
 
@@ -344,7 +364,11 @@ class SilenceBody(StrictBody):
 
 class ChannelCreate(StrictBody):
     name: str = Field(min_length=1, max_length=100)
-    kind: str = Field(max_length=20, description="webhook (Slack, Microsoft Teams or any JSON receiver) or email")
+    kind: str = Field(
+        max_length=20,
+        description="webhook (Slack, Microsoft Teams or any JSON receiver) or email",
+        json_schema_extra={"enum": [kind.value for kind in ChannelKind]},
+    )
     target: str = Field(
         min_length=1, max_length=2000, description="The webhook URL (http or https), or comma-separated addresses"
     )

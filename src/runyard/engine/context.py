@@ -52,6 +52,7 @@ class StopReason(StrEnum):
     CANCEL = "cancel"  # the run is being canceled
     LEASE_LOST = "lease_lost"  # another worker took the task over, or the lease lapsed
     SHUTDOWN = "shutdown"  # this worker is stopping
+    MAX_RUN_TIME = "max_run_time"  # the task ran longer than RUNYARD_TASK_MAX_SECONDS: it fails
 
 
 class TaskInterrupted(RunyardError):

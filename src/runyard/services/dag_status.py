@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from runyard.domain.statuses import SPEC003_STATUS, RunStatus, RunType, Trigger
-from runyard.errors import Conflict, InvalidInput, NotFound, RunRejected
+from runyard.errors import Conflict, InvalidInput, LaunchThrottled, NotFound, RunRejected
 from runyard.operations import registry
 from runyard.operations.job_ids import job_id, parse_job_id
 from runyard.services.operations import OperationView, get_operation
@@ -250,6 +250,16 @@ def launch_job(
             rejected_key = _run_key(conn, rejected.rejected_run_id)
             active_key = None if rejected.active_run_id is None else _run_key(conn, rejected.active_run_id)
         raise LaunchRejected(operation.configuration_id, rejected_key, active_key) from None
+    except LaunchThrottled as throttled:  # said with the active run's key, spec 003's run_id
+        with store.read() as conn:
+            active_key = None if throttled.active_run_id is None else _run_key(conn, throttled.active_run_id)
+        raise LaunchThrottled(
+            operation.configuration_id,
+            throttled.active_run_id,
+            throttled.limit,
+            throttled.retry_after_seconds,
+            active_run_key=active_key,
+        ) from None
 
 
 def _run_key(conn: Connection, run_id: int) -> str:

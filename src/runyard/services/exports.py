@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -277,13 +277,26 @@ class ExportService:
 
     # -- pages -----------------------------------------------------------------------------------------------
 
-    def page(self, account_id: int, account: str, token: str, view: str, number: int) -> Page:
+    def page(
+        self,
+        account_id: int,
+        account: str,
+        token: str,
+        view: str,
+        number: int,
+        *,
+        asked: Mapping[str, str | None] | None = None,
+    ) -> Page:
         """Page `number` of the session the token names, from the cache.
 
         A page is served as soon as its file exists: the cache writes each page whole under its final name. A page
-        this process is about to cache is waited for up to `page_wait_seconds` before answering "not yet cached"."""
+        this process is about to cache is waited for up to `page_wait_seconds` before answering "not yet cached".
+        `asked`, the query parameters (fromDate, toDate, pageSize, outputType) as sent: those repeated must be
+        page 1's (a filter changed mid-paging: 400)."""
         session_id = self.tokens.session_of(token)
         row, state = self._requested(session_id, account_id, view)
+        if asked is not None:
+            _check_same_query(row, asked)
         if state is None or not queues.accepts_pages(state):
             self._forget(account, session_id, removed=state is None)
             raise ExportError(404, "this export session has ended (canceled or expired): ask for page 1 again")
@@ -674,6 +687,32 @@ def _columns(state: SessionState) -> dict[str, Any]:
         "last_activity": state.last_activity,
         "queue_since": state.queue_since,
     }
+
+
+def _check_same_query(row: RowMapping, asked: Mapping[str, str | None]) -> None:
+    """A later page may repeat page 1's parameters but not change them: the pages would no longer fit together."""
+    started: dict[str, object] = {
+        "fromDate": row["from_date"], "toDate": row["to_date"],
+        "pageSize": row["page_size"], "outputType": row["output_type"],
+    }  # fmt: skip
+    readers: dict[str, Callable[[str], object]] = {
+        "fromDate": lambda value: _text(parse_date("fromDate", value)),
+        "toDate": lambda value: _text(parse_date("toDate", value)),
+        "pageSize": lambda value: _whole_number("pageSize", value, DEFAULT_PAGE_SIZE),
+        "outputType": lambda value: value.strip().lower() or "csv",
+    }
+    changed = [
+        name
+        for name, read in readers.items()
+        if (value := asked.get(name)) is not None and read(value) != started[name]
+    ]
+    if changed:
+        was = ", ".join(f"{name}={started[name]}" for name in changed)
+        raise ExportError(
+            400,
+            f"this continuation token pages an export started with {was}: parameters cannot change between "
+            "pages; ask for page 1 again for another export",
+        )
 
 
 def _text(moment: datetime | None) -> str | None:

@@ -7,6 +7,7 @@ import logging
 import smtplib
 import ssl
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -14,6 +15,7 @@ from email.utils import formatdate, make_msgid
 import httpx
 
 from runyard.domain.notifications import ChannelKind, Message, email_addresses, webhook_payload
+from runyard.operations.api_to_table.http import HostNotAllowed, HostPolicy, guarded_transport
 from runyard.services.notifications import SendFailed
 from runyard.settings import Settings
 
@@ -61,20 +63,33 @@ class SmtpConfig:
 
 
 class NotificationSender:
-    """A `Sender` (see services.notifications): `sender(kind, target, message)`. Safe to share between threads."""
+    """A `Sender` (see services.notifications): `sender(kind, target, message)`. Safe to share between threads.
 
-    def __init__(self, smtp: SmtpConfig, client: httpx.Client | None = None) -> None:
+    With `allowed_hosts` (RUNYARD_ALLOWED_HOSTS, as `from_settings` passes it) a webhook may only reach the hosts
+    sources may: otherwise whoever may edit a channel could probe internal hosts through the test send (SSRF).
+    """
+
+    def __init__(
+        self, smtp: SmtpConfig, client: httpx.Client | None = None, *, allowed_hosts: Iterable[str] | None = None
+    ) -> None:
         self._smtp = smtp
         self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=WEBHOOK_TIMEOUT, follow_redirects=False)
+        self._policy = HostPolicy(allowed_hosts) if allowed_hosts is not None else None
+        transport = guarded_transport(self._policy) if self._policy is not None and client is None else None
+        self._client = client or httpx.Client(timeout=WEBHOOK_TIMEOUT, follow_redirects=False, transport=transport)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotificationSender:
-        return cls(SmtpConfig.from_settings(settings))
+        return cls(SmtpConfig.from_settings(settings), allowed_hosts=settings.allowed_hosts)
 
     def __call__(self, kind: ChannelKind, target: str, message: Message) -> None:
         if kind is ChannelKind.WEBHOOK:
-            post_webhook(self._client, target, message)
+            try:
+                if self._policy is not None:
+                    self._policy.check_url(target)
+                post_webhook(self._client, target, message)
+            except HostNotAllowed as error:  # its words name the host and the reason, never the URL's path
+                raise SendFailed(f"webhook refused: {error}") from None
         else:
             send_email(self._smtp, target, message)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from runyard.domain.rate_limits import SlidingWindow, whole_seconds
 from runyard.domain.runs import (
     RunSnapshot,
     cancel_target,
@@ -19,7 +20,7 @@ from runyard.domain.runs import (
     retry_only_latest,
 )
 from runyard.domain.statuses import RUN_ACTIVE, TASK_SUCCEEDED, RunStatus, RunType, TaskStatus, Trigger
-from runyard.errors import Conflict, NotFound, RunRejected
+from runyard.errors import Conflict, LaunchThrottled, NotFound, RunRejected
 from runyard.operations import registry
 from runyard.operations.definition import PlanRequest
 from runyard.services.history import record_event
@@ -34,6 +35,7 @@ from runyard.store.tables import operations, runs, tasks
 
 _ACTIVE = [s.value for s in RUN_ACTIVE]
 _LAUNCH_ATTEMPTS = 5
+REJECTED_WINDOW = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -60,20 +62,25 @@ class LaunchRequest:
 class RunService:
     """The run lifecycle as people and schedules drive it. Workers use runyard.services.tasks."""
 
-    def __init__(self, store: Store, wakeup: Wakeup | None = None) -> None:
+    def __init__(self, store: Store, wakeup: Wakeup | None = None, *, rejected_per_minute: int | None = None) -> None:
         self.store = store
         self.wakeup = wakeup
+        # People's launches only (launch): schedules and workflows launch through launch_in at their own pace.
+        self.rejected_limit = (
+            None if rejected_per_minute is None else SlidingWindow(rejected_per_minute, REJECTED_WINDOW)
+        )
 
     def launch(self, request: LaunchRequest) -> RunView:
         """Accept the run, or record it as Rejected and raise RunRejected: one active run per operation.
 
         The partial unique index over active runs is what guarantees it; a launch that loses a race
-        to it is recorded as Rejected on the next pass.
+        to it is recorded as Rejected on the next pass. Past `rejected_per_minute` Rejected runs of the operation
+        in the last minute, LaunchThrottled, and nothing is recorded.
         """
         for _ in range(_LAUNCH_ATTEMPTS):
             try:
                 with self.store.write() as conn:
-                    outcome = self.launch_in(conn, request)
+                    outcome = self.launch_in(conn, request, rejected_limit=self.rejected_limit)
                     # Read in the launch's own transaction: the answer is the run as launched, not whatever a
                     # worker woken a moment later has made of it.
                     launched = get_run(conn, outcome.run_id)
@@ -87,10 +94,13 @@ class RunService:
             raise RunRejected(outcome.operation.configuration_id, outcome.run_id, outcome.blocked_by)
         raise Conflict("the operation's runs changed too fast to launch; try again")  # pragma: no cover
 
-    def launch_in(self, conn: Connection, request: LaunchRequest) -> LaunchOutcome:
+    def launch_in(
+        self, conn: Connection, request: LaunchRequest, *, rejected_limit: SlidingWindow | None = None
+    ) -> LaunchOutcome:
         """The launch, inside the caller's write transaction (a schedule tick or a workflow trigger writes its own
         bookkeeping in the same one). Raises IntegrityError when a concurrent launch won the one-active-run index
         (`is_launch_race`): the caller rolls back and tries again. The caller wakes the workers after the commit.
+        With `rejected_limit`, a launch that would be Rejected past it raises LaunchThrottled instead.
         """
         # Held until commit, so a deactivation or archive waits for this launch or sees its run.
         conn.execute(
@@ -112,6 +122,8 @@ class RunService:
             sa.select(runs.c.id).where(runs.c.operation_id == operation.id, runs.c.status.in_(_ACTIVE))
         ).scalar()
         decision = one_active_run_per_operation(active)
+        if not decision.accepted and rejected_limit is not None:
+            _check_rejected_limit(conn, operation, decision.blocked_by, rejected_limit, now)
         execution_date = request.execution_date or now.date()
         planned = (
             registry.plan(operation.configuration_type, operation.spec, PlanRequest(request.run_type, execution_date))
@@ -271,3 +283,25 @@ def get_run(conn: Connection, run_id: int, *, account_id: int | None = None) -> 
     if row is None:
         raise NotFound("run", run_id)
     return RunView.from_row(row)
+
+
+def _check_rejected_limit(
+    conn: Connection, operation: OperationView, active_run_id: int | None, limit: SlidingWindow, now: datetime
+) -> None:
+    """LaunchThrottled when the operation already has `limit.limit` Rejected runs inside the window. Counted from the
+    runs themselves (the operation's row is locked, so concurrent launches count one at a time): no state of its own.
+    """
+    newest = (
+        sa.select(runs.c.created_at)
+        .where(
+            runs.c.account_id == operation.account_id,
+            runs.c.operation_id == operation.id,
+            runs.c.status == RunStatus.REJECTED.value,
+            runs.c.created_at > limit.cutoff(now),
+        )
+        .order_by(runs.c.id.desc())
+        .limit(limit.limit)
+    )
+    wait = limit.wait(conn.execute(newest).scalars(), now)
+    if wait is not None:
+        raise LaunchThrottled(operation.configuration_id, active_run_id, limit.limit, whole_seconds(wait))

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from runyard.engine import arrow
+from runyard.faults import crash_point
 from runyard.staging.storage import StagingError, open_storage
 
 __all__ = [
@@ -291,6 +292,7 @@ class Staging:
             raise StagingError(f"manifest rows {manifest.rows} differ from the sum of its parts' rows ({total})")
         path = self._attempt_path(manifest.key, MANIFEST_NAME)
         self._write(path, manifest.to_json())
+        crash_point("stage.after_rename")  # the attempt's output exists; its task has not finished
         with contextlib.suppress(OSError):
             self._storage.remove_temporaries(self._attempt_path(manifest.key))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,3 +97,17 @@ def is_postgresql(conn: Connection) -> bool:
 def is_unique_violation(error: sa.exc.IntegrityError, constraint: str) -> bool:
     text = str(error.orig)
     return constraint in text or ("UNIQUE constraint failed" in text and "runs.operation_id" in text)
+
+
+def lock_names(conn: Connection, names: list[str]) -> None:
+    """Hold a lock on each name until the transaction ends, so that count-then-insert by several processes is one at
+    a time per name. PostgreSQL: transaction-level advisory locks on a 64-bit hash of each name, taken in order (no
+    deadlock between two callers). SQLite: nothing to do, a write transaction already excludes every other writer."""
+    if not is_postgresql(conn):
+        return
+    for key in sorted({_lock_key(name) for name in names}):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"runyard-lock:{name}".encode()).digest()[:8], "big", signed=True)

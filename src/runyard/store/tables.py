@@ -481,3 +481,27 @@ notification_deliveries = sa.Table(
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "account_id", "id"),
 )
+
+# A sign-in that has not succeeded: a failure, or one whose password is being checked (migration 0014). Keys are
+# sha256 hex of the login and of the client address: the store never keeps what was typed as a login (sometimes a
+# password). Counted per key in a sliding window (runyard.services.sign_in_limits); a success deletes its login's.
+sign_in_attempts = sa.Table(
+    "sign_in_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("login_key", sa.String(64), nullable=False),
+    sa.Column("address_key", sa.String(64), nullable=False),
+    sa.Column("attempted_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "login_key", "attempted_at"),
+    sa.Index(None, "address_key", "attempted_at"),
+    sa.Index(None, "attempted_at"),
+)
+
+# UI sessions signed out before they expired (sha256 hex of the cookie's nonce), refused until their expiry.
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("nonce_key", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "expires_at"),
+)

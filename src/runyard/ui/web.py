@@ -18,6 +18,7 @@ from markupsafe import Markup
 from runyard.domain.statuses import RunStatus, RunType, TaskStatus
 from runyard.services.alerts import open_alert_counts
 from runyard.services.app_context import AppContext
+from runyard.services.session_revocations import is_revoked
 from runyard.services.tokens import Principal, get_principal
 from runyard.ui.charts import format_seconds
 from runyard.ui.sessions import (
@@ -142,10 +143,11 @@ def current_path(request: Request) -> str:
 
 
 def viewer(request: Request) -> Viewer:
-    """Dependency: the signed-in, active user; LoginRequired (a redirect to /login) otherwise."""
+    """Dependency: the signed-in, active user of a session not signed out; LoginRequired (a redirect to /login)
+    otherwise."""
     state = ui_state(request)
     session = state.signer.read(request.cookies.get(SESSION_COOKIE), time.time())
-    if session is not None:
+    if session is not None and not is_revoked(state.context.store, session.nonce):
         principal = get_principal(state.context.store, session.user_id, via="session")
         if principal is not None and principal.account_id == session.account_id:
             return Viewer(principal, session, state.signer.csrf_token(session))

@@ -48,6 +48,7 @@ class Worker:
         heartbeat_seconds: float,
         poll_seconds: float,
         metrics_seconds: float = 1.0,
+        task_max_seconds: float | None = None,
         wakeup: Wakeup | None = None,
         worker_id: str | None = None,
     ) -> None:
@@ -57,6 +58,7 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
         self.metrics_seconds = metrics_seconds
+        self.task_max_seconds = task_max_seconds  # per attempt; None: no limit. Streams never have one
         self.wakeup = wakeup or Wakeup()
         self.worker_id = worker_id or default_worker_id()
         self._stopping = threading.Event()
@@ -134,9 +136,12 @@ class Worker:
         done = threading.Event()
         thread = threading.Thread(target=self._heartbeat, args=(claim, ctx, done), daemon=True)
         thread.start()
+        overdue = self._max_run_timer(claim, ctx)
         try:
             outcome = self._run_executor(claim, ctx)
         finally:
+            if overdue is not None:
+                overdue.cancel()
             done.set()
             thread.join()
             with self._lock:
@@ -144,6 +149,16 @@ class Worker:
             with self._flush_lock:  # a flush that took this task's progress has given back what it did not write
                 pass
         self._record(claim, ctx, outcome)
+
+    def _max_run_timer(self, claim: Claim, ctx: TaskContext) -> threading.Timer | None:
+        """Stops the task (its on-stop hooks end a blocked read) once it has run task_max_seconds."""
+        if self.task_max_seconds is None or claim.stage == STREAM_STAGE:
+            return None
+        timer = threading.Timer(self.task_max_seconds, ctx.stop, args=(StopReason.MAX_RUN_TIME,))
+        timer.name = f"runyard-max-run-{claim.task_id}"
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _run_executor(self, claim: Claim, ctx: TaskContext) -> Outcome | StopReason:
         executor = self.registry.get(claim.executor)
@@ -173,6 +188,10 @@ class Worker:
             return
         if outcome is StopReason.CANCEL:
             outcome = Outcome(TaskStatus.CANCELED, (*ctx.messages, ("warning", "Stopped: the run was canceled")))
+        if outcome is StopReason.MAX_RUN_TIME:
+            limit = _duration(self.task_max_seconds or 0)
+            text = f"Stopped: the task ran longer than {limit}, the most a task may run (RUNYARD_TASK_MAX_SECONDS)"
+            outcome = _failed(ctx, text)
         assert isinstance(outcome, Outcome)
         ended = outcome
         progress = ctx.take_progress()  # taken once: every try writes the same counts
@@ -309,6 +328,7 @@ class Worker:
                 continue
             renewed = time.monotonic()
             if canceling:
+                crash_point("cancel.after_signal")  # told of the cancel, not yet stopped: the sweep must end it
                 ctx.stop(StopReason.CANCEL)
 
 
@@ -319,6 +339,14 @@ def _transient(error: sa.exc.DBAPIError) -> bool:
 
 def _label(claim: Claim) -> tuple[int, str, int]:
     return claim.task_id, claim.name, claim.attempt
+
+
+def _duration(seconds: float) -> str:
+    """6 h, 90 min, 2.5 s: the way an admin set the limit."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def _failed(ctx: TaskContext, text: str) -> Outcome:

@@ -67,7 +67,9 @@ def biview(
             checked = parse_request(view, fromDate, toDate, pageSize, outputType)
             return JSONResponse({"count": exports.count(principal.account, checked)})
         if continuation_token:
-            page = exports.page(principal.account_id, principal.account, continuation_token, view, number)
+            # Parameters repeated with the token are checked against page 1's (a changed filter is a 400).
+            asked = {"fromDate": fromDate, "toDate": toDate, "pageSize": pageSize, "outputType": outputType}
+            page = exports.page(principal.account_id, principal.account, continuation_token, view, number, asked=asked)
         elif number == 1:
             checked = parse_request(view, fromDate, toDate, pageSize, outputType)
             page = exports.start(principal.account, principal.account_id, principal.user_id, checked)
@@ -107,7 +109,13 @@ def cancel(request: Request, principal: PrincipalDep, task_id: TaskId) -> Respon
 
 
 for _prefix in PREFIXES:
-    router.add_api_route(f"{_prefix}/biviews/{{view}}", biview, methods=["GET"], response_class=Response)
+    router.add_api_route(
+        f"{_prefix}/biviews/{{view}}",
+        biview,
+        methods=["GET"],
+        response_class=Response,
+        responses={204: {"description": "pagenum=0: no page"}},
+    )
     router.add_api_route(f"{_prefix}/biviews-status", sessions, methods=["GET"])
     router.add_api_route(f"{_prefix}/biviews-status/{{task_id}}", session, methods=["GET"])
     router.add_api_route(f"{_prefix}/biviews-status/{{task_id}}", cancel, methods=["DELETE"])

@@ -18,6 +18,8 @@ in the native `{"detail": ...}` one:
     404  no such configuration in the token's account, another account named, a job_id or run_id not of it
     409  launch: the configuration is deactivated, archived or a workflow, or another run is active (the message
          names the rejected run_id and the active one)
+    429  launch: another run is active and too many launches were rejected in the last minute (nothing recorded;
+         the message names the active run_id; Retry-After)
     413  a body over MAX_BODY_BYTES                         503  the runs database is unavailable
 """
 
@@ -47,7 +49,7 @@ from runyard.api.auth import (
     operator_only,
 )
 from runyard.api.deps import RunsDep, StoreDep
-from runyard.api.errors import status_for
+from runyard.api.errors import headers_for, status_for
 from runyard.errors import InvalidInput, RunyardError
 from runyard.services.dag_status import (
     DEFAULT_LIMIT,
@@ -93,6 +95,11 @@ class Spec003Reply(BaseModel):
 
 def reply(code: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"code": code, "data": {}, "message": message}, status_code=code, headers=headers)
+
+
+def refusal(path: str, code: int, message: str) -> dict[str, Any]:
+    """The body of a request refused before routing (runyard.limits): spec 003's shape on its paths, else `detail`."""
+    return {"code": code, "data": {}, "message": message} if path in ACTIONS else {"detail": message}
 
 
 class Spec003Route(APIRoute):
@@ -148,7 +155,7 @@ def _error_reply(error: Exception, request: Request, path: str, actions: tuple[s
         empty = not getattr(request, "_body", b"").strip()
         return reply(400, describe_invalid(error, f"{request.method} {path}", actions, empty=empty))
     if isinstance(error, RunyardError):
-        return reply(status_for(error), str(error))
+        return reply(status_for(error), str(error), headers_for(error))
     if isinstance(error, StarletteHTTPException):  # FastAPI's own: a body it could not parse
         return reply(error.status_code, str(error.detail), error.headers)
     if isinstance(error, sa.exc.OperationalError):

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
+from runyard.api.contract import one_of
 from runyard.api.deps import AdminDep, IdPath, StoreDep
 from runyard.errors import InvalidInput
 from runyard.services.metrics import (
@@ -21,7 +22,9 @@ from runyard.services.metrics import (
 from runyard.services.runs import get_run
 
 router = APIRouter(tags=["task metrics (spec 001)"])
-TypeQuery = Annotated[str | None, Query(description="stream, extract, load, task or hwm")]
+TypeQuery = Annotated[
+    str | None, Query(description="stream, extract, load, task or hwm", json_schema_extra=one_of(METRICS_TYPES))
+]
 
 
 class TaskMetrics(BaseModel):

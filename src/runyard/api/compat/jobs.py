@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
@@ -11,6 +13,25 @@ from runyard.services.runs import get_run
 
 router = APIRouter(tags=["jobs (spec 002)"])
 
+# The document's two query parameters, one required: documented as one form-exploded object (`?id=N` or
+# `?name=...`) whose `oneOf` says so, since OpenAPI cannot tie two parameters together. Neither or both is a 400.
+JOB_QUERY: dict[str, Any] = {
+    "name": "job",
+    "in": "query",
+    "required": True,
+    "style": "form",
+    "explode": True,
+    "description": "Exactly one of `id` (the job's integer id, a run id) or `name` (the job name, which contains #)",
+    "schema": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            "name": {"type": "string", "minLength": 1, "maxLength": 400},
+        },
+        "oneOf": [{"required": ["id"]}, {"required": ["name"]}],
+    },
+}
+
 
 class JobStatusPublic(BaseModel):
     status: str
@@ -18,13 +39,13 @@ class JobStatusPublic(BaseModel):
     result: str
 
 
-@router.get("/api/v1/bulk_metadata/job/", response_model=JobStatusPublic)
+@router.get("/api/v1/bulk_metadata/job/", response_model=JobStatusPublic, openapi_extra={"parameters": [JOB_QUERY]})
 @router.get("/api/v1/bulk_metadata/job", response_model=JobStatusPublic, include_in_schema=False)  # no redirect
 def job(
     store: StoreDep,
     principal: PrincipalDep,
-    id: int | None = Query(default=None, ge=1, le=MAX_ID, description="The job's integer id (a run id)"),
-    name: str | None = Query(default=None, min_length=1, max_length=400, description="The job name (contains #)"),
+    id: int | None = Query(default=None, ge=1, le=MAX_ID, include_in_schema=False),  # JOB_QUERY documents both
+    name: str | None = Query(default=None, min_length=1, max_length=400, include_in_schema=False),
 ) -> JobStatusPublic:
     """The status of a job: `running`, `successful` or `failed`, a message, and a JSON result string."""
     with store.read() as conn:

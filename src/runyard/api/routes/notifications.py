@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from runyard.api.contract import one_of
 from runyard.api.deps import MAX_ID, AdminDep, IdPath, PrincipalDep, StoreDep
 from runyard.api.schemas import (
     ChannelCreate,
@@ -21,6 +22,7 @@ from runyard.api.schemas import (
     RuleCreate,
     RulePublic,
 )
+from runyard.domain.notifications import DeliveryStatus
 from runyard.services import notifications
 from runyard.services.app_context import AppContext
 from runyard.services.notify_send import NotificationSender
@@ -96,7 +98,10 @@ def list_deliveries(
     store: StoreDep,
     principal: PrincipalDep,
     alert_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only this alert's deliveries")] = None,
-    status: Annotated[str | None, Query(max_length=20, description="pending, sending, sent or failed")] = None,
+    status: Annotated[
+        str | None,
+        Query(max_length=20, description="pending, sending, sent or failed", json_schema_extra=one_of(DeliveryStatus)),
+    ] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=notifications.PAGE_SIZE_MAX)] = 50,
 ) -> DeliveriesPage:

@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 
+from runyard.api.contract import one_of
 from runyard.api.deps import AdminDep, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
 from runyard.api.schemas import (
     ConflictDetail,
@@ -19,6 +21,8 @@ from runyard.api.schemas import (
 from runyard.domain.statuses import RunType, Trigger
 from runyard.errors import InvalidInput, RunRejected
 from runyard.operations.loader import check_environment
+from runyard.operations.registry import configuration_types
+from runyard.operations.spec import ENVIRONMENT
 from runyard.services.operations import (
     OperationFilter,
     OperationState,
@@ -37,16 +41,22 @@ router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
 def operations(
     store: StoreDep,
     principal: PrincipalDep,
-    type: Annotated[str | None, Query(max_length=50, description="A configuration type, e.g. api-to-table")] = None,
-    environment: Annotated[str | None, Query(max_length=50, description="An environment, e.g. DEV")] = None,
+    type: Annotated[
+        str | None,
+        Query(max_length=50, description="A configuration type", json_schema_extra=one_of(configuration_types())),
+    ] = None,
+    environment: Annotated[
+        str | None,
+        Query(max_length=50, description="An environment, e.g. DEV", json_schema_extra={"pattern": ENVIRONMENT}),
+    ] = None,
     state: Annotated[OperationState | None, Query(description="Only this state (archived included)")] = None,
     archived: Annotated[bool, Query(description="Without `state`: list archived operations too")] = False,
 ) -> list[OperationPublic]:
     """The operations of your account, by id. Archived ones are left out unless `archived=true` or
     `state=archived`."""
     where = OperationFilter(
-        configuration_type=known_type(type) if type else None,
-        environment=check_environment(environment) if environment else None,
+        configuration_type=known_type(type) if type is not None else None,  # an empty value is refused too
+        environment=check_environment(environment) if environment is not None else None,
         state=state,
         include_archived=archived,
     )
@@ -64,12 +74,17 @@ def operation(operation_id: IdPath, store: StoreDep, principal: PrincipalDep) ->
         return OperationPublic.of(found, schedule_ticks(conn, [found])[found.id])
 
 
-@router.post("/{operation_id}/status", response_model=OperationPublic)
+@router.post(
+    "/{operation_id}/status", response_model=OperationPublic, openapi_extra={"requestBody": {"required": True}}
+)
 def operation_status(
     operation_id: IdPath,
     store: StoreDep,
     principal: AdminDep,
-    body: Annotated[OperationStatusUpdate | None, Body()] = None,
+    # Documented as required (a missing body is a 400), though read here as optional: see below.
+    body: Annotated[
+        OperationStatusUpdate | None, Body(), WithJsonSchema(OperationStatusUpdate.model_json_schema())
+    ] = None,
 ) -> OperationPublic:
     """Activate (`{"activated": true, "archived": false}`), deactivate (`false, false`) or archive (`false, true`),
     as spec 003's set_configuration_status: administrators only. An archived operation is always deactivated
@@ -100,7 +115,12 @@ def operation_status(
             "model": RejectedRun | ConflictDetail,
             "description": "Another run of the operation is active (the Rejected run), or the operation is "
             "deactivated or archived (nothing recorded)",
-        }
+        },
+        429: {
+            "model": ConflictDetail,
+            "description": "Another run is active and too many launches of the operation were rejected in the last "
+            "minute (RUNYARD_LAUNCH_REJECTED_PER_MINUTE): nothing recorded; see Retry-After",
+        },
     },
 )
 def launch(

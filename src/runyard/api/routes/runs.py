@@ -8,11 +8,21 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
+from runyard.api.contract import QueryTime, one_of
 from runyard.api.deps import MAX_ID, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
 from runyard.api.schemas import RunPublic, RunsPage, TaskPublic, TasksPage, json_response
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput
-from runyard.services.listing import RunQuery, TaskQuery, list_loads, list_runs, list_tasks, run_row
+from runyard.services.listing import (
+    RUN_SORTS,
+    TASK_SORTS,
+    RunQuery,
+    TaskQuery,
+    list_loads,
+    list_runs,
+    list_tasks,
+    run_row,
+)
 from runyard.services.views import RunView
 from runyard.store.database import Store
 
@@ -51,11 +61,11 @@ def runs(
     operation: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Operation id")] = None,
     status: Annotated[RunStatus | None, Query(description="A run status value, e.g. failed")] = None,
     type: Annotated[RunType | None, Query(description="incremental or destructive")] = None,
-    started_from: Annotated[datetime | None, Query(description="ISO 8601 with a time zone")] = None,
-    started_to: Annotated[datetime | None, Query()] = None,
-    completed_from: Annotated[datetime | None, Query()] = None,
-    completed_to: Annotated[datetime | None, Query()] = None,
-    sort: Annotated[str, Query(max_length=40, description="id, operation, type, status, started_at, ...")] = "id",
+    started_from: Annotated[QueryTime | None, Query(description="ISO 8601 with a time zone")] = None,
+    started_to: Annotated[QueryTime | None, Query(description="ISO 8601 with a time zone")] = None,
+    completed_from: Annotated[QueryTime | None, Query(description="ISO 8601 with a time zone")] = None,
+    completed_to: Annotated[QueryTime | None, Query(description="ISO 8601 with a time zone")] = None,
+    sort: Annotated[str, Query(max_length=40, description="A column", json_schema_extra=one_of(RUN_SORTS))] = "id",
     order: Annotated[Order, Query()] = "desc",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -104,7 +114,7 @@ def tasks(
     store: StoreDep,
     principal: PrincipalDep,
     search: Annotated[str | None, Query(max_length=200, description="Spec 000's task search")] = None,
-    sort: Annotated[str, Query(max_length=40)] = "position",
+    sort: Annotated[str, Query(max_length=40, json_schema_extra=one_of(TASK_SORTS))] = "position",
     order: Annotated[Order, Query()] = "asc",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,

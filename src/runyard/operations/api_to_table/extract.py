@@ -230,6 +230,7 @@ def extract(ctx: TaskContext, resources: EngineResources) -> None:
             transport=resources.transport,
             on_retry=retries.append,
         ) as client,
+        ctx.on_stop(client.interrupt),  # a cancel or a lost lease ends a read blocked on the source at once
     ):
         walk = _Walk(ctx, client, endpoint, writer, cursor)
         page_range = _page_range(walk, slice_, params)
@@ -329,6 +330,7 @@ class _Walk:
         try:
             return self.client.get(target, request.params)
         except SourceError as error:
+            self.ctx.checkpoint()  # interrupted because the task is stopping: say why it stopped, not how
             raise TaskFailed(f"{self.endpoint.name}, page {number}: {error}") from error
 
     def run(self, params: Mapping[str, str], page_range: tuple[int, int] | None) -> int:

@@ -2,13 +2,18 @@
 
 The client owns what a data admin should never have to think about: authentication from
 environment variables, rate limiting, retries with backoff (honouring ``Retry-After``), response
-size caps, JSON-only bodies, and the SSRF guard (OWASP API7) that refuses any host the deployment
-has not allowed (``RUNYARD_ALLOWED_HOSTS``) *before* a connection is opened.
+size caps, JSON-only bodies, a deadline for each page (``request_deadline_seconds``: httpx's timeout
+applies to each read, so a source that trickles bytes would never trip it), and the SSRF guard
+(OWASP API7) that refuses any host the deployment has not allowed (``RUNYARD_ALLOWED_HOSTS``)
+*before* a connection is opened.
 
 The guard lives in a transport wrapper, so every request (redirect hops included) passes through
 it. With the default network transport the guard is also applied at connect time, to the very
 addresses the socket connects to, so a DNS answer that changes between the check and the connect
 (rebinding) cannot reach a refused address.
+
+The same backend registers every connection with an :class:`Interrupter`, so the page deadline and
+:meth:`SourceClient.interrupt` (a task's stop: cancel, lost lease, shutdown) end a blocked read at once.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
@@ -30,6 +35,7 @@ import httpx
 import orjson
 
 from runyard.errors import RunyardError
+from runyard.operations.api_to_table.interrupt import Interrupter, TrackedStream
 from runyard.operations.api_to_table.spec import (
     ApiKeyAuth,
     ApiToTableSpec,
@@ -43,6 +49,7 @@ __all__ = [
     "HostNotAllowed",
     "HostPolicy",
     "Page",
+    "RequestInterrupted",
     "SourceClient",
     "SourceError",
     "TransientSourceError",
@@ -74,6 +81,18 @@ class SourceError(RunyardError):
 
 class TransientSourceError(SourceError):
     """5xx, 429, timeouts or connection errors that outlasted every retry."""
+
+
+class RequestInterrupted(SourceError):
+    """The client was stopped (the task is stopping): the request under way, and every later one, ends."""
+
+
+class _TooSlow(Exception):
+    """One attempt outlasted its deadline; `problem` says so for the retry message."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)
 
 
 class HostNotAllowed(SourceError):
@@ -250,8 +269,9 @@ class _GuardTransport(httpx.BaseTransport):
 class _GuardedBackend(httpcore.NetworkBackend):
     """Connects only to addresses the policy allows, re-resolving at connect time (anti-rebinding)."""
 
-    def __init__(self, policy: HostPolicy) -> None:
+    def __init__(self, policy: HostPolicy, interrupter: Interrupter) -> None:
         self._policy = policy
+        self._interrupter = interrupter
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -266,7 +286,8 @@ class _GuardedBackend(httpcore.NetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                return TrackedStream(stream, self._interrupter)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         assert error is not None
@@ -281,12 +302,17 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _network_transport(policy: HostPolicy) -> httpx.BaseTransport:
+def _network_transport(policy: HostPolicy, interrupter: Interrupter) -> httpx.BaseTransport:
     transport = httpx.HTTPTransport(http1=True, http2=False, retries=0)
     pool = getattr(transport, "_pool", None)
     if isinstance(pool, httpcore.ConnectionPool) and hasattr(pool, "_network_backend"):
-        pool._network_backend = _GuardedBackend(policy)
+        pool._network_backend = _GuardedBackend(policy, interrupter)
     return transport
+
+
+def guarded_transport(policy: HostPolicy) -> httpx.BaseTransport:
+    """A transport that refuses what `policy` does not allow before connecting, redirects included (webhooks)."""
+    return _GuardTransport(_network_transport(policy, Interrupter()), policy)
 
 
 # --- auth and secrets -----------------------------------------------------------------------------
@@ -329,6 +355,30 @@ class _Outcome:
     latency_ms: float
 
 
+@dataclass
+class _Deadline:
+    """The clock of one attempt (every redirect hop of it): what arrived, and whether time is up."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+    response: httpx.Response | None = None  # once the status line and headers have arrived
+
+    def check(self) -> None:
+        if time.monotonic() - self.started > self.seconds:
+            raise _TooSlow(self.problem())
+
+    def problem(self) -> str:
+        limit = f"the {_seconds(self.seconds)} s deadline for one page"
+        if self.response is None:
+            return f"was too slow: the source did not answer within {limit} (request_deadline_seconds)"
+        sent = self.response.num_bytes_downloaded
+        elapsed = _seconds(time.monotonic() - self.started)
+        return (
+            f"was too slow: the source sent {sent} bytes in {elapsed} s, slower than {limit} allows "
+            "(request_deadline_seconds)"
+        )
+
+
 class SourceClient:
     """GETs JSON pages from one source API, safely; see the module docstring."""
 
@@ -344,7 +394,7 @@ class SourceClient:
         max_backoff_seconds: float = 30.0,
         max_retry_after_seconds: float = 60.0,
         max_response_bytes: int = 64 * 1024 * 1024,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
     ) -> None:
         """Read the secrets (ConfigError naming a missing variable) and open the keep-alive client."""
@@ -355,11 +405,12 @@ class SourceClient:
         self._max_backoff = max_backoff_seconds
         self._max_retry_after = max_retry_after_seconds
         self._max_bytes = max_response_bytes
-        self._sleep = sleep
+        self._interrupter = Interrupter()
+        self._sleep = sleep or self._interrupter.pause  # a backoff ends early when the client is stopped
         self._on_retry = on_retry
         self._interval = 1.0 / spec.rate_limit.requests_per_second if spec.rate_limit else 0.0
         self._last_request: float | None = None
-        inner = transport if transport is not None else _network_transport(self._policy)
+        inner = transport if transport is not None else _network_transport(self._policy, self._interrupter)
         self._client = httpx.Client(
             transport=_GuardTransport(inner, self._policy),
             headers={"Accept": "application/json", **spec.headers, **self._auth.headers},
@@ -373,13 +424,18 @@ class SourceClient:
     def get(self, url_or_path: str, params: Mapping[str, str] | None = None) -> Page:
         """GET a page: an absolute URL (next_url / link styles) or a path joined to base_url.
 
-        Raises SourceError (terminal), TransientSourceError (retries exhausted), HostNotAllowed.
+        Raises SourceError (terminal), TransientSourceError (retries exhausted), HostNotAllowed,
+        RequestInterrupted (the client was stopped).
         """
         url = self._build_url(url_or_path, params)
         attempts = self._spec.max_retries + 1
         for attempt in range(1, attempts + 1):
+            self._check_stopped(url)
             try:
                 outcome = self._fetch(url)
+            except _TooSlow as slow:
+                problem = slow.problem
+                delay = self._backoff_delay(attempt)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 problem = self._describe_exception(exc)
                 delay = self._backoff_delay(attempt)
@@ -400,8 +456,14 @@ class SourceClient:
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def interrupt(self) -> None:
+        """Stop for good, from any thread: a read blocked on the source returns now, and the request under
+        way and every later one raise RequestInterrupted. A task's on-stop hook (cancel, lost lease)."""
+        self._interrupter.stop()
+
     def close(self) -> None:
         """Close the connection pool."""
+        self._interrupter.close()
         self._client.close()
 
     def __enter__(self) -> SourceClient:
@@ -452,17 +514,41 @@ class SourceClient:
 
     # -- one attempt --
 
+    def _check_stopped(self, url: httpx.URL) -> None:
+        if self._interrupter.stopped:
+            safe = self._safe(url)
+            raise RequestInterrupted(f"GET {safe} was interrupted: the task is stopping", url=safe)
+
     def _fetch(self, url: httpx.URL) -> _Outcome:
-        """One attempt: send, follow same-host redirects (at most MAX_REDIRECTS), read the body."""
+        """One attempt within its deadline: send, follow same-host redirects (at most MAX_REDIRECTS), read the body.
+
+        Raises _TooSlow past the deadline: between chunks, or when the watchdog cut a blocked read.
+        """
+        self._throttle()
+        deadline = _Deadline(self._spec.request_deadline_seconds)
+        self._interrupter.arm(deadline.seconds)
+        try:
+            return self._follow(url, deadline)
+        except httpx.TransportError:
+            self._check_stopped(url)
+            if self._interrupter.expired:
+                raise _TooSlow(deadline.problem()) from None
+            raise
+        finally:
+            self._interrupter.disarm()
+
+    def _follow(self, url: httpx.URL, deadline: _Deadline) -> _Outcome:
         current = url
-        for _ in range(MAX_REDIRECTS + 1):
-            self._throttle()
+        for hop in range(MAX_REDIRECTS + 1):
+            if hop:
+                self._throttle()
             started = time.perf_counter()
             with self._client.stream("GET", current) as response:
                 if response.status_code in _REDIRECT_STATUSES and "location" in response.headers:
                     current = self._redirect_target(current, response.headers["location"])
                     continue
-                content = self._read_capped(response, current)
+                deadline.response = response
+                content = self._read_capped(response, current, deadline)
             latency_ms = (time.perf_counter() - started) * 1000.0
             return _Outcome(response, content, latency_ms)
         raise SourceError(f"GET {self._safe(url)} redirected more than {MAX_REDIRECTS} times", url=self._safe(url))
@@ -480,7 +566,7 @@ class SourceClient:
             )
         return self._with_auth(target)
 
-    def _read_capped(self, response: httpx.Response, url: httpx.URL) -> bytes:
+    def _read_capped(self, response: httpx.Response, url: httpx.URL, deadline: _Deadline) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             raise self._too_large(url)
@@ -492,6 +578,7 @@ class SourceClient:
                 if size > self._max_bytes:
                     raise self._too_large(url)
                 chunks.append(chunk)
+                deadline.check()
         except httpx.DecodingError as exc:
             raise SourceError(
                 f"the source sent a body for GET {self._safe(url)} that cannot be decompressed "
@@ -617,6 +704,11 @@ def _parse_retry_after(raw: str) -> float | None:
     if moment.tzinfo is None:
         return None
     return moment.timestamp() - time.time()
+
+
+def _seconds(value: float) -> str:
+    """Seconds for a message: 30, 0.5, 120.4."""
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
 
 
 def _human_bytes(size: int) -> str:

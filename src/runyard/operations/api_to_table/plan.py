@@ -59,7 +59,15 @@ def plan_api_run(spec: Mapping[str, Any], run_type: RunType, today: date) -> lis
     return planned
 
 
-_SOURCE_KEYS = ("base_url", "auth", "headers", "rate_limit", "timeout_seconds", "max_retries")
+_SOURCE_KEYS = (
+    "base_url",
+    "auth",
+    "headers",
+    "rate_limit",
+    "timeout_seconds",
+    "request_deadline_seconds",
+    "max_retries",
+)
 
 
 def _endpoint_tasks(

@@ -431,6 +431,12 @@ class ApiToTableSpec(_Model):
     headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
     rate_limit: RateLimitSpec | None = None
     timeout_seconds: float = Field(default=30, gt=0)
+    request_deadline_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="The whole of one page (connect, headers, body) must arrive within this; timeout_seconds is "
+        "per read, which a source sending a byte at a time never exceeds. A page past it is retried.",
+    )
     max_retries: int = Field(default=5, ge=0)
     endpoints: list[EndpointSpec] = Field(min_length=1)
 

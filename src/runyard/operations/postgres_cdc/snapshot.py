@@ -31,7 +31,7 @@ def snapshot(ctx: TaskContext, resources: EngineResources) -> None:
     params = ctx.params
     slot: str = params["slot"]
     tables: list[dict[str, str]] = params["tables"]
-    source = pg.source_from(params["url_env"], resources.environ)
+    source = pg.source_from(params["url_env"], resources.environ, allowed_hosts=resources.allowed_hosts)
     warehouse = resources.warehouses.for_account(ctx.identity.account)
     with pg.connect(source) as conn:
         layouts = [pg.describe(conn, source, table["source"]) for table in tables]

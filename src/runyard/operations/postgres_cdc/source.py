@@ -6,17 +6,19 @@ failed, with the password cut out of the driver's words.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from runyard.errors import RunyardError
+from runyard.operations.api_to_table.http import HostNotAllowed, HostPolicy
 
 PLUGIN = "wal2json"
 # Both the snapshot and the stream print values under these settings, so that their text is the same
@@ -62,8 +64,9 @@ def _password(url: str) -> str | None:
         return urlsplit(url).password if "://" in url else None
 
 
-def source_from(url_env: str, environ: Mapping[str, str]) -> Source:
-    """The source named by `url_env` (SourceError when the variable is unset, empty or no postgresql:// URL)."""
+def source_from(url_env: str, environ: Mapping[str, str], *, allowed_hosts: Iterable[str]) -> Source:
+    """The source named by `url_env` (SourceError when the variable is unset, empty or no postgresql:// URL, or
+    when its host is not allowed by RUNYARD_ALLOWED_HOSTS: checked here, before any connection)."""
     url = environ.get(url_env)
     if not url:
         state = "is not set" if url is None else "is empty"
@@ -77,7 +80,34 @@ def source_from(url_env: str, environ: Mapping[str, str]) -> Source:
         raise SourceError(
             f"the environment variable {url_env} (source.url_env) holds {shown}: it must hold a postgresql:// URL"
         )
+    check_hosts(url, url_env, HostPolicy(allowed_hosts))
     return Source(url, url_env)
+
+
+def check_hosts(url: str, url_env: str, policy: HostPolicy) -> None:
+    """Refuse a source whose hosts (or hostaddrs) the policy does not allow, as api-to-table refuses its URLs (SSRF).
+
+    libpq reads hosts from the URL and its query (`?host=`), comma-separated; a missing host or one starting
+    with `/` or `@` is a Unix socket, never allowed. Names are resolved here and every address must be allowed.
+    """
+    try:
+        params = conninfo_to_dict(url)
+    except (psycopg.Error, ValueError):
+        raise SourceError(f"the environment variable {url_env} (source.url_env) holds no valid URL") from None
+    hosts = [h.strip() for h in str(params.get("host") or "").split(",")]
+    addresses = [a.strip() for a in str(params.get("hostaddr") or "").split(",") if a.strip()]
+    try:
+        for host in hosts:
+            if not host or host.startswith(("/", "@")):
+                raise HostNotAllowed(host or "(none)", "a Unix socket is never allowed; name the host")
+            if not addresses:
+                policy.addresses(host)
+        for address in addresses:
+            policy.addresses(address)
+    except HostNotAllowed as error:
+        raise SourceError(f"the CDC source ({url_env}) is refused: {error}") from None
+    except httpx.ConnectError as error:
+        raise SourceError(f"cannot connect to the CDC source ({url_env}): {error}") from None
 
 
 @contextmanager

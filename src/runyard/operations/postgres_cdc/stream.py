@@ -108,7 +108,7 @@ def stream(ctx: TaskContext, resources: EngineResources) -> None:
     params = ctx.params
     slot: str = params["slot"]
     targets = {table["source"]: table["target"] for table in params["tables"]}
-    source = pg.source_from(params["url_env"], resources.environ)
+    source = pg.source_from(params["url_env"], resources.environ, allowed_hosts=resources.allowed_hosts)
     warehouse = resources.warehouses.for_account(ctx.identity.account)
     with pg.connect(source) as conn:
         keys = {table: pg.describe(conn, source, table).primary_key for table in targets}

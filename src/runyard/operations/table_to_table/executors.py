@@ -16,6 +16,7 @@ from runyard.engine.executors import Executor, Stage, bind_stages
 from runyard.engine.load import commit_load
 from runyard.engine.resources import EngineResources
 from runyard.errors import ConfigError
+from runyard.faults import crash_point
 from runyard.operations.table_to_table import plan
 from runyard.operations.table_to_table.render import render_step, sql_variables
 from runyard.operations.table_to_table.sql import BoundSql, SqlTextError, line_of
@@ -31,6 +32,7 @@ def build_step(ctx: TaskContext, resources: EngineResources) -> None:
     with warehouse.transform(identity.run_key, ctx.params["inputs"]) as session, ctx.on_stop(session.interrupt):
         try:
             rows = session.build(target, bound.sql, bound.params)
+            crash_point("transform.mid_step")  # built in the staging table, the session still open
         except QueryFailed as error:
             ctx.checkpoint()  # stopped (canceled, shutting down): that is why the statement ended
             raise TaskFailed(_failure(target, error, bound)) from None

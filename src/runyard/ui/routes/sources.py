@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy.engine import Connection
 
 from runyard.domain.statuses import RunType, Trigger
-from runyard.errors import NotFound, RunRejected, RunyardError
+from runyard.errors import LaunchThrottled, NotFound, RunRejected, RunyardError
 from runyard.operations.loader import check_environment
 from runyard.operations.registry import configuration_types, operation_types
 from runyard.operations.workflow.definition import WORKFLOW
@@ -157,12 +157,14 @@ def launch(request: Request, operation_id: IdPath, who: ViewerDep, form: FormDep
         run = runs.launch(launch_request)
     except RunRejected as rejected:
         return see_other(request, back, error=f"{rejected}.", link=blocking_run_link(rejected))
+    except LaunchThrottled as throttled:
+        return see_other(request, back, error=f"{throttled}.", link=blocking_run_link(throttled))
     except RunyardError as exc:
         return see_other(request, back, error=f"Not launched: {exc}")
     return see_other(request, f"/runs/{run.id}", notice=f"Run {run.id} started ({run_type.value}).")
 
 
-def blocking_run_link(rejected: RunRejected) -> FlashLink | None:
+def blocking_run_link(rejected: RunRejected | LaunchThrottled) -> FlashLink | None:
     """The Rejected flash's way to the run that blocked the launch (None when the race left it unknown)."""
     if rejected.active_run_id is None:
         return None
