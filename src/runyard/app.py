@@ -18,7 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runyard import __version__, api, ui
-from runyard.api.auth import redact_query_token
+from runyard.api.auth import redact_query_token, strip_redirect_tokens
 from runyard.api.compat.dag import refusal
 from runyard.limits import RequestLimits
 from runyard.logtext import escape_control
@@ -70,7 +70,8 @@ def _healthz(store: Store) -> Callable[[], Awaitable[JSONResponse]]:
 
 
 class AccessLogAndHeaders:
-    """Adds the security headers (where a response has not set its own) and logs one line per request.
+    """Adds the security headers (where a response has not set its own), keeps query tokens out of redirects, and logs
+    one line per request.
 
     A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware costs
     about 1 ms of CPU per request and sits between every streamed chunk (the events stream).
@@ -92,6 +93,7 @@ class AccessLogAndHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                strip_redirect_tokens(headers)
                 # Logged before the response leaves, as the old middleware did: a client that reads the log
                 # right after its answer finds the line there.
                 answered = True

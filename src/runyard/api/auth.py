@@ -33,7 +33,6 @@ import jwt
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runyard.errors import RunyardError
 from runyard.services.tokens import Principal, get_principal, looks_like_api_token, principal_for_api_token
@@ -312,12 +311,11 @@ EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
 
 
 def install(app: FastAPI, authenticator: Authenticator) -> None:
-    """Put `authenticator` on app.state, map AuthFailed, CredentialsMissing and Forbidden to 401/403, and keep query
-    tokens out of every redirect of the app (NoQueryTokenInRedirects)."""
+    """Put `authenticator` on app.state and map AuthFailed, CredentialsMissing and Forbidden to 401/403. (Query
+    tokens are kept out of redirects by `strip_redirect_tokens`, in app.py's response-header middleware.)"""
     app.state.authenticator = authenticator
     for exc_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
-    app.add_middleware(NoQueryTokenInRedirects)
 
 
 # --- redirects ------------------------------------------------------------------------------------
@@ -347,28 +345,13 @@ def without_query_token(location: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(kept, safe="/", quote_via=quote)))
 
 
-class NoQueryTokenInRedirects:
-    """ASGI middleware: a response's Location (and HX-Redirect) never carries an `Authorization` query parameter,
-    whichever part of the app (API, UI, the router's slash redirects) made it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_without_token(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name in REDIRECT_HEADERS:
-                    value = headers.get(name)
-                    if value is not None and "authorization" in value.lower():
-                        headers[name] = without_query_token(value)
-            await send(message)
-
-        await self.app(scope, receive, send_without_token)
+def strip_redirect_tokens(headers: MutableHeaders) -> None:
+    """Keep `Authorization` query parameters out of a response's Location and HX-Redirect, whichever part of the
+    app (API, UI, the router's slash redirects) made them. Called by the app's one response-header middleware."""
+    for name in REDIRECT_HEADERS:
+        value = headers.get(name)
+        if value is not None and "authorization" in value.lower():
+            headers[name] = without_query_token(value)
 
 
 # --- access logs ----------------------------------------------------------------------------------
