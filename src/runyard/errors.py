@@ -12,6 +12,7 @@
     │   └── SignInThrottled          too many failed sign-ins for a login or from an address
     ├── IllegalTransition            a status change the lifecycle does not allow (a bug if it escapes)
     ├── LeaseLost                    a worker's lease on a task was taken over or expired: stop writing
+    ├── TransientError               not now, but the same work may succeed later (a file another process holds)
     └── InvalidInput                 a request parameter is malformed
 
 Each class builds its message from attributes, so callers pass facts, not prose.
@@ -143,6 +144,13 @@ class IllegalTransition(RunyardError):
         self.current = current
         self.target = target
         super().__init__(f"a {kind} cannot go from {current} to {target}")
+
+
+class TransientError(RunyardError):
+    """The work cannot be done now because of something outside it that should pass, such as the warehouse file
+    held by another process: nothing was done, and the same work may succeed later. A task that raises it is not
+    failed at once: it waits and tries again, for at most RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS
+    (runyard.engine.executors)."""
 
 
 class LeaseLost(RunyardError):

@@ -92,6 +92,7 @@ def engine_resources(settings: Settings, *, extra_hosts: tuple[str, ...] = ()) -
         allowed_hosts=(*settings.allowed_hosts, *extra_hosts),
         storage_roots=settings.resolved_storage_roots,
         environ=dict(os.environ),
+        warehouse_lock_wait_seconds=settings.warehouse_lock_wait_seconds,
     )
 
 

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A task attempt running longer fails and frees its slot (streams run until canceled)",
     )
+    warehouse_lock_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a task waits, trying again, for the account's DuckDB warehouse file while another "
+        "process holds it, before the task fails naming that process",
+    )
     token_ttl_seconds: int = Field(default=600, ge=30, le=86_400, description="Lifetime of an access token (JWT)")
     query_token_auth: bool = Field(
         default=True,

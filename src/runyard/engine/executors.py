@@ -1,18 +1,35 @@
-"""The worker's registry entries: a name in a plan -> the function that does the work."""
+"""The worker's registry entries: a name in a plan -> the function that does the work.
+
+Every bound stage waits out a TransientError (today: the account's DuckDB file held by another process, which
+raises it when the stage opens the warehouse, before it changes anything there): instead of failing, the task
+stays Running, says so in its live note, and runs the stage again after a pause (0.25 s, doubling up to 5 s),
+for at most `EngineResources.warehouse_lock_wait_seconds` (RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS) in all; then it
+fails, naming the process that holds the file. A cancel, a lost lease, a shutdown or the task's maximum run time
+end the pause at once.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runyard.engine.context import TaskContext
+from runyard.engine.context import TaskContext, TaskFailed
+from runyard.errors import TransientError
 
 if TYPE_CHECKING:
     from runyard.engine.resources import EngineResources
 
 ExecutorFn = Callable[[TaskContext], None]
 Stage = Callable[[TaskContext, "EngineResources"], None]
+
+FIRST_PAUSE_SECONDS = 0.25
+MAX_PAUSE_SECONDS = 5.0
+WAIT_SETTING = "RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS"
+
+log = logging.getLogger("runyard.engine")
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,63 @@ def bind_stages(stages: Mapping[str, tuple[Stage, str]], resources: EngineResour
 
 def _bind(stage: Stage, resources: EngineResources) -> ExecutorFn:
     def run(ctx: TaskContext) -> None:
-        stage(ctx, resources)
+        wait_out_transient(ctx, lambda: stage(ctx, resources), wait_seconds=resources.warehouse_lock_wait_seconds)
 
     return run
+
+
+def wait_out_transient(
+    ctx: TaskContext,
+    work: Callable[[], None],
+    *,
+    wait_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Run `work`; while it raises TransientError, run it again after a pause, for at most `wait_seconds` in all.
+
+    What a failed try reported (messages, tables, spawned tasks) is dropped before the next, so the try that works
+    reports once. Past the wait, TaskFailed says what was busy, how long the task waited and which setting bounds
+    it. The pauses end early (TaskInterrupted) when the task must stop.
+    """
+    started = clock()
+    pause = FIRST_PAUSE_SECONDS
+    first: TransientError | None = None
+    while True:
+        kept = (len(ctx.messages), len(ctx.tables), len(ctx.spawned))
+        tried_at = clock()
+        try:
+            work()
+        except TransientError as busy:
+            del ctx.messages[kept[0] :], ctx.tables[kept[1] :], ctx.spawned[kept[2] :]
+            waited = clock() - started
+            if waited >= wait_seconds:
+                raise TaskFailed(
+                    f"{busy}; this task waited {_seconds(waited)} for it and gives up ({WAIT_SETTING} is "
+                    f"{_seconds(wait_seconds)}). Stop that process, or let one process alone run the tasks that "
+                    "use this warehouse"
+                ) from busy
+            if first is None:
+                first = busy
+                log.warning(
+                    "run %s, task %s: %s; waiting up to %s for it",
+                    ctx.identity.run_key,
+                    ctx.identity.name,
+                    busy,
+                    _seconds(wait_seconds),
+                )
+            delay = min(pause, wait_seconds - waited)
+            ctx.note(f"waiting: {busy}; will try again in {_seconds(delay)}")
+            ctx.interrupt.wait(delay)
+            ctx.checkpoint()
+            pause = min(pause * 2, MAX_PAUSE_SECONDS)
+            continue
+        if first is not None:
+            ctx.message("warning", f"Waited {_seconds(tried_at - started)} because {first}")
+        return
+
+
+def _seconds(seconds: float) -> str:
+    """0.25 s, 12 s, 5 min: a wait as an admin reads it."""
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"

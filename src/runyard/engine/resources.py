@@ -23,6 +23,8 @@ class EngineResources:
     environ: Mapping[str, str] = field(default_factory=dict)
     transport: httpx.BaseTransport | None = None  # tests route requests through their own transport
     options: dict[str, Any] = field(default_factory=dict)
+    # How long a task waits out a TransientError (the warehouse file held by another process) before it fails.
+    warehouse_lock_wait_seconds: float = 300.0
 
 
 def output_key(identity: TaskIdentity) -> StagingKey:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from runyard.errors import RunyardError
+from runyard.errors import RunyardError, TransientError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,6 +29,19 @@ LOADED_AT_COLUMN = "_runyard_loaded_at"
 
 class WarehouseError(RunyardError):
     """The warehouse refused or failed an operation; the message names the table or run."""
+
+
+class WarehouseBusy(WarehouseError, TransientError):
+    """Another process holds the warehouse's file (DuckDB admits one process per file): nothing was done, and
+    opening it may work once that process lets it go. `file` names it without the folders above runyard's home
+    (`warehouse/<account>.duckdb`); `program` and `pid` are the holder's, when the database says."""
+
+    def __init__(self, file: str, *, pid: int | None = None, program: str | None = None) -> None:
+        self.file = file
+        self.pid = pid
+        self.program = program
+        holder = ", ".join(part for part in (program, f"PID {pid}" if pid is not None else None) if part)
+        super().__init__(f"the warehouse file {file} is in use by another process" + (f" ({holder})" if holder else ""))
 
 
 class QueryFailed(WarehouseError):

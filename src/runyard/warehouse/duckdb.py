@@ -12,6 +12,10 @@ replacing load can rename one into place instead of copying it (DuckDB cannot mo
 between schemas); load records and
 high watermarks in `_runyard`.
 
+Processes: DuckDB locks the file for the process that opens it, and this one holds it until `close_all`. Opening
+a file another process holds raises WarehouseBusy (a TransientError) naming that process's PID: a task waits it
+out and tries again (runyard.engine.executors), for at most RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS.
+
 Every name that comes from a user or a source (tables, columns, keys) reaches SQL only as a
 quoted identifier; every value only as a parameter.
 """
@@ -42,6 +46,7 @@ from runyard.warehouse.base import (
     TableInfo,
     TableLoad,
     TableResult,
+    WarehouseBusy,
     WarehouseError,
 )
 
@@ -105,6 +110,26 @@ def _fold(name: str) -> str:
 
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def lock_conflict(path: Path, error: BaseException) -> WarehouseBusy | None:
+    """The WarehouseBusy that DuckDB's `error` means when another process holds the file `path` ("Could not set
+    lock on file ...: Conflicting lock is held in <program> (PID n)"); None for any other error. The message names
+    the file by its folder and name only, and the holder by its program's name and PID."""
+    text = str(error)
+    if not isinstance(error, duckdb.IOException) or (
+        "Could not set lock on file" not in text and "Conflicting lock" not in text
+    ):
+        return None
+    holder = _LOCK_HOLDER.search(text)
+    return WarehouseBusy(
+        f"{path.parent.name}/{path.name}",
+        pid=int(holder["pid"]) if holder else None,
+        program=Path(holder["program"]).name if holder else None,
+    )
 
 
 @contextmanager
@@ -247,8 +272,13 @@ class DuckDBWarehouse:
         self._cursor_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._closed = False
-        with _errors(f"cannot open warehouse {path}"):
+        try:
             self._con = duckdb.connect(str(path), config=CONFIG)
+        except duckdb.Error as error:
+            busy = lock_conflict(path, error)
+            if busy is not None:
+                raise busy from error
+            raise WarehouseError(f"cannot open warehouse {path}: {_first_line(error)}") from error
         try:
             with self._cursor() as cur, _errors(f"cannot prepare warehouse {path}"):
                 for statement in _METADATA_DDL:
