@@ -27,6 +27,7 @@ from runyard.operations.api_to_table.http import Page, SourceClient, SourceError
 from runyard.operations.api_to_table.paginators import (
     PageRequest,
     PaginationError,
+    PaginationLoopError,
     RecordSelectorError,
     make_paginator,
     plan_page_slices,
@@ -324,9 +325,7 @@ class _Walk:
     fetched: int = 0
 
     def fetch(self, request: PageRequest, number: int, previous: Page | None) -> Page:
-        target = request.url or self.endpoint.path
-        if request.url and previous is not None:
-            target = urljoin(previous.url, request.url)
+        target = _target(request, previous, self.endpoint.path)
         try:
             return self.client.get(target, request.params)
         except SourceError as error:
@@ -377,8 +376,23 @@ class _Walk:
                 if not paginator.has_next():
                     return
                 request = paginator.next_request()
+            except PaginationLoopError as error:
+                raise TaskFailed(self.loop_message(error, number, page)) from error
             except PaginationError as error:
                 raise TaskFailed(f"{self.endpoint.name}, page {number}: {error}") from error
+
+    def loop_message(self, error: PaginationLoopError, number: int, page: Page) -> str:
+        """Which page the source's next link (or cursor) leads back to, named without credentials: the raw link
+        may carry an API key the source copied into it, which a task's messages must never show."""
+        link = "next cursor" if error.kind == "cursor" else "next link"
+        shown = "(its address cannot be shown)"
+        if error.request is not None:
+            with contextlib.suppress(SourceError):
+                shown = self.client.safe_url(_target(error.request, page, self.endpoint.path), error.request.params)
+        return (
+            f"{self.endpoint.name}, page {number}: the source's {link} points back to a page already read: "
+            f"{shown}; stopped instead of reading the same pages for ever"
+        )
 
     def select(self, page: Page, number: int) -> list[object]:
         try:
@@ -411,6 +425,14 @@ class _Walk:
             f"{self.endpoint.name}, page {number}: {len(bad)} records were not JSON objects and were rejected "
             f"(first: {str(bad[0])[:80]!r})",
         )
+
+
+def _target(request: PageRequest, previous: Page | None, path: str) -> str:
+    """What to GET for `request`: the endpoint's path, or the API's next URL (a relative one resolved against the
+    page it came with)."""
+    if request.url and previous is not None:
+        return urljoin(previous.url, request.url)
+    return request.url or path
 
 
 def _page_range(walk: _Walk, slice_: Mapping[str, Any] | None, params: Mapping[str, str]) -> tuple[int, int] | None:

@@ -456,6 +456,10 @@ class SourceClient:
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def safe_url(self, url_or_path: str, params: Mapping[str, str] | None = None) -> str:
+        """The URL `get(url_or_path, params)` would fetch, without credentials: safe to show in a message."""
+        return self._safe(self._build_url(url_or_path, params))
+
     def interrupt(self) -> None:
         """Stop for good, from any thread: a read blocked on the source returns now, and the request under
         way and every later one raise RequestInterrupted. A task's on-stop hook (cancel, lost lease)."""

@@ -64,11 +64,16 @@ class PaginationError(RunyardError):
 
 
 class PaginationLoopError(PaginationError):
-    """The API handed back a cursor or next URL it had already given: following it would never end."""
+    """The API handed back a cursor or next URL it had already given: following it would never end.
 
-    def __init__(self, kind: str, value: str) -> None:
+    ``request`` is the request that would read that page again (for the extractor to name it without secrets:
+    ``value`` itself may carry an API key the source copied into its next links).
+    """
+
+    def __init__(self, kind: str, value: str, request: PageRequest | None = None) -> None:
         self.kind = kind
         self.value = value
+        self.request = request
         super().__init__(
             f"pagination loop: the API returned the {kind} {value!r} a second time; stopping instead of "
             "fetching the same pages forever"
@@ -253,7 +258,7 @@ class _TokenPaginator:
     def update(self, body: object, headers: Mapping[str, str], record_count: int) -> None:
         token = self._extract(body, headers)
         if token is not None and token in self._seen:
-            raise PaginationLoopError(self.kind, token)
+            raise PaginationLoopError(self.kind, token, self._request_for(token))
         if token is not None:
             self._seen.add(token)
         self._next = token
@@ -261,7 +266,16 @@ class _TokenPaginator:
     def has_next(self) -> bool:
         return self._next is not None
 
+    def next_request(self) -> PageRequest:
+        if self._next is None:
+            raise _no_next()
+        return self._request_for(self._next)
+
     def _extract(self, body: object, headers: Mapping[str, str]) -> str | None:
+        raise NotImplementedError
+
+    def _request_for(self, token: str) -> PageRequest:
+        """The request that reads the page ``token`` leads to."""
         raise NotImplementedError
 
 
@@ -277,10 +291,8 @@ class CursorPaginator(_TokenPaginator):
     def _extract(self, body: object, headers: Mapping[str, str]) -> str | None:
         return _as_token(_lookup(body, self._spec.cursor_path), "cursor", self._spec.cursor_path)
 
-    def next_request(self) -> PageRequest:
-        if self._next is None:
-            raise _no_next()
-        return PageRequest(url=None, params={**self._base, self._spec.cursor_param: self._next})
+    def _request_for(self, token: str) -> PageRequest:
+        return PageRequest(url=None, params={**self._base, self._spec.cursor_param: token})
 
 
 class NextUrlPaginator(_TokenPaginator):
@@ -295,11 +307,9 @@ class NextUrlPaginator(_TokenPaginator):
     def _extract(self, body: object, headers: Mapping[str, str]) -> str | None:
         return _as_token(_lookup(body, self._path), "next URL", self._path)
 
-    def next_request(self) -> PageRequest:
-        if self._next is None:
-            raise _no_next()
+    def _request_for(self, token: str) -> PageRequest:
         # The API's URL already carries every query parameter it wants, limit included.
-        return PageRequest(url=self._next, params={})
+        return PageRequest(url=token, params={})
 
 
 class LinkHeaderPaginator(_TokenPaginator):
@@ -315,10 +325,8 @@ class LinkHeaderPaginator(_TokenPaginator):
         link = next((value for name, value in headers.items() if name.lower() == "link"), None)
         return parse_link_header(link).get("next") if link else None
 
-    def next_request(self) -> PageRequest:
-        if self._next is None:
-            raise _no_next()
-        return PageRequest(url=self._next, params={})
+    def _request_for(self, token: str) -> PageRequest:
+        return PageRequest(url=token, params={})
 
 
 class _CountedPaginator:

@@ -126,6 +126,10 @@ class BearerAuth(_Model):
 
 
 class ApiKeyAuth(_Model):
+    # Stored as written (`in`, its alias), so the deployed configuration validates again when a task runs; a
+    # configuration stored before that (with `location`) still does.
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True, validate_by_name=True)
+
     type: Literal["api_key"]
     name: str = Field(min_length=1, description="Header or query parameter name, e.g. X-Api-Key.")
     location: Literal["header", "query"] = Field(alias="in", description="Where the key is sent.")
