@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 # The UI's front-end assets (htmx) come from npm, pinned in package-lock.json; nothing is built.
 NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | sha1sum | cut -c1-12)
 PYTHON ?= python3
+# Test files run in this many processes (pytest-xdist): most of the suite waits on servers, workers and browsers.
+TEST_PROCESSES ?= 3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -49,9 +51,9 @@ test: install system-deps
 	@export RUNYARD_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh start)"; \
 	  echo "test PostgreSQL: $$RUNYARD_TEST_POSTGRES_URL"; \
 	  $(MAKE) --no-print-directory lint && \
-	  $(BIN)/pytest -p no:cacheprovider
+	  $(BIN)/pytest -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadfile --durations=25
 
-# Issue 16's crash matrix, every crash point on both stores 20 times (`make test` runs it once).
+# Issue 16's crash matrix, every crash point on both stores 20 times (`make test` runs each 3 times).
 soak: install system-deps
 	@export RUNYARD_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh start)"; \
 	  RUNYARD_CRASH_REPEAT=20 $(BIN)/pytest -p no:cacheprovider tests/reliability/test_crash_matrix.py

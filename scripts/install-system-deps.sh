@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: PostgreSQL (the scale-out store's tests, and the CDC streams'
-# source) with wal2json (the logical decoding plugin the CDC streams read), and chromium (the browser
-# tests drive Debian's /usr/bin/chromium with Playwright).
+# source) with wal2json (the logical decoding plugin the CDC streams read), chromium (the browser
+# tests drive Debian's /usr/bin/chromium with Playwright) and faketime (libfaketime: the clock-skew tests,
+# tests/reliability/test_clock_skew.py, run workers with their clock moved).
 # Installs only what is missing, so a second `make test` costs nothing here.
 set -euo pipefail
 
@@ -23,6 +24,7 @@ install() {
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 test -x /usr/bin/chromium || need+=(chromium)
+dpkg -s libfaketime >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   install "${need[@]}"
 fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
+from types import FrameType
 
 import uvicorn
 from rich.console import Console
@@ -68,6 +70,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     scheduler = runtime.scheduler()
     notifier = runtime.notifier()
     server = http_server(runtime)
+    if isinstance(server, _Server):
+        server.hurry = worker.hurry  # a second SIGTERM or SIGINT gives the running tasks back at once
     forwarding = ForwardingSocket() if settings.http_processes > 1 else None
     helpers = start_http_processes(
         settings, sock, settings.http_processes - 1, forward_to=forwarding.path if forwarding else None
@@ -92,6 +96,10 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
         stop_http_processes(helpers)
         if forwarding is not None:
             forwarding.close()
+        log.info(
+            "stopping: finishing running tasks (up to %.0f s; a second signal gives them back at once)",
+            SHUTDOWN_GRACE_SECONDS,
+        )
         worker.stop(SHUTDOWN_GRACE_SECONDS)
         scheduler.stop()
         notifier.stop()
@@ -224,10 +232,51 @@ def http_server(runtime: Runtime, *, forward_to: str | None = None) -> uvicorn.S
 
 
 class _Server(uvicorn.Server):
-    """uvicorn re-raises the signal that stopped it; runyard stops on purpose and exits 0 after cleaning up."""
+    """uvicorn, stopping the way runyard stops: on purpose, exit 0 after cleaning up, never a traceback.
+
+    - uvicorn re-raises the signal that stopped it; runyard does not.
+    - The first SIGTERM or SIGINT: uvicorn stops accepting and waits for the requests in flight, here at most
+      SHUTDOWN_GRACE_SECONDS: then the clients still connected are disconnected (their requests see the client
+      gone), where uvicorn would wait for them without end (a client that never finishes sending its request).
+    - A second SIGTERM or SIGINT, while uvicorn stops or later during the worker's grace: those clients are
+      disconnected at once, and `hurry` (the worker's) gives its running tasks back at once. The handlers stay this
+      server's after `run` returns, instead of the defaults uvicorn would put back (which would end the process by
+      the signal, or with a KeyboardInterrupt's traceback). uvicorn's own answer to a second SIGINT, `force_exit`,
+      is not used: it cancels the requests in flight and skips the app's shutdown, each logged with a traceback.
+    """
+
+    hurry: Callable[[], None] | None = None
+    _disconnect_now = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:  # the first signal: uvicorn stops
+            super().handle_exit(sig, frame)
+            return
+        self._disconnect_now = True  # a second: flags only, the event loop and the main thread act on them
+        if self.hurry is not None:
+            self.hurry()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        cutter = asyncio.create_task(self._disconnect_clients_when_due())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cutter.cancel()
+
+    async def _disconnect_clients_when_due(self) -> None:
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        while not self._disconnect_now and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.close()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):  # what uvicorn puts back when it returns
+                signal.signal(sig, self.handle_exit)
         with super().capture_signals():
             yield
             self._captured_signals.clear()
@@ -331,22 +380,59 @@ def _launch_demo(
     return view.id
 
 
+def warn_of_file_warehouse(settings: Settings, runtime: Runtime) -> None:
+    """One line at a worker's start when the warehouse is DuckDB files, which one process at a time can open."""
+    from runyard.warehouse.duckdb import DuckDBWarehouses
+
+    warehouses = runtime.warehouses
+    if not isinstance(warehouses, DuckDBWarehouses):
+        return
+    home, directory = settings.home.resolve(), warehouses.directory
+    folder = directory.relative_to(home) if directory.is_relative_to(home) else directory.name
+    log.warning(
+        "the warehouse is DuckDB files under %s/, each open in one process at a time: while runyard serve or another "
+        "worker holds an account's file, this worker's tasks that use it wait (at most "
+        "RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS, %g s) and then fail; processes that load data side by side need a "
+        "warehouse they can share (PostgreSQL, planned)",
+        folder,
+        settings.warehouse_lock_wait_seconds,
+    )
+
+
 def run_worker(settings: Settings) -> None:
-    """A worker process alone. SIGTERM or SIGINT: claim nothing more, finish or give back, exit 0."""
+    """A worker process alone. SIGTERM or SIGINT: claim nothing more, let running tasks finish within
+    SHUTDOWN_GRACE_SECONDS (what still runs then is given back), exit 0. A second SIGTERM or SIGINT during the
+    grace gives every running task back at once (at its next checkpoint; another worker claims it at its next
+    poll, no lease to wait for) and exits 0."""
     configure_logging()
     runtime = Runtime(settings, open_store(settings), resources=engine_resources(settings))
+    warn_of_file_warehouse(settings, runtime)
     worker = runtime.worker("worker")
     scheduler = runtime.scheduler()
     notifier = runtime.notifier()
     stop = threading.Event()
+    signals = 0
+
+    def on_signal(*_: object) -> None:
+        # The first: stop (below). A second during the grace: give the running tasks back at once, exit 0.
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            stop.set()
+        else:
+            worker.hurry()  # sets a flag only: the main thread, inside worker.stop, does the rest
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     worker.start()
     scheduler.start()
     notifier.start()
     with tuned_gc():
         stop.wait()
-    log.info("stopping: finishing running tasks (up to %.0f s)", SHUTDOWN_GRACE_SECONDS)
+    log.info(
+        "stopping: finishing running tasks (up to %.0f s; a second signal gives them back at once)",
+        SHUTDOWN_GRACE_SECONDS,
+    )
     worker.stop(SHUTDOWN_GRACE_SECONDS)
     scheduler.stop()
     notifier.stop()

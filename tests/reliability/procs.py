@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
@@ -129,7 +129,12 @@ class Workers:
         self.started: list[WorkerProcess] = []
 
     def start(
-        self, *, crash_at: str | None = None, lease_seconds: float = LEASE_SECONDS, allowed_hosts: str = "public"
+        self,
+        *,
+        crash_at: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+        allowed_hosts: str = "public",
+        extra_env: Mapping[str, str] | None = None,
     ) -> WorkerProcess:
         env = {key: value for key, value in os.environ.items() if not key.startswith("RUNYARD_")}
         env.update(
@@ -145,6 +150,7 @@ class Workers:
         )
         if crash_at is not None:
             env["RUNYARD_CRASH_AT"] = crash_at
+        env.update(extra_env or {})  # last: a test may change any of the above
         log_path = self.home / f"worker-{len(self.started)}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(

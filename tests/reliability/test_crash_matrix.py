@@ -5,7 +5,7 @@ SIGKILL there, starts a fresh worker without the setting and waits for the run's
 Canceled where the scenario cancels. Then the worker is stopped and `check_invariants` (I1-I7) reads the store,
 the DuckDB file and the staging folder. The warehouse is DuckDB, the only one today.
 
-RUNYARD_CRASH_REPEAT (default 1) runs every scenario that many times; `make soak` runs 20.
+RUNYARD_CRASH_REPEAT (default 3, as in `make test`) runs every scenario that many times; `make soak` runs 20.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from tests.reliability.procs import WorkerProcess, Workers, wait_until
 
 pytestmark = pytest.mark.slow
 
-REPEAT = int(os.environ.get("RUNYARD_CRASH_REPEAT", "1"))
+REPEAT = int(os.environ.get("RUNYARD_CRASH_REPEAT", "3"))
 LOOPBACK = "127.0.0.1"  # the workers may reach the demo source on loopback
 TIMEOUT = 60.0  # a bound on waiting for what must happen, never a speed requirement
 EMPLOYEES = 200  # four pages of 50

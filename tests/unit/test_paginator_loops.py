@@ -205,3 +205,34 @@ def test_safe_url_masks_the_key_wherever_the_source_put_it() -> None:
         shown = client.safe_url(f"{BASE}/items?token={SECRET}&api_key={SECRET}", {"page": "2"})
     assert SECRET not in shown, shown
     assert parse_qs(urlsplit(shown).query) == {"token": ["***"], "api_key": ["***"], "page": ["2"]}
+
+
+@pytest.mark.parametrize(
+    "pagination",
+    [
+        {"style": "page_number", "page_param": "page", "size_param": None, "page_size": 2},
+        {"style": "offset", "offset_param": "page", "limit_param": "limit", "limit": 2},
+    ],
+    ids=["page_number", "offset"],
+)
+def test_a_source_that_ignores_its_paging_parameter_is_stopped_at_the_second_page(pagination: dict[str, Any]) -> None:
+    full_page: Page = ([{"id": 1}, {"id": 2}], {})  # always the first page, whatever page or offset is asked for
+    pages = {key: full_page for key in ("1", "0", "2", "3", "4")}
+    requested: list[str] = []
+
+    with pytest.raises(TaskFailed) as caught:
+        walk_to_the_end(pagination, pages, None, requested)
+
+    assert len(requested) == 2, requested  # the repeat is caught at the second page, not at max_pages
+    message = str(caught.value)
+    assert message.startswith("items, page 2: the source answered with the same 2 records as page 1"), message
+    assert SECRET not in message
+
+
+def test_pages_that_differ_are_all_read() -> None:
+    pages: dict[str, Page] = {"1": ([{"id": 1}, {"id": 2}], {}), "2": ([{"id": 3}, {"id": 4}], {}), "3": ([], {})}
+    requested: list[str] = []
+
+    walk_to_the_end({"style": "page_number", "size_param": None, "page_size": 2}, pages, None, requested)
+
+    assert requested == ["1", "2", "3"]

@@ -26,6 +26,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,15 @@ _SAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 _ATTEMPT_DIR = re.compile(r"attempt-(\d+)")
 _MAX_SLUG = 100
 _REMOVE_ATTEMPTS = 5
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}  # no room left on the disk, or in the user's quota on it
+
+
+def _size(count: int) -> str:
+    """1.5 MB, 12 KB, 300 bytes: a free space as an administrator reads it."""
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
 
 
 # --- names ----------------------------------------------------------------------------------------
@@ -415,4 +425,18 @@ class Staging:
             action()
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
+            if exc.errno in _DISK_FULL:
+                raise StagingError(self._disk_full(path, verb, reason)) from exc
             raise StagingError(f"could not {verb} staged file {self._relative(path)}: {reason}") from exc
+
+    def _disk_full(self, path: str, verb: str, reason: str) -> str:
+        """What an administrator reads when the staging disk is full: which folder, how much is free, what to do."""
+        root = self._storage.root
+        free = ""
+        with contextlib.suppress(OSError, ValueError):  # not a local folder, or gone
+            free = f", {_size(shutil.disk_usage(root).free)} free"
+        return (
+            f"no space left on the staging disk: could not {verb} staged file {self._relative(path)} in the staging "
+            f"folder {root} ({reason}{free}). Free some space there, or set RUNYARD_STAGING_URL to a folder with "
+            "more room; then retry"
+        )

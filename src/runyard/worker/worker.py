@@ -30,6 +30,8 @@ log = logging.getLogger("runyard.worker")
 # Saving a task's end (or giving it back) is tried again this long after each failure of the runs
 # database (a dropped connection, a deadlock, a lock wait that timed out), then the task is abandoned.
 WRITE_RETRY_DELAYS_SECONDS = (0.1, 0.3, 1.0)
+# How often `stop()` looks whether `hurry()` was called while it waits for running tasks.
+HURRY_CHECK_SECONDS = 0.1
 
 
 def default_worker_id(label: str = "worker") -> str:
@@ -62,6 +64,8 @@ class Worker:
         self.wakeup = wakeup or Wakeup()
         self.worker_id = worker_id or default_worker_id()
         self._stopping = threading.Event()
+        # Set by hurry(), which a signal handler may call: a plain flag, since a handler must take no lock.
+        self._hurry = False
         self._threads: list[threading.Thread] = []
         self._running: dict[int, tuple[Claim, TaskContext]] = {}
         self._lock = threading.Lock()
@@ -82,24 +86,35 @@ class Worker:
 
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Claim nothing more; let running tasks finish within the grace, then give them back. Streams, which
-        finish only when canceled, are given back at once."""
+        finish only when canceled, are given back at once; so is every task once `hurry()` was called (before
+        or during the grace)."""
         self._stopping.set()
         self.wakeup.notify()
-        with self._lock:
-            for claim, ctx in self._running.values():
-                if claim.stage == STREAM_STAGE:
-                    ctx.stop(StopReason.SHUTDOWN)
+        self._give_back_running(streams_only=True)
         deadline = time.monotonic() + grace_seconds
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            for _, ctx in self._running.values():
-                ctx.stop(StopReason.SHUTDOWN)
+            # In short slices: a hurry() (a second stop signal) during the grace gives the tasks back at once.
+            while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+                if self._hurry:
+                    break
+                thread.join(min(left, HURRY_CHECK_SECONDS))
+        self._give_back_running(streams_only=False)
         for thread in self._threads:
             thread.join(self.heartbeat_seconds + 5)
         self._closed.set()
         if self._flusher is not None:
             self._flusher.join(self.metrics_seconds + 5)
+
+    def hurry(self) -> None:
+        """Stop waiting for running tasks: `stop()` gives them back at once (each at its next checkpoint), and
+        nothing more is claimed. Safe to call from a signal handler: it only sets flags."""
+        self._hurry = True
+
+    def _give_back_running(self, *, streams_only: bool) -> None:
+        with self._lock:
+            for claim, ctx in self._running.values():
+                if not streams_only or claim.stage == STREAM_STAGE:
+                    ctx.stop(StopReason.SHUTDOWN)
 
     @property
     def busy(self) -> int:
@@ -108,7 +123,7 @@ class Worker:
 
     def _slot(self) -> None:
         """Claim and run tasks until stopped. Nothing a task or the database does ends this loop."""
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not self._hurry:
             generation = self.wakeup.generation
             try:
                 claim = self.leases.claim(self.worker_id)
@@ -133,6 +148,8 @@ class Worker:
         ctx = TaskContext(claim.identity, claim.params, claim.inputs)
         with self._lock:
             self._running[claim.task_id] = (claim, ctx)
+        if self._hurry:  # claimed just as the worker was told to hurry: give it back at once
+            ctx.stop(StopReason.SHUTDOWN)
         done = threading.Event()
         thread = threading.Thread(target=self._heartbeat, args=(claim, ctx, done), daemon=True)
         thread.start()

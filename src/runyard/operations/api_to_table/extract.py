@@ -363,6 +363,7 @@ class _Walk:
         paginator = make_paginator(self.endpoint.pagination, page_range=page_range)
         request = paginator.first_request(params)
         page: Page | None = None
+        previous_records: list[object] = []
         for number in itertools.count(1):
             if self.endpoint.max_pages is not None and number > self.endpoint.max_pages:
                 yield f"{self.endpoint.name}: stopped after max_pages={self.endpoint.max_pages}"
@@ -370,6 +371,13 @@ class _Walk:
             crash_point(f"extract.page_{number}")
             page = self.fetch(request, number, page)
             records = self.select(page, number)
+            if records and records == previous_records:  # unequal pages differ at their first record: cheap
+                raise TaskFailed(
+                    f"{self.endpoint.name}, page {number}: the source answered with the same {len(records)} records "
+                    f"as page {number - 1}, as if it ignored the paging parameters; stopped instead of reading the "
+                    "same page for ever"
+                )
+            previous_records = records
             yield FetchedPage(number, page, records)
             try:
                 paginator.update(page.body, page.headers, len(records))
