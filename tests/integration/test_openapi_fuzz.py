@@ -52,7 +52,7 @@ pytestmark = pytest.mark.slow
 ADMIN_PASSWORD = "admin-password"
 SIGNING_KEY = "fuzz-test-signing-key-of-at-least-32-bytes"
 STARTUP_SECONDS = 10.0
-MAX_EXAMPLES = 20
+MAX_EXAMPLES = 25
 MISSING = {"detail": "Authentication credentials were not provided."}
 # Spec 003's routes (/v1/...) answer errors in that document's shape.
 SPEC003_MISSING = {"code": 401, "data": {}, "message": "Authentication credentials were not provided."}
@@ -160,8 +160,7 @@ def _fuzz(case_strategy: Any, run_case: Callable[[Any], None]) -> None:
     @settings(
         max_examples=MAX_EXAMPLES,
         deadline=None,
-        derandomize=True,
-        database=None,
+        database=None,  # random examples every run (hypothesis prints the seed that reproduces a failure)
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
     @given(case=case_strategy)
