@@ -21,6 +21,7 @@ from runyard.domain.runs import (
 )
 from runyard.domain.statuses import RUN_ACTIVE, TASK_SUCCEEDED, RunStatus, RunType, TaskStatus, Trigger
 from runyard.errors import Conflict, LaunchThrottled, NotFound, RunRejected
+from runyard.faults import crash_point
 from runyard.operations import registry
 from runyard.operations.definition import PlanRequest
 from runyard.services.history import record_event
@@ -84,10 +85,12 @@ class RunService:
                     # Read in the launch's own transaction: the answer is the run as launched, not whatever a
                     # worker woken a moment later has made of it.
                     launched = get_run(conn, outcome.run_id)
+                    crash_point("launch.before_commit")  # the run and its tasks written, not yet committed
             except sa.exc.IntegrityError as error:
                 if not is_launch_race(error):
                     raise
                 continue
+            crash_point("launch.after_commit")  # committed, nobody answered yet
             if outcome.accepted:
                 self._notify()
                 return launched

@@ -138,8 +138,18 @@ templates = _environment()
 
 
 def current_path(request: Request) -> str:
+    """The page's path and query, without `Authorization` (spec 001's query token): it goes into links and forms."""
     query = request.url.query
+    if any(_is_query_token(name) for name in request.query_params):
+        query = urlencode(
+            [(name, value) for name, value in request.query_params.multi_items() if not _is_query_token(name)]
+        )
     return request.url.path + (f"?{query}" if query else "")
+
+
+def _is_query_token(name: str) -> bool:
+    """A query parameter carrying a token (`?Authorization=Bearer ...`, any case): never copied into a link."""
+    return name.strip().lower() == "authorization"
 
 
 def viewer(request: Request) -> Viewer:
@@ -217,7 +227,7 @@ def safe_next(value: str | None, default: str) -> str:
 
 def url_with(request: Request, **changes: object) -> str:
     """The current page's URL with some query parameters changed (None or "" removes one)."""
-    params: dict[str, str] = dict(request.query_params)
+    params = {name: value for name, value in request.query_params.items() if not _is_query_token(name)}
     for name, value in changes.items():
         if value is None or value == "":
             params.pop(name, None)
