@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         description="Rejected runs an operation may get per minute; past it a launch while a run is active answers "
         "429 and records nothing",
     )
+    sql_queries_per_minute: int = Field(
+        default=120,
+        ge=1,
+        le=100_000,
+        description="SQL Explorer queries an account may run per minute (API, UI and CLI together); past it a query "
+        "answers 429 and does not run",
+    )
+    exports_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="Exports (spec 004's page 1, the Exports page's Start) an account may start per minute; past it "
+        "a start answers 429 and starts nothing (later pages of a started export are not counted)",
+    )
     stalled_after_seconds: float = Field(
         default=300.0, gt=0, description="A running task that received no record for this long shows as Stalled"
     )

@@ -105,7 +105,10 @@ def _load(warehouse: Warehouse, run_key: str, tables: dict[str, pa.Table]) -> No
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStack]:
     home = tmp_path_factory.mktemp("sql")
-    settings = Settings(home=home, secret_key="sql-explorer-test-key-of-at-least-32-bytes")
+    # Many queries a minute from one account (this file, test_explorer_bypass.py): RUNYARD_SQL_QUERIES_PER_MINUTE off.
+    settings = Settings(
+        home=home, secret_key="sql-explorer-test-key-of-at-least-32-bytes", sql_queries_per_minute=100_000
+    )
     with cheap_hashing():
         store = open_store(settings)
         bootstrap_admin(store, ADMIN_PASSWORD)

@@ -3,7 +3,8 @@
 Page 1 of an export starts a session: a row in `export_sessions` and a background thread, in the process that holds
 the account's warehouse, which reads the rows from one read-only snapshot and caches every page in staging
 (`<account>/.exports/<session>/page-<n>`). Page 1 is answered as soon as it is cached, with the session's
-continuation token in the `continuation-token` header; later pages, sent with that header, are read from the cache
+continuation token in the `continuation-token` header (each account may start RUNYARD_EXPORTS_PER_MINUTE exports a
+minute: services.account_limits); later pages, sent with that header, are read from the cache
 by whichever process answers. The session's queue (active, completed, draining, stale) follows
 runyard.domain.exports; every request and the leading scheduler's sweep apply its timers, and a session that leaves
 the draining queue is deleted with its cache.
@@ -33,6 +34,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from runyard.domain import exports as queues
 from runyard.domain.exports import ExportStatus, Queue, QueueTimers, SessionState
 from runyard.errors import RunyardError
+from runyard.services.account_limits import export_limit, reserve_in
 from runyard.services.bi_views import find_view
 from runyard.services.export_format import (
     MAX_PAGE_SIZE,
@@ -196,8 +198,11 @@ class ExportService:
         first_page_seconds: float = 60.0,
         page_wait_seconds: float = 1.0,
         resolve: ResolveSource | None = None,
+        starts_per_minute: int | None = None,
     ) -> None:
         self.store = store
+        # Exports an account may start per minute (RUNYARD_EXPORTS_PER_MINUTE); None: no limit.
+        self.starts_per_minute = starts_per_minute
         self.staging = staging
         self.warehouses = warehouses
         self._signing_key = signing_key
@@ -242,12 +247,15 @@ class ExportService:
         self, account: str, account_id: int, user_id: int | None, request: ExportRequest
     ) -> tuple[str, threading.Event]:
         """A new session and its background export: its token, and an event set once page 1 is cached (or the
-        export has ended)."""
+        export has ended). AccountThrottled, and nothing started, past `starts_per_minute` of the account."""
         warehouse = self._warehouse(account)
         query = self._query(account, request)
         session_id = str(uuid.uuid4())
         with self.store.write() as conn:
-            state = queues.started(self.store.now(conn))
+            now = self.store.now(conn)
+            if self.starts_per_minute is not None:
+                reserve_in(conn, now, export_limit(self.starts_per_minute), account_id, account)
+            state = queues.started(now)
             conn.execute(
                 export_sessions.insert().values(
                     id=session_id,
@@ -741,6 +749,7 @@ def export_service(context: AppContext) -> ExportService:
         timers=export_timers(settings),
         first_page_seconds=settings.export_first_page_seconds,
         resolve=declared,
+        starts_per_minute=settings.exports_per_minute,
     )
 
 

@@ -3,9 +3,10 @@
 Every way in (the API, the web UI, the CLI through the API) comes here. `SqlExplorer.run` picks the caller's
 account warehouse, applies the row limit and the timeout of the settings (read on every call), registers the
 query under its owner and id so that `stop` can interrupt it from another request, and measures how long it
-took. What may run, and what a query can reach, is the warehouse's rule (`Warehouse.read`: one SELECT, WITH or
-EXPLAIN, in a transaction that cannot write, on a database that cannot touch files); every refusal, database
-error, timeout or stop is a `QueryFailed` carrying the database's message.
+took. Each query counts against its account's RUNYARD_SQL_QUERIES_PER_MINUTE (services.account_limits: past it,
+AccountThrottled, and the query does not run). What may run, and what a query can reach, is the warehouse's
+rule (`Warehouse.read`: one SELECT, WITH or EXPLAIN, in a transaction that cannot write, on a database that cannot
+touch files); every refusal, database error, timeout or stop is a `QueryFailed` carrying the database's message.
 
 The registry is per process (one per app: `explorer_for`), so a stop reaches a query only in the process that
 runs it: with RUNYARD_HTTP_PROCESSES > 1 only the first process holds the warehouses, and the others forward these
@@ -33,8 +34,9 @@ from decimal import Decimal
 from typing import Any
 
 from runyard.errors import Conflict, InvalidInput, RunyardError
+from runyard.services.account_limits import reserve, sql_query_limit
 from runyard.services.app_context import AppContext
-from runyard.warehouse.base import Column, TableInfo
+from runyard.warehouse.base import Column, QueryFailed, TableInfo
 
 QUERY_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 _QUERY_ID = re.compile(QUERY_ID_PATTERN)
@@ -91,6 +93,10 @@ class RunningQueries:
             entry = self._running[(owner, query_id)] = _Running()
             return entry
 
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._running
+
     def started(self, entry: _Running, interrupt: Callable[[], None]) -> None:
         """The warehouse started the query: remember how to stop it, and stop it now if that was asked already."""
         with self._lock:
@@ -140,13 +146,22 @@ class SqlExplorer:
         return self.context.warehouses is not None
 
     def run(
-        self, account: str, owner: int, sql: str, *, limit: int | None = None, query_id: str | None = None
+        self,
+        account: str,
+        owner: int,
+        sql: str,
+        *,
+        account_id: int,
+        limit: int | None = None,
+        query_id: str | None = None,
     ) -> SqlAnswer:
         """Run `sql` on `account`'s warehouse for user `owner`: at most `limit` rows (default and maximum: the
         row limit setting), stopped past the timeout setting or by `stop(owner, query_id)`.
 
         QueryFailed (the database's message) for anything the warehouse refuses or that fails; InvalidInput for a
-        limit or query id out of bounds; Conflict when the owner already runs a query with that id."""
+        limit or query id out of bounds; Conflict when the owner already runs a query with that id; AccountThrottled
+        (nothing run) when the account (`account_id`) ran RUNYARD_SQL_QUERIES_PER_MINUTE queries in the last
+        minute."""
         warehouses = self.context.warehouses
         if warehouses is None:
             raise SqlUnavailable()
@@ -158,16 +173,24 @@ class SqlExplorer:
         elif not _QUERY_ID.fullmatch(query_id):
             raise InvalidInput("query_id", "use 1 to 64 letters, digits, '-' or '_'")
         timeout = self.timeout_seconds
+        if (owner, query_id) in self.registry:
+            raise Conflict(f"a query with id {query_id!r} is already running: choose another id")
+        reserve(self.context.store, sql_query_limit(self.context.settings.sql_queries_per_minute), account_id, account)
         entry = self.registry.add(owner, query_id)
         try:
             warehouse = warehouses.for_account(account)
             started = time.perf_counter()
-            result = warehouse.read(
-                sql,
-                limit=rows_wanted,
-                timeout_seconds=timeout,
-                on_start=lambda interrupt: self.registry.started(entry, interrupt),
-            )
+            try:
+                result = warehouse.read(
+                    sql,
+                    limit=rows_wanted,
+                    timeout_seconds=timeout,
+                    on_start=lambda interrupt: self.registry.started(entry, interrupt),
+                )
+            except QueryFailed as error:
+                if error.reason.startswith(OUT_OF_MEMORY):
+                    raise _out_of_memory(error) from error
+                raise
             elapsed = (time.perf_counter() - started) * 1000
         finally:
             self.registry.remove(owner, query_id)
@@ -198,6 +221,16 @@ class SqlExplorer:
         if limit < 1 or limit > ceiling:
             raise InvalidInput("limit", f"must be between 1 and {ceiling:,} (RUNYARD_SQL_ROW_LIMIT)")
         return limit
+
+
+OUT_OF_MEMORY = "Out of Memory Error"
+
+
+def _out_of_memory(error: QueryFailed) -> QueryFailed:
+    """The warehouse's memory limit reached, in words: what happened, and the database's first line (its advice to
+    change settings is left out: nobody can change them here)."""
+    first_line = error.reason.strip().splitlines()[0]
+    return QueryFailed(f"the query needed more memory than the warehouse allows and was stopped ({first_line})")
 
 
 _EXPLORERS_LOCK = threading.Lock()

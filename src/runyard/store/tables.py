@@ -505,3 +505,15 @@ revoked_sessions = sa.Table(
     sa.Column("expires_at", UtcDateTime(), nullable=False),
     sa.Index(None, "expires_at"),
 )
+
+# SQL Explorer queries and export starts, one row each, counted per account in a sliding window
+# (runyard.services.account_limits); an account's rows past the window are deleted as its new ones come.
+rate_limit_events = sa.Table(
+    "rate_limit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("account_id", sa.Integer, nullable=False),
+    sa.Column("happened_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "kind", "account_id", "happened_at"),
+)

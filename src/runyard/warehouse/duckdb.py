@@ -61,6 +61,9 @@ CONFIG: dict[str, Any] = {
     # A bound on DuckDB's buffers: past it, large loads spill to <file>.tmp/ instead of growing the
     # process with the size of the data (the engine's own memory is bounded by its part size).
     "memory_limit": "512MB",
+    # A bound on that spill (<file>.tmp/; DuckDB's default is 90% of the free disk): a query or load that needs more
+    # fails with DuckDB's message instead of filling the disk the store and staging share (RELIABILITY S10).
+    "max_temp_directory_size": "10.0 GiB",  # written as DuckDB prints it back
 }
 STAGING_SCHEMA = "main"
 STAGING_PREFIX = "_runyard_staging__"

@@ -2,7 +2,7 @@
 
 Every route is served under /api/integrations/v2 (the document's path) and /api/integration/v2 (the BI Views v2
 download's). Errors are `{"detail": ...}` like the rest of the API; past the last page the answer also carries
-`total_pages` and `total_rows`.
+`total_pages` and `total_rows`; past the account's exports per minute, page 1 is a 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from runyard.api.auth import operator_only
 from runyard.api.deps import PrincipalDep
+from runyard.errors import TooManyRequests
 from runyard.services.export_format import EXTENSIONS, MEDIA_TYPES, TOKEN_HEADER
 from runyard.services.exports import (
     ExportError,
@@ -56,7 +57,8 @@ def biview(
     """One page of a view or table: CSV by default (`outputType=gzip` or `json`), `pageSize` rows (default 1,000).
 
     Page 1 starts the export and answers the `continuation-token` header; send it with every later page.
-    `pagenum=0` answers 204; `count=true` answers the row count."""
+    `pagenum=0` answers 204; `count=true` answers the row count. Page 1 past RUNYARD_EXPORTS_PER_MINUTE exports
+    started by your account in the last minute answers 429 with Retry-After and starts nothing."""
     operator_only(principal)
     exports = _exports(request)
     try:
@@ -77,6 +79,9 @@ def biview(
             raise ExportError(400, f"pages after the first need the {TOKEN_HEADER} header that page 1 answered")
     except ExportError as error:
         return _refusal(error)
+    except TooManyRequests as throttled:
+        headers = {"Retry-After": str(throttled.retry_after_seconds)}
+        return JSONResponse({"detail": str(throttled)}, status_code=429, headers=headers)
     headers = {TOKEN_HEADER: page.token, "page-number": str(page.number)}
     if page.total_pages is not None and page.total_rows is not None:
         headers |= {"total-pages": str(page.total_pages), "total-rows": str(page.total_rows)}
@@ -114,7 +119,13 @@ for _prefix in PREFIXES:
         biview,
         methods=["GET"],
         response_class=Response,
-        responses={204: {"description": "pagenum=0: no page"}},
+        responses={
+            204: {"description": "pagenum=0: no page"},
+            429: {
+                "description": "Page 1 past RUNYARD_EXPORTS_PER_MINUTE exports started by your account in the last "
+                "minute: nothing started; see Retry-After"
+            },
+        },
     )
     router.add_api_route(f"{_prefix}/biviews-status", sessions, methods=["GET"])
     router.add_api_route(f"{_prefix}/biviews-status/{{task_id}}", session, methods=["GET"])

@@ -99,6 +99,10 @@ QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
         "database's message"
     },
     409: {"description": "You already run a query with this query_id"},
+    429: {
+        "description": "Your account ran RUNYARD_SQL_QUERIES_PER_MINUTE queries in the last minute: this one did not "
+        "run; see Retry-After"
+    },
 }
 
 
@@ -137,7 +141,8 @@ def run_query(
     """Run one read-only query on your account's warehouse (operators and administrators). It runs in a transaction
     that cannot write, on a database that cannot read or write files, load extensions or change its settings; it
     is stopped after RUNYARD_SQL_TIMEOUT_SECONDS. Every refusal and database error is a 400 with the database's
-    message."""
+    message; past RUNYARD_SQL_QUERIES_PER_MINUTE queries of your account in the last minute, a 429 with Retry-After
+    (the query does not run)."""
     explorer = _explorer(request)
     if body.limit is not None and body.limit > explorer.row_limit:
         raise RequestValidationError(
@@ -150,7 +155,14 @@ def run_query(
                 }
             ]
         )
-    answer = explorer.run(principal.account, principal.user_id, body.sql, limit=body.limit, query_id=body.query_id)
+    answer = explorer.run(
+        principal.account,
+        principal.user_id,
+        body.sql,
+        account_id=principal.account_id,
+        limit=body.limit,
+        query_id=body.query_id,
+    )
     if _wants_csv(format, request.headers.get("accept")):
         return csv_response(answer)
     return JSONResponse(_result(answer))

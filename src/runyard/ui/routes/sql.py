@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from runyard.errors import RunyardError
+from runyard.errors import RunyardError, TooManyRequests
 from runyard.services.sql_explorer import SqlAnswer, SqlExplorer, cell_text, csv_chunks, explorer_for
 from runyard.ui.web import (
     FormDep,
@@ -137,19 +137,27 @@ def run_query(request: Request, who: ViewerDep, form: FormDep) -> Response:
             who.principal.account,
             who.principal.user_id,
             sql,
+            account_id=who.principal.account_id,
             limit=limit,
             query_id=first(form, "query_id") or None,
         )
+    except TooManyRequests as exc:
+        error, status_code, retry_after = str(exc), 429, exc.retry_after_seconds
     except (ValueError, RunyardError) as exc:
-        error = str(exc)
-    status_code = 400 if error else 200
+        error, status_code, retry_after = str(exc), 400, None
+    else:
+        status_code, retry_after = 200, None
+    response: Response
     if request.headers.get(FRAGMENT_HEADER) == "result":
         response = render(
             request, "sql_result.html", who, status_code=status_code, **_result_context(answer, error, sql)
         )
         response.headers[FRAGMENT_HEADER] = "result"
-        return response
-    return _page(request, who, sql=sql, limit=limit, answer=answer, error=error, status_code=status_code)
+    else:
+        response = _page(request, who, sql=sql, limit=limit, answer=answer, error=error, status_code=status_code)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @router.post("/sql/stop")
@@ -171,7 +179,13 @@ def download_csv(request: Request, who: ViewerDep, form: FormDep) -> Response:
         return refused
     sql = first(form, "sql") or ""
     try:
-        answer = _explorer(request).run(who.principal.account, who.principal.user_id, sql)
+        answer = _explorer(request).run(
+            who.principal.account, who.principal.user_id, sql, account_id=who.principal.account_id
+        )
+    except TooManyRequests as exc:
+        response = _page(request, who, sql=sql, error=str(exc), status_code=429)
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
     except RunyardError as exc:
         return _page(request, who, sql=sql, error=str(exc), status_code=400)
     return StreamingResponse(
