@@ -23,6 +23,7 @@ from runyard.domain.statuses import TASK_SUCCEEDED, RunStatus, TaskStatus
 from runyard.domain.transitions import check_task_transition
 from runyard.engine.context import Progress, TaskIdentity, TaskOutput
 from runyard.errors import LeaseLost
+from runyard.faults import lost_ack
 from runyard.services.history import add_message, close_attempt, record_event
 from runyard.services.runs import RunService
 from runyard.services.settle import lock_run, settle_run
@@ -110,6 +111,12 @@ class TaskLeases:
         waits (see the lock order in runyard.services.settle). A run is held only for one short write,
         so when everything claimable was skipped, the claim looks again a few times before giving up.
         """
+        claim = self._claim(worker_id)
+        if claim is not None:
+            lost_ack("claim")  # test-only (RUNYARD_LOSE_ACK): the claim committed, its answer lost
+        return claim
+
+    def _claim(self, worker_id: str) -> Claim | None:
         for look in range(_CLAIM_LOOKS):
             if look:
                 time.sleep(_CLAIM_LOOK_PAUSE_SECONDS * look)
@@ -251,6 +258,7 @@ class TaskLeases:
             values.update(_progress_values(progress))
             self._fenced_update(conn, claim, now, values)
             status = conn.execute(sa.select(runs.c.status).where(runs.c.id == claim.run_id)).scalar_one()
+        lost_ack("heartbeat")  # test-only (RUNYARD_LOSE_ACK), as for every lost_ack below
         return bool(status == RunStatus.CANCELING.value)
 
     def write_metrics(self, batch: Sequence[tuple[Claim, Progress]]) -> list[Claim]:
@@ -306,6 +314,7 @@ class TaskLeases:
             record_event(conn, claim.run_id, "task_finished", now, task_id=claim.task_id, status=outcome.status.value)
             became_ready = settle_run(conn, claim.run_id, now, run)  # nothing above changed the run itself
             workflows = counted_workflows(conn, claim.run_id)
+        lost_ack("finish")
         if became_ready and self.wakeup is not None:
             self.wakeup.notify()
         if workflows:
@@ -341,6 +350,7 @@ class TaskLeases:
             close_attempt(conn, claim.task_id, claim.attempt, "released", now)
             if reason:
                 add_message(conn, claim.run_id, claim.task_id, "warning", reason, now)
+        lost_ack("release")
         if self.wakeup is not None:
             self.wakeup.notify()
 
