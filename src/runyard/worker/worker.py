@@ -148,7 +148,10 @@ class Worker:
         ctx = TaskContext(claim.identity, claim.params, claim.inputs)
         with self._lock:
             self._running[claim.task_id] = (claim, ctx)
-        if self._hurry:  # claimed just as the worker was told to hurry: give it back at once
+        if self._hurry or self._stopping.is_set():
+            # Claimed just as the worker was told to stop: a claim that began before the stop can commit after it
+            # (on SQLite it waits its turn for the write lock), even of a stream the stop has just given back.
+            # Nothing claimed after the stop runs: it goes back at once.
             ctx.stop(StopReason.SHUTDOWN)
         done = threading.Event()
         thread = threading.Thread(target=self._heartbeat, args=(claim, ctx, done), daemon=True)
