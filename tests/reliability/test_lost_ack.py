@@ -187,11 +187,6 @@ def test_heartbeats_whose_answers_were_lost_leave_the_task_running(store: Store,
     stop_and_check(store, home, worker)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a heartbeat whose answer was lost gives its progress back to the task, which writes it "
-    "again: records and latencies are counted twice (counts are written as increments, not idempotently)",
-)
 def test_progress_sent_with_a_heartbeat_whose_answer_was_lost_is_counted_once(
     store: Store, workers: Workers, home: Path
 ) -> None:

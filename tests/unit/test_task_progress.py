@@ -1,8 +1,11 @@
-"""A task's progress: what a heartbeat takes to write, and gives back when the write fails."""
+"""A task's progress: what a heartbeat takes to write, and gives back when the write fails; the attempt's running
+totals, which make a write idempotent."""
 
 from __future__ import annotations
 
-from runyard.engine.context import TaskContext
+from datetime import UTC, datetime
+
+from runyard.engine.context import Progress, TaskContext
 from runyard.services.tasks import Claim
 
 CLAIM = Claim(
@@ -18,6 +21,7 @@ CLAIM = Claim(
     lease_token="token",
     worker_id="w1",
 )
+AT = datetime(2026, 12, 6, tzinfo=UTC)
 
 
 def test_progress_given_back_is_written_with_what_came_since() -> None:
@@ -48,3 +52,39 @@ def test_progress_given_back_alone_keeps_its_time() -> None:
     written = ctx.take_progress()
     assert (written.records, written.last_record_at) == (3, failed_beat.last_record_at)
     assert written.last_record_at is not None
+
+
+def test_a_take_resets_the_deltas_and_carries_the_running_totals() -> None:
+    progress = Progress()
+    progress.add_records(5, AT)
+    progress.add_latency(2.0)
+    first = progress.take()
+    progress.add_records(3, AT)
+    progress.add_bytes(10)
+    progress.add_latency(4.0)
+    second = progress.take()
+
+    assert (first.records, first.records_total, first.latency_count_total) == (5, 5, 1)
+    assert (second.records, second.records_total, second.bytes_total) == (3, 8, 10)
+    assert (second.latency_ms_total, second.latency_count_total) == (6.0, 2)
+    assert progress.empty
+    assert progress.records_total == 8  # the totals outlive every take
+
+
+def test_progress_given_back_is_sent_again_within_the_next_totals_not_on_top_of_them() -> None:
+    progress = Progress()
+    progress.add_records(5, AT)
+    lost = progress.take()  # its write committed, but the worker never heard so: it gives it back
+    progress.give_back(lost)
+    progress.add_records(2, AT)
+    again = progress.take()
+
+    assert again.records == 7  # the deltas add up, as for a write that really failed
+    assert again.records_total == 7  # the total the store keeps the larger of: 5 written twice counts once
+
+
+def test_a_progress_built_with_counts_alone_has_totals_at_least_as_large() -> None:
+    progress = Progress(records=7, bytes=3, latencies_ms=[1.0, 2.0])
+
+    assert (progress.records_total, progress.bytes_total) == (7, 3)
+    assert (progress.latency_ms_total, progress.latency_count_total) == (3.0, 2)

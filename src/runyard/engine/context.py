@@ -72,26 +72,65 @@ NOTE_LENGTH = 200  # the store's tasks.metrics_note
 
 @dataclass
 class Progress:
-    """Metrics gathered by a running task since they were last written."""
+    """Metrics gathered by a running task since they were last written, and the attempt's running totals.
+
+    The totals make a write idempotent: the store keeps the larger of what it has and the total sent, so progress
+    whose write committed but whose answer was lost (and was given back, then sent again) is counted once.
+    """
 
     records: int = 0
     last_record_at: datetime | None = None
     latencies_ms: list[float] = field(default_factory=list)
     bytes: int = 0
     note: str | None = None  # the task's own words on where it is (a watermark, the tables committed)
+    records_total: int = 0  # the attempt's, up to this take: never reset by a take
+    bytes_total: int = 0
+    latency_ms_total: float = 0.0
+    latency_count_total: int = 0
+
+    def __post_init__(self) -> None:  # totals count at least what is here (a Progress built with counts alone)
+        self.records_total = max(self.records_total, self.records)
+        self.bytes_total = max(self.bytes_total, self.bytes)
+        self.latency_ms_total = max(self.latency_ms_total, sum(self.latencies_ms))
+        self.latency_count_total = max(self.latency_count_total, len(self.latencies_ms))
 
     @property
     def empty(self) -> bool:
         """Nothing happened since the last take: there is nothing to write."""
         return not (self.records or self.latencies_ms or self.bytes or self.note is not None)
 
+    def add_records(self, count: int, at: datetime) -> None:
+        self.records += count
+        self.records_total += count
+        self.last_record_at = at
+
+    def add_bytes(self, count: int) -> None:
+        self.bytes += count
+        self.bytes_total += count
+
+    def add_latency(self, milliseconds: float) -> None:
+        self.latencies_ms.append(milliseconds)
+        self.latency_ms_total += milliseconds
+        self.latency_count_total += 1
+
     def take(self) -> Progress:
-        taken = Progress(self.records, self.last_record_at, self.latencies_ms, self.bytes, self.note)
+        taken = Progress(
+            self.records,
+            self.last_record_at,
+            self.latencies_ms,
+            self.bytes,
+            self.note,
+            self.records_total,
+            self.bytes_total,
+            self.latency_ms_total,
+            self.latency_count_total,
+        )
         self.records, self.last_record_at, self.latencies_ms, self.bytes, self.note = 0, None, [], 0, None
         return taken
 
     def give_back(self, taken: Progress) -> None:
-        """Add back progress taken earlier that could not be written (it came before what is here now)."""
+        """Add back progress taken earlier that could not be written (it came before what is here now); the
+        totals here already count it."""
         self.records += taken.records
         self.bytes += taken.bytes
         self.last_record_at = self.last_record_at or taken.last_record_at
@@ -142,16 +181,15 @@ class TaskContext:
 
     def add_records(self, count: int) -> None:
         with self._lock:
-            self.progress.records += count
-            self.progress.last_record_at = datetime.now(UTC)
+            self.progress.add_records(count, datetime.now(UTC))
 
     def add_bytes(self, count: int) -> None:
         with self._lock:
-            self.progress.bytes += count
+            self.progress.add_bytes(count)
 
     def record_latency(self, milliseconds: float) -> None:
         with self._lock:
-            self.progress.latencies_ms.append(milliseconds)
+            self.progress.add_latency(milliseconds)
 
     def note(self, text: str) -> None:
         """A short line on where the task is, shown with its live metrics (spec 001's `code`, the run page)."""

@@ -418,17 +418,24 @@ def _inputs(conn: Connection, task_id: int) -> tuple[TaskOutput, ...]:
     return tuple(outputs)
 
 
+def _at_least(column: sa.Column[Any], total: float) -> sa.Case[Any]:
+    """The larger of the column and the attempt's total: writing the same total twice counts it once."""
+    return sa.case((column < total, total), else_=column)
+
+
 def _progress_values(progress: Progress | None) -> dict[str, Any]:
-    """The columns to change for progress gathered since the last write (counts add up; nothing when empty)."""
+    """The columns to change for progress gathered since the last write (nothing when empty). Counts are written
+    as the attempt's running totals, never as increments, so a write that committed but whose answer was lost can
+    be sent again without counting twice (RELIABILITY R4)."""
     if progress is None or progress.empty:
         return {}
     values: dict[str, Any] = {}
     if progress.records:
-        values["records_processed"] = tasks.c.records_processed + progress.records
+        values["records_processed"] = _at_least(tasks.c.records_processed, progress.records_total)
     if progress.note is not None:
         values["metrics_note"] = progress.note
     if progress.bytes:
-        values["bytes_processed"] = tasks.c.bytes_processed + progress.bytes
+        values["bytes_processed"] = _at_least(tasks.c.bytes_processed, progress.bytes_total)
     if progress.last_record_at is not None:
         values["last_record_at"] = progress.last_record_at
     if progress.latencies_ms:
@@ -441,7 +448,7 @@ def _progress_values(progress: Progress | None) -> dict[str, Any]:
             latency_ms_max=sa.case(
                 (tasks.c.latency_ms_max.is_(None) | (tasks.c.latency_ms_max < high), high), else_=tasks.c.latency_ms_max
             ),
-            latency_ms_sum=tasks.c.latency_ms_sum + sum(progress.latencies_ms),
-            latency_count=tasks.c.latency_count + len(progress.latencies_ms),
+            latency_ms_sum=_at_least(tasks.c.latency_ms_sum, progress.latency_ms_total),
+            latency_count=_at_least(tasks.c.latency_count, progress.latency_count_total),
         )
     return values
