@@ -20,7 +20,6 @@ from runyard.api.routes import alerts, events, operations, runs, sql, users, wor
 from runyard.api.routes import auth as auth_routes
 from runyard.api.routes import notifications as notification_routes
 from runyard.services.app_context import AppContext
-from runyard.services.metrics import LastChecks
 
 
 def install(app: FastAPI, context: AppContext) -> None:
@@ -28,7 +27,6 @@ def install(app: FastAPI, context: AppContext) -> None:
     settings = context.settings
     app.state.context = context
     app.state.tokens = auth.TokenService(settings.signing_key(), ttl_seconds=settings.token_ttl_seconds)
-    app.state.last_checks = LastChecks()
     app.state.exports = exports = context.exports
     _close_on_shutdown(app, exports.close)
     auth.install(app, auth.Authenticator(context.store, app.state.tokens, allow_query_token=settings.query_token_auth))

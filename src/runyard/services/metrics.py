@@ -7,16 +7,17 @@ source's change to its load; hwm, the time reading the watermark took.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from runyard.domain.statuses import TaskStatus
-from runyard.store.tables import accounts, runs, tasks, users
+from runyard.store import dialect
+from runyard.store.tables import accounts, metrics_last_checks, runs, tasks, users
 
 METRICS_TYPES = ("stream", "extract", "load", "task", "hwm")
 
@@ -84,20 +85,105 @@ def _running(row: Any) -> RunningTask:
     )
 
 
-class LastChecks:
-    """What each caller saw last time, so `recordsProcessedSinceLastCheck` means what it says."""
+# --- recordsProcessedSinceLastCheck, per user across processes ----------------------------------------------------
+#
+# Each check remembers, per user and task, the recordsProcessed it showed (the store's metrics_last_checks), so the
+# next check by the same user counts from there whichever HTTP process or server answers it. A user's first check of
+# a task counts every record of it so far: spec 001 names no other starting point than the last check, and before
+# the first one there is none, so the records since the task started are all "since the last check" (the sum of a
+# user's since-last-check values over their checks is then the task's recordsProcessed). Records of a new attempt
+# start again from 0: a check that sees fewer records than the last one reports 0 and counts from there.
 
-    def __init__(self) -> None:
-        self._seen: dict[tuple[int, int], int] = {}
-        self._lock = threading.Lock()
+#: A user's rows of tasks whose runs ended this long ago are deleted at that user's next check. A run that ended
+#: never runs its tasks again, so their rows are never read again; the margin keeps the rows a check writes (tasks
+#: it saw running) out of the ones it deletes.
+FORGET_AFTER = timedelta(days=1)
+_ROWS_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit, four per row
 
-    def since_last(self, caller: int, task_id: int, records: int) -> int:
-        with self._lock:
-            previous = self._seen.get((caller, task_id), 0)
-            self._seen[(caller, task_id)] = records
-            if len(self._seen) > 100_000:  # a bound, not a cache policy: forget everything
-                self._seen.clear()
-        return max(0, records - previous)
+
+@dataclass(frozen=True)
+class CheckedTask:
+    task: RunningTask
+    records_since_last_check: int
+
+
+def check_running(
+    conn: Connection,
+    user_id: int,
+    account_id: int,
+    *,
+    run_id: int | None = None,
+    metrics_type: str | None = None,
+) -> list[CheckedTask]:
+    """The account's running tasks (`running_tasks`) as `user_id`'s check sees them, inside the caller's write
+    transaction: the records each processed since this user's previous check of it, in any process. Remembers what
+    this check showed (one statement per 500 tasks) and forgets the user's tasks of runs ended over a day ago.
+
+    The user's checks are one at a time (a lock per user, on PostgreSQL; SQLite has one writer), so two concurrent
+    checks never both report the same records."""
+    dialect.lock_names(conn, [f"metrics-last-check:{user_id}"])
+    now = dialect.database_now(conn)
+    found = running_tasks(conn, account_id, run_id=run_id, metrics_type=metrics_type)
+    _forget_ended(conn, user_id, now)
+    if not found:
+        return []
+    previous = _last_seen(conn, user_id, [task.task_id for task in found])
+    _remember(conn, user_id, {task.task_id: task.records for task in found}, now)
+    return [CheckedTask(task, since_last(previous.get(task.task_id), task.records)) for task in found]
+
+
+def since_last(previous: int | None, records: int) -> int:
+    """Records since the last check that showed `previous` (None: no check yet, so every record so far)."""
+    if previous is None:
+        return records
+    return max(0, records - previous)
+
+
+def _last_seen(conn: Connection, user_id: int, task_ids: list[int]) -> dict[int, int]:
+    seen: dict[int, int] = {}
+    table = metrics_last_checks
+    for start in range(0, len(task_ids), _ROWS_PER_STATEMENT):
+        chunk = task_ids[start : start + _ROWS_PER_STATEMENT]
+        rows = conn.execute(
+            sa.select(table.c.task_id, table.c.records_seen).where(
+                table.c.user_id == user_id, table.c.task_id.in_(chunk)
+            )
+        )
+        seen.update({int(row.task_id): int(row.records_seen) for row in rows})
+    return seen
+
+
+def _remember(conn: Connection, user_id: int, records: dict[int, int], now: datetime) -> None:
+    """Upsert (user, task) -> records, in task order (PostgreSQL locks the rows in the order written)."""
+    rows = [
+        {"user_id": user_id, "task_id": task_id, "records_seen": records[task_id], "checked_at": now}
+        for task_id in sorted(records)
+    ]
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        conn.execute(_upsert(conn, rows[start : start + _ROWS_PER_STATEMENT]))
+
+
+def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> Any:
+    """INSERT … ON CONFLICT (user_id, task_id) DO UPDATE, one statement for all `rows` (both dialects spell it
+    alike; SQLAlchemy has one construct per dialect)."""
+    insert = postgresql.insert if dialect.is_postgresql(conn) else sqlite.insert
+    statement = insert(metrics_last_checks).values(rows)
+    return statement.on_conflict_do_update(
+        index_elements=[metrics_last_checks.c.user_id, metrics_last_checks.c.task_id],
+        set_={"records_seen": statement.excluded.records_seen, "checked_at": statement.excluded.checked_at},
+    )
+
+
+def _forget_ended(conn: Connection, user_id: int, now: datetime) -> None:
+    """Delete the user's rows of tasks whose runs ended more than FORGET_AFTER ago."""
+    table = metrics_last_checks
+    ended = (
+        sa.select(tasks.c.id)
+        .join(runs, runs.c.id == tasks.c.run_id)
+        .where(tasks.c.id == table.c.task_id, runs.c.completed_at < now - FORGET_AFTER)
+        .exists()
+    )
+    conn.execute(table.delete().where(table.c.user_id == user_id, ended))
 
 
 def epoch_ms(moment: datetime | None) -> int | None:

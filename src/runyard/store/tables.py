@@ -517,3 +517,15 @@ rate_limit_events = sa.Table(
     sa.Column("happened_at", UtcDateTime(), nullable=False),
     sa.Index(None, "kind", "account_id", "happened_at"),
 )
+
+# Spec 001's last check per user and task (migration 0016): the recordsProcessed the user's previous check showed,
+# so recordsProcessedSinceLastCheck is the same whichever process answers (runyard.services.metrics.check_running).
+# A user's rows of tasks whose runs ended more than a day ago are deleted at that user's next check.
+metrics_last_checks = sa.Table(
+    "metrics_last_checks",
+    metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.Integer, primary_key=True),
+    sa.Column("records_seen", sa.BigInteger, nullable=False),
+    sa.Column("checked_at", UtcDateTime(), nullable=False),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from runyard.api.contract import one_of
@@ -12,12 +12,11 @@ from runyard.api.deps import AdminDep, IdPath, StoreDep
 from runyard.errors import InvalidInput
 from runyard.services.metrics import (
     METRICS_TYPES,
-    LastChecks,
-    RunningTask,
+    CheckedTask,
+    check_running,
     code_summary,
     epoch_ms,
     now_utc,
-    running_tasks,
 )
 from runyard.services.runs import get_run
 
@@ -53,18 +52,18 @@ class TaskMetrics(BaseModel):
 # send the request again without its headers, or echo a `?Authorization=` token back in its Location.
 @router.get("/etl/rest/v1/tasks/", response_model=list[TaskMetrics])
 @router.get("/etl/rest/v1/tasks", response_model=list[TaskMetrics], include_in_schema=False)
-def all_running(request: Request, store: StoreDep, principal: AdminDep, type: TypeQuery = None) -> list[TaskMetrics]:
+def all_running(store: StoreDep, principal: AdminDep, type: TypeQuery = None) -> list[TaskMetrics]:
     """Every task running now in your account."""
-    with store.read() as conn:
-        found = running_tasks(conn, principal.account_id, metrics_type=_type(type))
-    return [_metrics(request, principal.user_id, task) for task in found]
+    metrics_type = _type(type)
+    with store.write() as conn:  # the check itself is remembered: one write per request (services.metrics)
+        found = check_running(conn, principal.user_id, principal.account_id, metrics_type=metrics_type)
+    return [_metrics(checked) for checked in found]
 
 
 @router.get("/etl/rest/v1/tasks/{audit_id}/", response_model=list[TaskMetrics])
 @router.get("/etl/rest/v1/tasks/{audit_id}", response_model=list[TaskMetrics], include_in_schema=False)
 def flow_running(
     audit_id: IdPath,
-    request: Request,
     store: StoreDep,
     principal: AdminDep,
     type: TypeQuery = None,
@@ -72,8 +71,10 @@ def flow_running(
     """The tasks running now in one run (the audit id is the run id)."""
     with store.read() as conn:
         get_run(conn, audit_id, account_id=principal.account_id)  # 404 for another account's run
-        found = running_tasks(conn, principal.account_id, run_id=audit_id, metrics_type=_type(type))
-    return [_metrics(request, principal.user_id, task) for task in found]
+    metrics_type = _type(type)
+    with store.write() as conn:
+        found = check_running(conn, principal.user_id, principal.account_id, run_id=audit_id, metrics_type=metrics_type)
+    return [_metrics(checked) for checked in found]
 
 
 def _type(value: str | None) -> str | None:
@@ -82,8 +83,8 @@ def _type(value: str | None) -> str | None:
     return value
 
 
-def _metrics(request: Request, caller: int, task: RunningTask) -> TaskMetrics:
-    checks: LastChecks = request.app.state.last_checks
+def _metrics(checked: CheckedTask) -> TaskMetrics:
+    task = checked.task
     now = now_utc()
     now_ms = int(now.timestamp() * 1000)
     started = epoch_ms(task.started_at)
@@ -102,7 +103,7 @@ def _metrics(request: Request, caller: int, task: RunningTask) -> TaskMetrics:
         minLatency=task.latency_min,
         avgLatency=task.latency_avg,
         recordsProcessed=task.records,
-        recordsProcessedSinceLastCheck=checks.since_last(caller, task.task_id, task.records),
+        recordsProcessedSinceLastCheck=checked.records_since_last_check,
         lastCheck=now_ms,
         lastTimeRecordsReceivedDate=epoch_ms(task.last_record_at),
     )
