@@ -218,16 +218,18 @@ def test_poison_task_fails_after_its_attempts_instead_of_crash_looping(store: St
     assert "stopped responding" in errors[0]
     assert f"{max_attempts} attempts" in errors[0]
 
-    # Later sweeps and polls change nothing: two more sweeps here, and a new run that the last worker claims and
-    # completes, so it has polled since (and never took the poison task back).
+    # Later sweeps and polls change nothing: two more sweeps here, then (the last worker, which would crash at its
+    # next claim, stopped cleanly) a new run that a fresh worker claims and completes, so a worker has polled since
+    # and never took the poison task back.
     for _ in range(2):
         sweep(store, cancel_timeout_seconds=60.0)
+    assert current.terminate() == 0
+    fresh = workers.start()
     other_id = launch(store, make_operation(store, tasks=[sleep_task("after", 0.01)], configuration_id="after"))
-    assert final_status(store, other_id, alive=[current]) is RunStatus.COMPLETED
-    assert task_row(store, other_id, "after")["worker_id"] == current.worker_id
-    assert current.alive()
+    assert final_status(store, other_id, alive=[fresh]) is RunStatus.COMPLETED
+    assert task_row(store, other_id, "after")["worker_id"] == fresh.worker_id
     assert task_row(store, run_id, "poison")["attempt"] == max_attempts
     assert task_row(store, run_id, "poison")["status"] == TaskStatus.FAILED.value
     assert len(attempt_log(store, task_id)) == max_attempts
-    assert current.terminate() == 0
+    assert fresh.terminate() == 0
     check_invariants(store)
