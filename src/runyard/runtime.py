@@ -17,6 +17,7 @@ from runyard.logtext import OneLineFormatter
 from runyard.services.runs import RunService
 from runyard.services.tasks import TaskLeases
 from runyard.services.wakeup import Wakeup
+from runyard.services.work_signal import WorkListener, listener_for
 from runyard.settings import Settings
 from runyard.store import migrate
 from runyard.store.database import Store
@@ -175,6 +176,12 @@ class Runtime:
 
     def leases(self) -> TaskLeases:
         return TaskLeases(self.store, lease_seconds=self.settings.lease_seconds, wakeup=self.wakeup)
+
+    def work_listener(self) -> WorkListener | None:
+        """What wakes this process's workers when another process makes work (runyard.services.work_signal): a
+        LISTEN connection on PostgreSQL, a wake socket on SQLite; None for an in-memory database. Start it before
+        the workers, stop it after them."""
+        return listener_for(self.store, self.wakeup)
 
     def worker(self, label: str = "worker") -> Worker:
         return Worker(

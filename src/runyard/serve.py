@@ -76,6 +76,9 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     helpers = start_http_processes(
         settings, sock, settings.http_processes - 1, forward_to=forwarding.path if forwarding else None
     )
+    listener = runtime.work_listener()  # wakes the worker when the other processes make work
+    if listener is not None:
+        listener.start()
     worker.start()
     scheduler.start()
     notifier.start()
@@ -101,6 +104,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
             SHUTDOWN_GRACE_SECONDS,
         )
         worker.stop(SHUTDOWN_GRACE_SECONDS)
+        if listener is not None:
+            listener.stop()
         scheduler.stop()
         notifier.stop()
         runtime.close()
@@ -113,8 +118,9 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
 # One Python process answers one request at a time (the GIL): with several clients, requests queue. With
 # http_processes = N, `runyard serve` binds the socket itself and N - 1 more processes accept on it, each
 # with its own app and connections to the store. Only the first runs the workers and the scheduler: the
-# others' launches and retries reach the workers at their next poll (RUNYARD_POLL_SECONDS), not through the
-# in-process wakeup. What an app keeps in memory is per process: the `recordsProcessedSinceLastCheck` of the
+# others' launches and retries wake them through runyard.services.work_signal (NOTIFY on PostgreSQL, the wake
+# sockets under <database folder>/run/ on SQLite), not through the in-process wakeup.
+# What an app keeps in memory is per process: the `recordsProcessedSinceLastCheck` of the
 # etlworks API counts from the last check the same process answered.
 
 
@@ -424,6 +430,9 @@ def run_worker(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    listener = runtime.work_listener()  # wakes the worker when other processes make work
+    if listener is not None:
+        listener.start()
     worker.start()
     scheduler.start()
     notifier.start()
@@ -434,6 +443,8 @@ def run_worker(settings: Settings) -> None:
         SHUTDOWN_GRACE_SECONDS,
     )
     worker.stop(SHUTDOWN_GRACE_SECONDS)
+    if listener is not None:
+        listener.stop()
     scheduler.stop()
     notifier.stop()
     runtime.close()

@@ -1,7 +1,8 @@
 """`runyard serve` with RUNYARD_HTTP_PROCESSES: the lists (and everything else) answered from several processes.
 
 The extra processes accept on the same socket; only the first runs the workers, so a run launched through
-any of them is still picked up (at the workers' next poll), and stopping or killing `serve` leaves no process.
+any of them is picked up at once (the worker process is woken through `services/work_signal.py`), and
+stopping or killing `serve` leaves no process.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from runyard.services.settle import settle_run
 from runyard.services.task_graph import insert_tasks
 from runyard.services.views import RunView
 from runyard.services.wakeup import Wakeup
+from runyard.services.work_signal import announce_work, wake_workers
 from runyard.store import dialect
 from runyard.store.database import Store
 from runyard.store.tables import operations, runs, tasks
@@ -144,10 +145,11 @@ class RunService:
                 retry_of=request.retry_of,
             )
             settle_run(conn, run_id, now)
+            announce_work(conn)  # its roots are ready: other processes' workers are woken at commit
         return LaunchOutcome(run_id, decision.accepted, decision.blocked_by, operation)
 
     def notify_workers(self) -> None:
-        """Wake this process's idle worker slots: after committing a launch_in."""
+        """Wake the idle worker slots, this process's and (SQLite) the others': after committing a launch_in."""
         self._notify()
 
     def _insert_run(
@@ -261,8 +263,7 @@ class RunService:
             return get_run(conn, run_id, account_id=account_id)
 
     def _notify(self) -> None:
-        if self.wakeup is not None:
-            self.wakeup.notify()
+        wake_workers(self.store, self.wakeup)
 
 
 def is_launch_race(error: sa.exc.IntegrityError) -> bool:

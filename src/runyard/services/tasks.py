@@ -29,6 +29,7 @@ from runyard.services.runs import RunService
 from runyard.services.settle import lock_run, settle_run
 from runyard.services.task_graph import insert_tasks
 from runyard.services.wakeup import Wakeup
+from runyard.services.work_signal import announce_work, wake_workers
 from runyard.services.workflow_counts import counted_workflows
 from runyard.services.workflows import fire_pending
 from runyard.store import dialect
@@ -313,10 +314,12 @@ class TaskLeases:
                 _record_data_load(conn, claim.run_id, outcome.tables, now)
             record_event(conn, claim.run_id, "task_finished", now, task_id=claim.task_id, status=outcome.status.value)
             became_ready = settle_run(conn, claim.run_id, now, run)  # nothing above changed the run itself
+            if became_ready:
+                announce_work(conn)  # other processes' workers are woken at commit
             workflows = counted_workflows(conn, claim.run_id)
         lost_ack("finish")
-        if became_ready and self.wakeup is not None:
-            self.wakeup.notify()
+        if became_ready:
+            wake_workers(self.store, self.wakeup)
         if workflows:
             self._launch_targets(workflows)
 
@@ -350,9 +353,9 @@ class TaskLeases:
             close_attempt(conn, claim.task_id, claim.attempt, "released", now)
             if reason:
                 add_message(conn, claim.run_id, claim.task_id, "warning", reason, now)
+            announce_work(conn)
         lost_ack("release")
-        if self.wakeup is not None:
-            self.wakeup.notify()
+        wake_workers(self.store, self.wakeup)
 
     def _fenced_update(self, conn: Connection, claim: Claim, now: datetime, values: dict[str, Any]) -> None:
         updated = conn.execute(tasks.update().where(*_fence(claim, now)).values(**values)).rowcount
