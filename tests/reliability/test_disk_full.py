@@ -149,7 +149,7 @@ def test_a_full_staging_disk_fails_the_run_in_words_and_the_retry_completes_once
             assert said[0].startswith("no space left on the staging disk: could not write staged file "), said
             assert f"in the staging folder {staging}" in said[0], said
             assert "(No space left on device, " in said[0], said  # the system's words, and the space left
-            assert "KB free)" in said[0], said
+            assert "kB free)" in said[0], said
             assert "set RUNYARD_STAGING_URL to a folder with more room; then retry" in said[0], said
             assert "Traceback" not in said[0], said
             assert "Errno" not in said[0], said

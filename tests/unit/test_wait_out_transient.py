@@ -44,7 +44,7 @@ def test_a_retried_stage_reports_once_and_says_how_long_it_waited() -> None:
     assert found is not None, waited
     assert float(found[1]) >= FIRST_PAUSE_SECONDS  # the pause, and the first try
     assert found[2] == "the warehouse file warehouse/acme.duckdb is in use by another process (runyard, PID 4242)"
-    assert ctx.progress.note == f"waiting: {BUSY}; will try again in {FIRST_PAUSE_SECONDS:g} s"
+    assert ctx.progress.note == f"waiting: {BUSY}; will try again in 0.2 s"  # the first pause, 0.25 s, to a tenth
 
 
 def test_a_cancel_during_the_wait_stops_the_task_without_another_try() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runyard.domain.alert_rules import human_duration
 from runyard.engine.context import TaskContext, TaskFailed
 from runyard.errors import TransientError
 
@@ -77,8 +78,8 @@ def wait_out_transient(
             waited = clock() - started
             if waited >= wait_seconds:
                 raise TaskFailed(
-                    f"{busy}; this task waited {_seconds(waited)} for it and gives up ({WAIT_SETTING} is "
-                    f"{_seconds(wait_seconds)}). Stop that process, or let one process alone run the tasks that "
+                    f"{busy}; this task waited {human_duration(waited)} for it and gives up ({WAIT_SETTING} is "
+                    f"{human_duration(wait_seconds)}). Stop that process, or let one process alone run the tasks that "
                     "use this warehouse"
                 ) from busy
             if first is None:
@@ -88,21 +89,14 @@ def wait_out_transient(
                     ctx.identity.run_key,
                     ctx.identity.name,
                     busy,
-                    _seconds(wait_seconds),
+                    human_duration(wait_seconds),
                 )
             delay = min(pause, wait_seconds - waited)
-            ctx.note(f"waiting: {busy}; will try again in {_seconds(delay)}")
+            ctx.note(f"waiting: {busy}; will try again in {human_duration(delay)}")
             ctx.interrupt.wait(delay)
             ctx.checkpoint()
             pause = min(pause * 2, MAX_PAUSE_SECONDS)
             continue
         if first is not None:
-            ctx.message("warning", f"Waited {_seconds(tried_at - started)} because {first}")
+            ctx.message("warning", f"Waited {human_duration(tried_at - started)} because {first}")
         return
-
-
-def _seconds(seconds: float) -> str:
-    """0.25 s, 12 s, 5 min: a wait as an admin reads it."""
-    if seconds >= 120 and seconds % 60 == 0:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"

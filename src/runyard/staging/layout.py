@@ -35,7 +35,7 @@ import orjson
 
 from runyard.engine import arrow
 from runyard.faults import crash_point
-from runyard.staging.storage import StagingError, open_storage
+from runyard.staging.storage import StagingError, human_bytes, open_storage
 
 __all__ = [
     "MANIFEST_NAME",
@@ -57,14 +57,6 @@ _ATTEMPT_DIR = re.compile(r"attempt-(\d+)")
 _MAX_SLUG = 100
 _REMOVE_ATTEMPTS = 5
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}  # no room left on the disk, or in the user's quota on it
-
-
-def _size(count: int) -> str:
-    """1.5 MB, 12 KB, 300 bytes: a free space as an administrator reads it."""
-    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} bytes"
 
 
 # --- names ----------------------------------------------------------------------------------------
@@ -434,7 +426,7 @@ class Staging:
         root = self._storage.root
         free = ""
         with contextlib.suppress(OSError, ValueError):  # not a local folder, or gone
-            free = f", {_size(shutil.disk_usage(root).free)} free"
+            free = f", {human_bytes(shutil.disk_usage(root).free)} free"
         return (
             f"no space left on the staging disk: could not {verb} staged file {self._relative(path)} in the staging "
             f"folder {root} ({reason}{free}). Free some space there, or set RUNYARD_STAGING_URL to a folder with "

@@ -702,3 +702,12 @@ def open_storage(url: str, options: Mapping[str, Any] | None = None) -> Storage:
     except ValueError as exc:
         raise StagingError(f"staging URL {url!r} is not supported: {exc}") from None
     return FsspecStorage(fs, str(root))
+
+
+def human_bytes(count: float) -> str:
+    """A size of stored files as an administrator reads it: 300 bytes, 12.5 kB, 1.5 MB."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover

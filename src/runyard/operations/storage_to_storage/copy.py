@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any
 from runyard.engine.context import TaskContext, TaskFailed
 from runyard.engine.resources import EngineResources
 from runyard.faults import crash_point
-from runyard.operations.storage_to_storage.listing import human_bytes
 from runyard.operations.storage_to_storage.locations import Place, resolve
-from runyard.staging.storage import AtomicWriter, FileInfo, Reader, multipart_etag, s3_part_bytes
+from runyard.staging.storage import AtomicWriter, FileInfo, Reader, human_bytes, multipart_etag, s3_part_bytes
 
 if TYPE_CHECKING:
     from hashlib import _Hash

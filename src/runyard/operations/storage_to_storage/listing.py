@@ -16,7 +16,7 @@ from runyard.operations.storage_to_storage import globs
 from runyard.operations.storage_to_storage.locations import Place, resolve
 from runyard.operations.storage_to_storage.names import file_variables, name_problem, render_name
 from runyard.operations.storage_to_storage.plan import AUTO, copy_tasks
-from runyard.staging.storage import FileInfo
+from runyard.staging.storage import FileInfo, human_bytes
 
 _CHECK_EVERY = 1_000  # files between two checkpoints while matching
 
@@ -102,14 +102,6 @@ def snapshot(
             }
         )
     return entries
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _count(number: int, noun: str) -> str:
