@@ -84,3 +84,19 @@ def store(database_url: str) -> Iterator[Store]:
     store = Store(database_url)
     yield store
     store.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """A migrated, empty database on the PostgreSQL test server alone, for what only PostgreSQL has (NOTIFY, one
+    clock for every host); fails under CI=true without the server."""
+    url = new_postgres_url(pg_template)
+    yield url
+    drop_postgres(url)
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    store = Store(pg_url)
+    yield store
+    store.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
 import threading
 import time
@@ -46,3 +47,18 @@ def serving(app: Any, *, access_log: bool = False, name: str = "uvicorn-test") -
         thread.join(STARTUP_SECONDS)
         sock.close()
     assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@contextmanager
+def serving_handler(handler: type[http.server.BaseHTTPRequestHandler], *, name: str = "http-test") -> Iterator[str]:
+    """Serve a standard-library request handler (a source or receiver scripted by a test) on 127.0.0.1 in a
+    thread, one thread per request; its base URL. Shut down and closed on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -17,6 +17,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tests.live_server import serving_handler
+
 
 @dataclass
 class Posted:
@@ -57,16 +59,9 @@ def webhook_receiver(statuses: list[int] | None = None) -> Iterator[WebhookRecei
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
-    thread.start()
-    try:
+    with serving_handler(Handler, name="webhook-receiver") as base_url:
+        receiver.base_url = base_url
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def closed_port_url(path: str = "/hook") -> str:

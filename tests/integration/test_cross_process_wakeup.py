@@ -25,8 +25,8 @@ from runyard.services.work_signal import LISTENER_APPLICATION_NAME, local_folder
 from runyard.store import migrate
 from runyard.store.database import Store
 from runyard.store.tables import runs, tasks
-from tests.conftest import drop_postgres, new_postgres_url
 from tests.factories import make_operation, sleep_task
+from tests.integration.http_processes import connection_holders, http_helpers
 from tests.integration.test_serve import Server
 from tests.reliability.procs import WorkerProcess, Workers, wait_until
 
@@ -37,20 +37,6 @@ WAKE_BOUND = 30.0  # far below the 120 s poll: only a wakeup makes a claim this 
 STARTUP_SECONDS = 30.0
 HTTP_PROCESSES = 2
 ADMIN_PASSWORD = "admin-password"  # what tests.factories.make_account sets
-
-
-@pytest.fixture
-def pg_url(pg_template: str) -> Iterator[str]:
-    url = new_postgres_url(pg_template)
-    yield url
-    drop_postgres(url)
-
-
-@pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:
-    store = Store(pg_url)
-    yield store
-    store.dispose()
 
 
 @pytest.fixture
@@ -224,37 +210,6 @@ def test_a_launch_in_another_process_wakes_an_idle_worker_on_sqlite(tmp_path: Pa
         store.dispose()
 
 
-def _helpers(pid: int) -> set[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    found = set()
-    for child in map(int, children):
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.add(child)
-        except FileNotFoundError:
-            pass
-    return found
-
-
-def _holders(pids: set[int], port: int) -> set[int]:
-    """The processes among `pids` that hold an established connection on local TCP `port` (Linux /proc)."""
-    established = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-                established.add(fields[9])
-    holders = set()
-    for pid in pids:
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if any(link.startswith("socket:[") and link[8:-1] in established for link in links):
-            holders.add(pid)
-    return holders
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Server]:
     """`runyard serve` with two HTTP processes on a home prepared here: its store migrated, an operation deployed
@@ -273,7 +228,7 @@ def served(tmp_path: Path) -> Iterator[Server]:
     store.dispose()
     running = Server(tmp_path, env={"RUNYARD_HTTP_PROCESSES": str(HTTP_PROCESSES), **IDLE_POLL})
     yield running
-    helpers = _helpers(running.pid) if running.process.alive() else set()
+    helpers = http_helpers(running.pid) if running.process.alive() else set()
     running.process.stop(signal.SIGKILL)
     for pid in helpers:
         with contextlib.suppress(ProcessLookupError):
@@ -283,7 +238,7 @@ def served(tmp_path: Path) -> Iterator[Server]:
 def test_launches_through_either_http_process_wake_the_worker_on_sqlite(served: Server, tmp_path: Path) -> None:
     served.health()
     wait_until(
-        lambda: len(_helpers(served.pid)) == HTTP_PROCESSES - 1 or None,
+        lambda: len(http_helpers(served.pid)) == HTTP_PROCESSES - 1 or None,
         timeout=STARTUP_SECONDS,
         what="the extra HTTP process to start",
     )
@@ -297,14 +252,14 @@ def test_launches_through_either_http_process_wake_the_worker_on_sqlite(served: 
 
     # Keep-alive clients until each process holds one (the kernel hands a new connection to whichever process
     # accepts first), then launch through every one of them: each process serves at least one launch.
-    processes = {served.pid, *_helpers(served.pid)}
+    processes = {served.pid, *http_helpers(served.pid)}
     clients: list[httpx.Client] = []
 
     def every_process_holds_one() -> bool | None:
         client = httpx.Client(base_url=served.url, timeout=10, headers=headers)
         clients.append(client)
         assert client.get("/healthz").status_code == 200
-        return _holders(processes, served.port) == processes or None
+        return connection_holders(processes, served.port) == processes or None
 
     try:
         wait_until(every_process_holds_one, timeout=STARTUP_SECONDS, what="every process to accept a connection")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.integration.cli_helpers import wait_until
+from tests.integration.http_processes import connection_holders, http_helpers
 from tests.integration.test_serve import Server
 
 PROCESSES = 3
@@ -33,22 +34,6 @@ tasks:
 """
 
 
-def _helpers(pid: int) -> set[int]:
-    """The processes `serve` started to answer HTTP (not multiprocessing's resource tracker)."""
-    try:
-        children = {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except FileNotFoundError:
-        return set()
-    found = set()
-    for child in children:
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.add(child)
-        except FileNotFoundError:
-            pass
-    return found
-
-
 def _alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)}
 
@@ -60,30 +45,11 @@ def _state(pid: int) -> str:
         return "Z"
 
 
-def _connection_holders(pids: set[int], port: int) -> set[int]:
-    """The processes among `pids` holding an established TCP connection on local `port` (Linux /proc)."""
-    established = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-                established.add(fields[9])  # the socket's inode
-    holders = set()
-    for pid in pids:
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if any(link.startswith("socket:[") and link[8:-1] in established for link in links):
-            holders.add(pid)
-    return holders
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Server]:
     running = Server(tmp_path, env={"RUNYARD_HTTP_PROCESSES": str(PROCESSES)})
     yield running
-    helpers = _helpers(running.pid)
+    helpers = http_helpers(running.pid)
     running.process.stop(signal.SIGKILL)
     deadline = time.monotonic() + STOP_SECONDS
     while _alive(helpers) and time.monotonic() < deadline:
@@ -98,21 +64,21 @@ def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(serv
     (tmp_path / "quick.yaml").write_text(OPERATION)
     served.cli("deploy", str(tmp_path / "quick.yaml"))
     wait_until(
-        lambda: len(_helpers(served.pid)) == PROCESSES - 1 or None,
+        lambda: len(http_helpers(served.pid)) == PROCESSES - 1 or None,
         timeout=STARTUP_SECONDS,
         what="the extra processes to start",
     )
     # Every process answers: open connections, keeping each open, until each process holds one. The kernel
     # gives a new connection to whichever process accepts first, and on a busy machine one process can win
     # many races in a row, so the count it takes varies; a process that never accepts fails the wait.
-    processes = {served.pid, *_helpers(served.pid)}
+    processes = {served.pid, *http_helpers(served.pid)}
     clients: list[httpx.Client] = []
 
     def every_process_holds_one() -> bool | None:
         client = httpx.Client(base_url=served.url, timeout=10)
         clients.append(client)
         assert client.get("/healthz").status_code == 200
-        return _connection_holders(processes, served.port) == processes or None
+        return connection_holders(processes, served.port) == processes or None
 
     try:
         wait_until(every_process_holds_one, timeout=STARTUP_SECONDS, what="every process to accept a connection")
@@ -141,7 +107,7 @@ def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(serv
         assert listed.json()["total"] == number
         assert sorted(run["id"] for run in listed.json()["items"]) == list(range(1, number + 1))
 
-    helpers = _helpers(served.pid)
+    helpers = http_helpers(served.pid)
     code = served.process.stop(signal.SIGTERM, timeout=STOP_SECONDS)
     assert code == 0, served.process.describe()
     wait_until(lambda: not _alive(helpers) or None, timeout=STOP_SECONDS, what="the extra processes to stop")
@@ -151,10 +117,10 @@ def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(serv
 def test_the_extra_processes_do_not_outlive_a_killed_serve(served: Server) -> None:
     served.health()
     wait_until(
-        lambda: len(_helpers(served.pid)) == PROCESSES - 1 or None,
+        lambda: len(http_helpers(served.pid)) == PROCESSES - 1 or None,
         timeout=STARTUP_SECONDS,
         what="the extra processes to start",
     )
-    helpers = _helpers(served.pid)
+    helpers = http_helpers(served.pid)
     served.process.stop(signal.SIGKILL)
     wait_until(lambda: not _alive(helpers) or None, timeout=STOP_SECONDS, what="the extra processes to stop")

@@ -20,7 +20,7 @@ import os
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,22 +53,6 @@ STARTUP_NOTE = "the warehouse is DuckDB files"  # every worker's one warning at 
 
 def storm_size(store: Store) -> int:
     return int(os.environ.get("RUNYARD_STORM_TASKS", TASKS[store.backend]))
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def workers(store: Store, home: Path) -> Iterator[Workers]:
-    pool = Workers(store.url.render_as_string(hide_password=False), home)
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 def launch_storm(store: Store, total: int) -> list[int]:

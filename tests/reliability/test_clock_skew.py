@@ -37,7 +37,6 @@ import sqlalchemy as sa
 from runyard.domain.statuses import RunStatus, TaskStatus
 from runyard.store.database import Store
 from runyard.store.tables import task_attempts
-from tests.conftest import drop_postgres, new_postgres_url
 from tests.factories import make_operation, sleep_task
 from tests.reliability.db import attempt_log, has_open_write, launch, run_state, run_status, task_row
 from tests.reliability.invariants import check_invariants
@@ -78,18 +77,9 @@ def libfaketime() -> str:
 
 
 @pytest.fixture
-def pg_url(pg_template: str) -> Iterator[str]:
-    """A migrated, empty database on the shared PostgreSQL test server (fails under CI=true without it)."""
-    url = new_postgres_url(pg_template)
-    yield url
-    drop_postgres(url)
-
-
-@pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    store = Store(pg_url)
-    yield store
-    store.dispose()
+def store(pg_store: Store) -> Store:
+    """This module's tests run on PostgreSQL alone (see the module docstring)."""
+    return pg_store
 
 
 class Skewed:

@@ -19,7 +19,6 @@ Each case runs on both stores, then stops the workers and checks I1-I7.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,22 +49,6 @@ TRIES = len(WRITE_RETRY_DELAYS_SECONDS) + 1
 LOST = "server closed the connection unexpectedly"
 SAVED_BY_AN_EARLIER_TRY = "an earlier try may have saved it before the connection broke"
 STOPPING = "stopping: finishing running tasks"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def workers(store: Store, home: Path) -> Iterator[Workers]:
-    pool = Workers(store.url.render_as_string(hide_password=False), home)
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 def lose(ack: str) -> dict[str, str]:

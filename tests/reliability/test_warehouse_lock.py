@@ -11,7 +11,6 @@ failure, which the store records as any other, on SQLite.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,10 +27,6 @@ from tests.factories import make_account
 from tests.reliability.db import attempt_log, attempt_times, launch, messages, run_status, task_row
 from tests.reliability.invariants import check_invariants
 from tests.reliability.procs import (
-    HEARTBEAT_SECONDS,
-    LEASE_SECONDS,
-    POLL_SECONDS,
-    SWEEP_SECONDS,
     WorkerProcess,
     Workers,
     wait_until,
@@ -121,32 +116,14 @@ class Scene:
         return holder
 
     def start_worker(self, lock_wait_seconds: float) -> WorkerProcess:
-        """A `runyard worker` as tests.reliability.procs starts them, with RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith("RUNYARD_")}
-        env.update(
-            RUNYARD_DATABASE_URL=self.workers.database_url,
-            RUNYARD_HOME=str(self.home),
-            RUNYARD_LEASE_SECONDS=str(LEASE_SECONDS),
-            RUNYARD_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
-            RUNYARD_POLL_SECONDS=str(POLL_SECONDS),
-            RUNYARD_SWEEP_SECONDS=str(SWEEP_SECONDS),
-            RUNYARD_METRICS_SECONDS="0.1",
-            RUNYARD_WORKER_CONCURRENCY="1",
-            RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS=str(lock_wait_seconds),
-            PYTHONUNBUFFERED="1",
+        """A `runyard worker` as tests.reliability.procs starts them, with RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS (and
+        metrics written every 0.1 s, so its live note shows the wait at once)."""
+        return self.workers.start(
+            extra_env={
+                "RUNYARD_METRICS_SECONDS": "0.1",
+                "RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS": str(lock_wait_seconds),
+            }
         )
-        log_path = self.home / f"worker-{len(self.workers.started)}.log"
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "runyard.cli", "worker"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        worker = WorkerProcess(popen, log_path)
-        self.workers.started.append(worker)
-        return worker
 
     def final_status(self, run_id: int, worker: WorkerProcess) -> RunStatus:
         def ended() -> RunStatus | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from runyard.domain.statuses import RunStatus
 from tests.integration.api_harness import ApiHarness, api_harness
+from tests.live_server import serving_handler
 
 HOSTILE = [
     'x"); DROP TABLE victims; --',
@@ -49,15 +49,8 @@ def json_source(records: list[dict[str, Any]]) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving_handler(Handler) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

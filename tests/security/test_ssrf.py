@@ -32,6 +32,7 @@ from runyard.settings import Settings
 from tests.integration.api_harness import api_harness
 from tests.integration.notify_receivers import webhook_receiver
 from tests.integration.rest_harness import RestStack, database, rest_stack
+from tests.live_server import serving_handler
 
 FORBIDDEN_IPS = {
     "169.254.169.254", "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "0.0.0.0", "::1", "fd00::1",
@@ -146,15 +147,8 @@ def redirecting_source(location: str) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving_handler(Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
