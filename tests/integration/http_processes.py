@@ -39,3 +39,14 @@ def connection_holders(pids: set[int], port: int) -> set[int]:
         if any(link.startswith("socket:[") and link[8:-1] in established for link in links):
             holders.add(pid)
     return holders
+
+
+def alive_processes(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in process_state(pid)}
+
+
+def process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.integration.cli_helpers import wait_until
-from tests.integration.http_processes import connection_holders, http_helpers
+from tests.integration.http_processes import alive_processes, connection_holders, http_helpers
 from tests.integration.test_serve import Server
 
 PROCESSES = 3
@@ -34,17 +34,6 @@ tasks:
 """
 
 
-def _alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)}
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return "Z"
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Server]:
     running = Server(tmp_path, env={"RUNYARD_HTTP_PROCESSES": str(PROCESSES)})
@@ -52,9 +41,9 @@ def served(tmp_path: Path) -> Iterator[Server]:
     helpers = http_helpers(running.pid)
     running.process.stop(signal.SIGKILL)
     deadline = time.monotonic() + STOP_SECONDS
-    while _alive(helpers) and time.monotonic() < deadline:
+    while alive_processes(helpers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    for pid in _alive(helpers):  # never leave one behind, whatever the test found
+    for pid in alive_processes(helpers):  # never leave one behind, whatever the test found
         os.kill(pid, signal.SIGKILL)
 
 
@@ -110,7 +99,7 @@ def test_every_process_answers_and_a_launch_through_any_reaches_the_workers(serv
     helpers = http_helpers(served.pid)
     code = served.process.stop(signal.SIGTERM, timeout=STOP_SECONDS)
     assert code == 0, served.process.describe()
-    wait_until(lambda: not _alive(helpers) or None, timeout=STOP_SECONDS, what="the extra processes to stop")
+    wait_until(lambda: not alive_processes(helpers) or None, timeout=STOP_SECONDS, what="the extra processes to stop")
     assert "Traceback" not in served.process.stderr
 
 
@@ -123,4 +112,4 @@ def test_the_extra_processes_do_not_outlive_a_killed_serve(served: Server) -> No
     )
     helpers = http_helpers(served.pid)
     served.process.stop(signal.SIGKILL)
-    wait_until(lambda: not _alive(helpers) or None, timeout=STOP_SECONDS, what="the extra processes to stop")
+    wait_until(lambda: not alive_processes(helpers) or None, timeout=STOP_SECONDS, what="the extra processes to stop")

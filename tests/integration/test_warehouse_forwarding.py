@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.cli_helpers import wait_until
-from tests.integration.test_listing_http_processes import _alive, _connection_holders, _helpers
+from tests.integration.http_processes import alive_processes, connection_holders, http_helpers
 from tests.integration.test_serve import Server
 
 PROCESSES = 3
@@ -25,12 +25,12 @@ STOP_SECONDS = 15.0
 def served(tmp_path: Path) -> Iterator[Server]:
     running = Server(tmp_path, "--demo", env={"RUNYARD_HTTP_PROCESSES": str(PROCESSES)})
     yield running
-    helpers = _helpers(running.pid)
+    helpers = http_helpers(running.pid)
     running.process.stop(signal.SIGKILL)
     deadline = time.monotonic() + STOP_SECONDS
-    while _alive(helpers) and time.monotonic() < deadline:
+    while alive_processes(helpers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    for pid in _alive(helpers):
+    for pid in alive_processes(helpers):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -41,19 +41,19 @@ def test_every_process_answers_the_sql_explorer_and_the_exports(served: Server) 
     ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     wait_until(
-        lambda: len(_helpers(served.pid)) == PROCESSES - 1 or None,
+        lambda: len(http_helpers(served.pid)) == PROCESSES - 1 or None,
         timeout=STARTUP_SECONDS,
         what="the extra processes to start",
     )
     # Connections held open until each process holds one (the kernel hands each to whichever accepts first).
-    processes = {served.pid, *_helpers(served.pid)}
+    processes = {served.pid, *http_helpers(served.pid)}
     clients: list[httpx.Client] = []
 
     def every_process_holds_one() -> bool | None:
         client = httpx.Client(base_url=served.url, headers=headers, timeout=30)
         clients.append(client)
         assert client.get("/healthz").status_code == 200
-        return _connection_holders(processes, served.port) == processes or None
+        return connection_holders(processes, served.port) == processes or None
 
     try:
         wait_until(every_process_holds_one, timeout=STARTUP_SECONDS, what="every process to accept a connection")
