@@ -82,7 +82,9 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     worker.start()
     scheduler.start()
     notifier.start()
-    wait_until_ready(helpers)
+    # This process answers at once; the others share the load once they have imported runyard (seconds each on
+    # a busy machine), so that a restart is never slower than with one process.
+    threading.Thread(target=wait_until_ready, args=(helpers,), name="http-processes-ready", daemon=True).start()
     console.print(f"runyard is running at http://{host}:{port}  (store: {store.backend})")
     if boot.generated_password:
         console.print(f"administrator login: {boot.login}  password: {boot.generated_password}  (shown once)")
