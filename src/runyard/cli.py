@@ -126,13 +126,18 @@ def _backend() -> Iterator[Backend]:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or upgrade the runs database to the latest schema."""
+    """Create or upgrade the runs database to the latest schema, and prepare a PostgreSQL warehouse."""
     settings = _settings()
     store = open_store(settings, upgrade=False)
     before = migrate.current_revision(store)
     migrate.upgrade(store)
     after = migrate.current_revision(store)
     out.print(f"runs database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    from runyard.warehouse.provider import prepare_warehouse  # psycopg only when the warehouse is PostgreSQL
+
+    prepared = prepare_warehouse(settings.resolved_warehouse_url)
+    if prepared is not None:
+        out.print(prepared)
     boot = account_service.bootstrap_admin(store, _admin_password(settings))
     _print_bootstrap(boot)
 

@@ -1,4 +1,5 @@
-"""Warehouses: where Data Loads land. The interface is in `base`; DuckDB (embedded) in `duckdb`."""
+"""Warehouses: where Data Loads land. The interface is in `base`; DuckDB (embedded) in `duckdb`, PostgreSQL (shared)
+in `postgres`."""
 
 from runyard.warehouse.base import (
     LoadRequest,
@@ -7,6 +8,15 @@ from runyard.warehouse.base import (
     TableResult,
     Warehouse,
     WarehouseError,
+    WarehouseUnavailable,
 )
 
-__all__ = ["LoadRequest", "LoadResult", "TableLoad", "TableResult", "Warehouse", "WarehouseError"]
+__all__ = [
+    "LoadRequest",
+    "LoadResult",
+    "TableLoad",
+    "TableResult",
+    "Warehouse",
+    "WarehouseError",
+    "WarehouseUnavailable",
+]

@@ -44,6 +44,17 @@ class WarehouseBusy(WarehouseError, TransientError):
         super().__init__(f"the warehouse file {file} is in use by another process" + (f" ({holder})" if holder else ""))
 
 
+class WarehouseUnavailable(WarehouseError, TransientError):
+    """A shared warehouse (PostgreSQL) could not be reached or gave up on a transaction it may accept later (a lost
+    or refused connection, a serialization failure, a deadlock, a shutdown): nothing was committed, and the same
+    work may succeed later. `where` names it without credentials (`host:port/database`)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"the warehouse at {where} is unavailable: {reason}")
+
+
 class QueryFailed(WarehouseError):
     """A step's SQL failed: the database's message, and the line of the SQL it points at (1-based), if any."""
 

@@ -1,7 +1,8 @@
 """Which warehouse a URL names: the provider every process opens its accounts' warehouses through.
 
-A folder (or `duckdb://<folder>`) is the embedded default: one DuckDB file per account. A PostgreSQL
-warehouse (`postgresql://`) will be one more module here (runyard.warehouse.postgres).
+A folder (or `duckdb://<folder>`) is the embedded default: one DuckDB file per account. A PostgreSQL URL
+(`postgresql+psycopg://`, `postgresql://`) is one database shared by every process, one schema per account
+(runyard.warehouse.postgres).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from runyard.errors import ConfigError
 from runyard.warehouse.base import WarehouseProvider
 
 DUCKDB_SCHEME = "duckdb://"
+POSTGRES_SCHEMES = ("postgresql+psycopg://", "postgresql://", "postgres://")
 
 
 def open_warehouses(url: str) -> WarehouseProvider:
@@ -21,9 +23,28 @@ def open_warehouses(url: str) -> WarehouseProvider:
         from runyard.warehouse.duckdb import DuckDBWarehouses  # only processes that load data pay for duckdb
 
         return DuckDBWarehouses(directory_of(url))
+    if is_postgres_url(url):
+        from runyard.warehouse.postgres import PostgresWarehouses  # psycopg, only where a warehouse is used
+
+        return PostgresWarehouses(url)
     raise ConfigError(
         f"runyard cannot open a {scheme}:// warehouse yet; use a folder for DuckDB", field="RUNYARD_WAREHOUSE_URL"
     )
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether `url` names a PostgreSQL warehouse."""
+    return url.lower().startswith(POSTGRES_SCHEMES)
+
+
+def prepare_warehouse(url: str) -> str | None:
+    """Create what the warehouse at `url` needs before any process uses it (`runyard db upgrade`): runyard's
+    bookkeeping schema on PostgreSQL; None for DuckDB, whose files prepare themselves when opened."""
+    if not is_postgres_url(url):
+        return None
+    from runyard.warehouse.postgres import PostgresWarehouses
+
+    return PostgresWarehouses(url).prepare()
 
 
 def directory_of(url: str) -> Path:
