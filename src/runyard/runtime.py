@@ -94,6 +94,7 @@ def engine_resources(settings: Settings, *, extra_hosts: tuple[str, ...] = ()) -
         storage_roots=settings.resolved_storage_roots,
         environ=dict(os.environ),
         warehouse_lock_wait_seconds=settings.warehouse_lock_wait_seconds,
+        remove_staged_after_load=not settings.staging_keep_after_load,
     )
 
 
@@ -208,6 +209,8 @@ class Runtime:
             expire_exports=self.exports.sweep,
             evaluate_alerts=self.alert_evaluator(),
             alert_seconds=self.settings.alert_seconds,
+            staging=self.staging,
+            staging_retention_days=self.settings.staging_retention_days,
         )
 
     def alert_evaluator(self) -> AlertEvaluator:

@@ -389,7 +389,8 @@ def _launch_demo(
 
 
 def warn_of_file_warehouse(settings: Settings, runtime: Runtime) -> None:
-    """One line at a worker's start when the warehouse is DuckDB files, which one process at a time can open."""
+    """One line at a worker's start when the warehouse is DuckDB files, which one process at a time can open (none for
+    a PostgreSQL warehouse, which every process shares)."""
     from runyard.warehouse.duckdb import DuckDBWarehouses
 
     warehouses = runtime.warehouses
@@ -401,7 +402,7 @@ def warn_of_file_warehouse(settings: Settings, runtime: Runtime) -> None:
         "the warehouse is DuckDB files under %s/, each open in one process at a time: while runyard serve or another "
         "worker holds an account's file, this worker's tasks that use it wait (at most "
         "RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS, %g s) and then fail; processes that load data side by side need a "
-        "warehouse they can share (PostgreSQL, planned)",
+        "warehouse they can share (RUNYARD_WAREHOUSE_URL=postgresql+psycopg://...)",
         folder,
         settings.warehouse_lock_wait_seconds,
     )

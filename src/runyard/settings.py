@@ -30,7 +30,26 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".runyard"), description="Holds the default store, warehouse, staging and key")
     database_url: str | None = Field(default=None, description="Runs and tasks; default SQLite under home")
     warehouse_url: str | None = Field(default=None, description="Default: a DuckDB folder under home")
-    staging_url: str | None = Field(default=None, description="Default: a staging folder under home")
+    staging_url: str | None = Field(
+        default=None,
+        description="Default: a staging folder under home; s3://bucket/prefix with the credentials botocore finds: "
+        "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, ~/.aws or an instance role",
+    )
+    # Default false, so a run's staged files go once its Data Load committed: they are a second copy of source data
+    # (often personal data) that nothing reads again (a retry of the Data Load finds the load record and loads
+    # nothing), and on S3 they cost storage. A run that may still be retried keeps them (see runyard.engine.load).
+    staging_keep_after_load: bool = Field(
+        default=False,
+        description="Keep a run's staged files (Parquet parts, manifests) after its Data Load committed, for "
+        "inspection; by default they are removed then. Runs that did not load (failed, canceled: a retry reuses "
+        "their extractions) keep them until RUNYARD_STAGING_RETENTION_DAYS",
+    )
+    staging_retention_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="The scheduler removes the staged files of runs that ended more than this many days ago (every "
+        "account, whatever the run's outcome; never those of a run still going, nor those it reuses); 0 keeps them",
+    )
     secret_key: SecretStr | None = Field(default=None, description="Signs tokens; generated under home if unset")
     admin_password: SecretStr | None = Field(default=None, description="The first administrator's password")
 

@@ -133,7 +133,8 @@ def test_a_full_staging_disk_fails_the_run_in_words_and_the_retry_completes_once
         ballast = fill(staging, LEFT_FREE)
         run_id = launch(store, deployed.operation_id)
         try:
-            worker = workers.start(allowed_hosts="127.0.0.1")
+            # Keep the staged files after the load: the end of the test measures the part the retry staged.
+            worker = workers.start(allowed_hosts="127.0.0.1", extra_env={"RUNYARD_STAGING_KEEP_AFTER_LOAD": "true"})
 
             def describe() -> str:
                 return "\n".join(

@@ -1,7 +1,16 @@
-"""The Data Load: every table of the run, its high watermarks and a load record, in one transaction."""
+"""The Data Load: every table of the run, its high watermarks and a load record, in one transaction.
+
+Then, unless RUNYARD_STAGING_KEEP_AFTER_LOAD, the run's staged files are removed: nothing reads them again. A
+retried Data Load finds the load record and loads nothing (`data_load` does not need the `ingested` documents
+then), and the run cannot be retried as a whole: every task the load depends on succeeded, so it ends Completed
+(a cancel that comes after every task succeeded is too late: runyard.domain.graph.run_outcome). When one of them
+did not succeed, or a cancel reached the task, the run may end Failed or Canceled and be retried, reusing its
+extractions: their files stay, until the scheduler's RUNYARD_STAGING_RETENTION_DAYS sweep.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -10,11 +19,20 @@ from runyard.engine.context import TaskContext, TaskOutput
 from runyard.engine.ingest import INGESTED
 from runyard.engine.resources import EngineResources, document_name, input_key
 from runyard.faults import crash_point
+from runyard.staging import StagingError
 from runyard.warehouse.base import LOADED_AT_COLUMN, LoadRequest, TableLoad
+
+log = logging.getLogger("runyard.engine.load")
 
 
 def data_load(ctx: TaskContext, resources: EngineResources) -> None:
     ingested = {u.table: _ingested(ctx, resources, u) for u in ctx.inputs if u.succeeded}
+    removed = any(document is None for document in ingested.values())  # an ingestion succeeded, its record gone
+    if removed and resources.warehouses.for_account(ctx.identity.account).has_load(ctx.identity.run_key):
+        # An earlier attempt committed the load and removed the staged files, then died before it finished:
+        # the load record answers for it (the same tables and rows), nothing is loaded twice.
+        commit_load(ctx, resources, ())
+        return
     loads = []
     for table in ctx.params["tables"]:
         document = ingested.get(table["name"])
@@ -55,6 +73,24 @@ def commit_load(ctx: TaskContext, resources: EngineResources, loads: Sequence[Ta
     for table_result in result.tables:
         ctx.table(table_result.name, table_result.staged)
     warehouse.drop_staging(identity.run_key)
+    if resources.remove_staged_after_load:
+        remove_staged_files(ctx, resources)
+
+
+def remove_staged_files(ctx: TaskContext, resources: EngineResources) -> None:
+    """Remove the run's staged files after its load committed, when the run cannot be retried (see the module
+    docstring). A failure is logged, not raised: the load stands, and the retention sweep removes them later."""
+    identity = ctx.identity
+    if ctx.interrupt.is_set() or not all(upstream.succeeded for upstream in ctx.inputs):
+        return
+    try:
+        resources.staging.remove_run(identity.account, identity.operation_id, identity.run_key)
+    except StagingError as error:
+        log.warning(
+            "could not remove the staged files of run %s after its load (%s); the retention sweep removes them later",
+            identity.run_key,
+            error,
+        )
 
 
 def _tables(count: int) -> str:

@@ -25,6 +25,8 @@ class EngineResources:
     options: dict[str, Any] = field(default_factory=dict)
     # How long a task waits out a TransientError (the warehouse file held by another process) before it fails.
     warehouse_lock_wait_seconds: float = 300.0
+    # Remove a run's staged files once its Data Load committed (not RUNYARD_STAGING_KEEP_AFTER_LOAD).
+    remove_staged_after_load: bool = True
 
 
 def output_key(identity: TaskIdentity) -> StagingKey:

@@ -7,9 +7,15 @@ Layout under the staging root (a local folder by default, any fsspec URL otherwi
     <root>/<account>/<operation_id>/<run_key>/<table>/.documents/<name>.json
 
 Durability: every file is written under a temporary name, flushed, fsynced and atomically renamed
-(local folders), so a reader never sees half a file. A task's output exists once its manifest
-does: the manifest is written last and lists each part with its size and sha256, which
-:meth:`Staging.read_part` verifies.
+(local folders), or as one S3 object whose put (or multipart upload, completed only at the end) carries
+the MD5 S3 checks, so a reader never sees half a file: an upload started and not completed is no object.
+A task's output exists once its manifest does: the manifest is written last, only once every part it
+lists is there with its size (:meth:`Staging.write_manifest` checks), and lists each part with its
+size and sha256, which :meth:`Staging.read_part` verifies before a byte of it is used.
+
+Cleanup: once a run's Data Load committed, its folder is removed (``RUNYARD_STAGING_KEEP_AFTER_LOAD``,
+runyard.engine.load); the scheduler removes the folders of runs that ended more than
+``RUNYARD_STAGING_RETENTION_DAYS`` ago (:meth:`Staging.staged_runs`, :meth:`Staging.remove_run`).
 
 Path safety (S12): every name that reaches a path (account, run key, table, task, document name)
 becomes a slug of ``[A-Za-z0-9_.-]`` that never starts with a dot (names starting with a dot are
@@ -41,6 +47,7 @@ __all__ = [
     "MANIFEST_NAME",
     "Manifest",
     "PartInfo",
+    "StagedRun",
     "Staging",
     "StagingError",
     "StagingKey",
@@ -129,6 +136,15 @@ class StagingKey:
             task=str(data["task"]),
             attempt=int(data["attempt"]),
         )
+
+
+@dataclass(frozen=True)
+class StagedRun:
+    """A run's folder under the staging root: `<account>/<operation_id>/<run_key>/` (account: the folder's name)."""
+
+    account: str
+    operation_id: int
+    run_key: str
 
 
 @dataclass(frozen=True)
@@ -293,6 +309,7 @@ class Staging:
         if total != manifest.rows:
             raise StagingError(f"manifest rows {manifest.rows} differ from the sum of its parts' rows ({total})")
         path = self._attempt_path(manifest.key, MANIFEST_NAME)
+        self._check_parts_written(manifest, path)
         self._write(path, manifest.to_json())
         crash_point("stage.after_rename")  # the attempt's output exists; its task has not finished
         with contextlib.suppress(OSError):
@@ -324,6 +341,21 @@ class Staging:
                     manifests.append(self._parse_manifest(data, path))
                     break
         return manifests
+
+    def _check_parts_written(self, manifest: Manifest, path: str) -> None:
+        """Every part the manifest lists is there, whole (its size): a manifest never announces a part still
+        being written, or one that failed. One listing per 1,000 parts on S3, a stat per part locally."""
+        paths = {part.path: self._part_path(part.path) for part in manifest.parts}
+        found: dict[str, Any] = {}
+        self._io(path, "check the parts of", lambda: found.update(self._storage.infos(list(paths.values()))))
+        for part in manifest.parts:
+            info = found.get(paths[part.path])
+            if info is None or info.size != part.size_bytes:
+                state = "missing" if info is None else f"{info.size} bytes, not {part.size_bytes}"
+                raise StagingError(
+                    f"staged manifest {self._relative(path)} was not written: its part {part.path} is {state}; "
+                    "the task that writes them must run again"
+                )
 
     def _parse_manifest(self, data: bytes, path: str) -> Manifest:
         try:
@@ -367,9 +399,25 @@ class Staging:
     # -- runs --
 
     def remove_run(self, account: str, operation_id: int, run_key: str) -> None:
-        """Delete everything staged for one run (no error when nothing is there)."""
+        """Delete everything staged for one run (no error when nothing is there). `account` may also be the
+        folder name :meth:`staged_runs` gave (an account's folder name is its own folder name)."""
         path = self._path(account, *self._run_parts(operation_id, run_key))
         self._io(path, "remove", lambda: self._storage.remove_tree(path))
+
+    def staged_runs(self) -> list[StagedRun]:
+        """Every run folder under the staging root, of every account: `<account>/<operation_id>/<run_key>/`.
+        Export caches (`<account>/.exports/`) and folders that are not an operation's are left out."""
+        found = []
+        for account in self._list_dirs(self._storage.root):
+            if account.startswith(".") or safe_name(account, what="account") != account:
+                continue
+            for operation in self._list_dirs(self._storage.join(account)):
+                if not operation.isdigit():
+                    continue
+                for run_key in self._list_dirs(self._path(account, operation)):
+                    if not run_key.startswith(".") and safe_name(run_key, what="run key") == run_key:
+                        found.append(StagedRun(account, int(operation), run_key))
+        return found
 
     # -- export caches (spec 004) --
 

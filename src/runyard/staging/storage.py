@@ -371,6 +371,13 @@ class FsspecStorage:
         return posixpath.normpath(path).startswith(folder.rstrip("/") + "/")
 
     def write_atomic(self, path: str, data: bytes) -> None:
+        """The whole object or none: on S3 one put (a multipart upload completed at the end past 8 MiB), each
+        request with its Content-MD5 and the stored ETag checked (_S3Writer); elsewhere fsspec's pipe_file."""
+        if self.is_s3:
+            with self.open_write(path, len(data)) as writer:
+                writer.write(data)
+                writer.commit()
+            return
         self._fs.makedirs(posixpath.dirname(path), exist_ok=True)
         self._fs.pipe_file(path, data)
 
@@ -384,15 +391,19 @@ class FsspecStorage:
             return None
 
     def list_dirs(self, path: str) -> list[str]:
+        """The folders in `path`, listed afresh: other processes write the same staging (no cached listing)."""
         try:
-            entries = self._fs.ls(path, detail=True)
+            entries = self._fs.ls(path, detail=True, refresh=True)
         except FileNotFoundError:
             return []
         return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
 
     def remove_tree(self, path: str) -> None:
-        if self._fs.exists(path):
+        """Delete every file under `path` (listed afresh); nothing there is no error."""
+        self._fs.invalidate_cache(path)
+        with contextlib.suppress(FileNotFoundError):
             self._fs.rm(path, recursive=True)
+        self._fs.invalidate_cache(path)
 
     def remove_temporaries(self, path: str) -> None:
         return None  # nothing is written under a temporary name

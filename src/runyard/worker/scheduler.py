@@ -3,6 +3,8 @@ warehouse staging tables of runs that ended without loading them (failed, cancel
 In the one process that leads (runyard.worker.leader): fires the schedule ticks operations owe, and, at each sweep,
 evaluates the workflows still pending (a success counted by a process that died before it launched the target, or
 a run completed at its launch); and, every RUNYARD_ALERT_SECONDS, the alerts (runyard.services.alert_evaluation).
+Also in the leader, at most once an hour (at a sweep), the staged files of runs that ended more than
+RUNYARD_STAGING_RETENTION_DAYS ago, in every account (`sweep_staged_files`).
 
 The sweep stays in every process: it is idempotent, and each process holds its own warehouses' staging tables.
 """
@@ -12,21 +14,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from runyard.domain.statuses import RUN_ACTIVE, RUN_FINAL
 from runyard.services.runs import RunService
 from runyard.services.schedules import TickOutcome, earliest_next_tick, fire_due
 from runyard.services.sweep import ended_runs, sweep
 from runyard.services.workflows import fire_pending
 from runyard.store.database import Store
 from runyard.store.failures import describe_failure
+from runyard.store.tables import runs as runs_table
+from runyard.store.tables import tasks as tasks_table
 from runyard.warehouse.base import WarehouseProvider
 from runyard.worker.leader import Leadership, leadership_for
 
+if TYPE_CHECKING:
+    from runyard.staging import StagedRun, Staging
+
 log = logging.getLogger("runyard.scheduler")
+
+# How often the leader looks for staged files past RUNYARD_STAGING_RETENTION_DAYS: listing a whole S3 prefix at
+# every sweep would cost requests for nothing, and a day's retention does not need to be kept to the second.
+STAGING_SWEEP_SECONDS = 3600.0
+_KEYS_PER_QUERY = 500
 
 DEFAULT_TICK_SECONDS = 1.0
 # Wake this long after a tick is due rather than on it: a clock read a hair early would find nothing due yet.
@@ -48,8 +62,13 @@ class Scheduler:
         expire_exports: Callable[[], int] | None = None,
         evaluate_alerts: Callable[[datetime], object] | None = None,
         alert_seconds: float = 5.0,
+        staging: Staging | None = None,
+        staging_retention_days: float = 0.0,
     ) -> None:
         self.store = store
+        self.staging = staging
+        self.staging_retention_days = staging_retention_days  # 0: staged files are kept
+        self._next_staging_sweep = 0.0  # time.monotonic() of the next one: the first leading sweep does it
         self.expire_exports = expire_exports
         self.evaluate_alerts = evaluate_alerts  # runyard.services.alert_evaluation.AlertEvaluator, when leading
         self.alert_seconds = alert_seconds
@@ -172,6 +191,9 @@ class Scheduler:
         if self.leading:
             self._fire_pending_workflows()
             self._expire_exports()
+            if time.monotonic() >= self._next_staging_sweep:
+                self._next_staging_sweep = time.monotonic() + STAGING_SWEEP_SECONDS
+                self._sweep_staged_files()
         if self.warehouses is not None:
             self._drop_ended_staging(self.warehouses)
 
@@ -203,6 +225,44 @@ class Scheduler:
         if removed:
             log.info("removed %d export session(s) that had drained, with their cached pages", removed)
 
+    def sweep_staged_files(self, now: datetime | None = None) -> list[StagedRun]:
+        """Remove the staged files of the runs that ended more than RUNYARD_STAGING_RETENTION_DAYS before `now`
+        (default: the database's clock), in every account, on a local folder or S3 alike; the runs removed. Never
+        those of a run still going, nor those a run still going reuses (a retry reads its original's extractions).
+        Folders of runs this store does not know are left alone. Leader or not (the scheduler calls it as leader)."""
+        if self.staging is None or self.staging_retention_days <= 0:
+            return []
+        cutoff = (now if now is not None else self.clock()) - timedelta(days=self.staging_retention_days)
+        staged = self.staging.staged_runs()
+        expired = expired_runs(self.store, {run.run_key for run in staged}, cutoff)
+        removed = []
+        for run in staged:
+            if run.run_key not in expired:
+                continue
+            try:
+                self.staging.remove_run(run.account, run.operation_id, run.run_key)
+            except Exception as error:  # the next pass tries again
+                log.warning("could not remove the staged files of run %s: %s", run.run_key, describe_failure(error))
+                continue
+            removed.append(run)
+        if removed:
+            log.info(
+                "removed the staged files of %s that ended more than %s ago",
+                _count(len(removed), "run"),
+                _count(self.staging_retention_days, "day"),
+            )
+        return removed
+
+    def _sweep_staged_files(self) -> None:
+        try:
+            self.sweep_staged_files()
+        except Exception as error:  # the next pass (in an hour) tries again
+            log.warning(
+                "staged files of old runs not removed (%s); trying again in %s",
+                describe_failure(error),
+                _count(STAGING_SWEEP_SECONDS / 60, "minute"),
+            )
+
     def _drop_ended_staging(self, warehouses: WarehouseProvider) -> None:
         for warehouse in warehouses.opened():
             try:
@@ -211,3 +271,48 @@ class Scheduler:
                     log.info("dropped the warehouse staging tables of run %s, which has ended", run_key)
             except Exception as error:  # the next sweep tries again
                 log.warning("could not drop the staging tables of ended runs: %s", describe_failure(error))
+
+
+def expired_runs(store: Store, run_keys: Collection[str], cutoff: datetime) -> set[str]:
+    """The run keys among `run_keys` whose runs ended before `cutoff`, less those whose outputs a run still going
+    reuses (a retry's reused tasks read the files of the run that made them)."""
+    if not run_keys:
+        return set()
+    final = [status.value for status in RUN_FINAL]
+    active = [status.value for status in RUN_ACTIVE]
+    keys = sorted(run_keys)
+    expired: set[str] = set()
+    with store.read() as conn:
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start : start + _KEYS_PER_QUERY]
+            expired.update(
+                conn.execute(
+                    sa.select(runs_table.c.run_key).where(
+                        runs_table.c.run_key.in_(chunk),
+                        runs_table.c.status.in_(final),
+                        runs_table.c.completed_at < cutoff,
+                    )
+                ).scalars()
+            )
+        if expired:
+            reusing = tasks_table.alias("reusing")
+            reusing_run = runs_table.alias("reusing_run")
+            made = tasks_table.alias("made")
+            expired -= set(
+                conn.execute(
+                    sa.select(runs_table.c.run_key)
+                    .distinct()
+                    .select_from(
+                        reusing.join(reusing_run, reusing_run.c.id == reusing.c.run_id)
+                        .join(made, made.c.id == reusing.c.reused_from)
+                        .join(runs_table, runs_table.c.id == made.c.run_id)
+                    )
+                    .where(reusing_run.c.status.in_(active))
+                ).scalars()
+            )
+    return expired
+
+
+def _count(amount: float, unit: str) -> str:
+    """`3 runs`, `1 run`, `7 days`, `0.5 days`."""
+    return f"{amount:g} {unit}" if amount == 1 else f"{amount:g} {unit}s"
