@@ -11,7 +11,7 @@ TEST_PROCESSES ?= 3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test soak lint format system-deps pg pg-stop bench screenshots clean
+.PHONY: install run test soak lint format system-deps pg pg-stop bench bench-scale screenshots clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ screenshots: install system-deps
 
 bench: install
 	$(BIN)/python bench/dispatch.py
+
+# Scale-out on the test PostgreSQL: runs/min and launch -> Running with 1, 2, 4 workers (SCALE_ARGS="--quick", or
+# "--warehouse-ingest" for the 1,000,000-row ingest into the PostgreSQL warehouse beside DuckDB).
+bench-scale: install system-deps
+	@export RUNYARD_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh start)"; \
+	  $(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .runyard .mypy_cache .ruff_cache

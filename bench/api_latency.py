@@ -3,8 +3,8 @@
 The benchmark fills a fresh store with `--runs` runs and `--tasks` tasks (one run holds
 `--big-run-tasks` of them; the others about 20 each), with task names, initials, statuses, task
 tables and task messages like those runyard writes. It then serves the real app (`create_app`) with
-uvicorn in a child process, as `runyard serve` does (one process, logging configured; `--http-processes N`
-serves from N processes, as RUNYARD_HTTP_PROCESSES=N does), logs in once
+uvicorn in a child process, as `runyard serve` does (logging configured; as many processes as RUNYARD_HTTP_PROCESSES
+would by default, the CPUs; `--http-processes N` serves from N), logs in once
 and measures with real HTTP over loopback:
 
 - latency: `--clients` concurrent clients (threads, one httpx client each), `--requests` requests
@@ -851,9 +851,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--throughput-requests", type=int, default=25, help="requests per throughput client")
     parser.add_argument("--sql-repeats", type=int, default=20, help="direct listing calls timed per query")
     parser.add_argument(
-        "--http-processes", type=int, default=1, help="processes serving HTTP, as RUNYARD_HTTP_PROCESSES (default 1)"
+        "--http-processes",
+        type=int,
+        default=None,
+        help="processes serving HTTP, as RUNYARD_HTTP_PROCESSES (default: its default, the CPUs this process may use)",
     )
     args = parser.parse_args(argv)
+    if args.http_processes is None:
+        from runyard.settings import usable_cpus
+
+        args.http_processes = usable_cpus()
 
     started_at = datetime.now(UTC)
     backends: list[tuple[str, Callable[[], Any]]] = []

@@ -21,7 +21,18 @@ MIN_SECRET_KEY_BYTES = 32  # HS256 wants at least 256 bits of key (RFC 7518 §3.
 #: `openssl rand -hex 32` about 3.8 (lowest 3.34); a key of fewer than 8 distinct bytes cannot reach 3.
 #: (3.5 would refuse one in five `openssl rand -hex 16` keys; 3.0 refuses about one in 10,000 of those.)
 MIN_SECRET_KEY_BITS_PER_BYTE = 3.0
+MAX_HTTP_PROCESSES = 64
 MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's or taskset's limit, not the host's count), at most
+    MAX_HTTP_PROCESSES: one Python process answers one request at a time, so `serve` answers from this many."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    return max(1, min(count, MAX_HTTP_PROCESSES))
 
 
 class Settings(BaseSettings):
@@ -162,11 +173,12 @@ class Settings(BaseSettings):
         description="The largest request body accepted, in bytes; a larger one answers 413 before it is read",
     )
     http_processes: int = Field(
-        default=1,
+        default_factory=usable_cpus,
         ge=1,
-        le=64,
-        description="Processes `runyard serve` answers HTTP from; the first also runs the workers and scheduler, the "
-        "others only serve (a launch they answer reaches the workers at their next poll, not at once)",
+        le=MAX_HTTP_PROCESSES,
+        description="Processes `runyard serve` answers HTTP from (default: the CPUs this process may use, at most "
+        f"{MAX_HTTP_PROCESSES}); the first also runs the workers and scheduler, the others only serve, and a launch "
+        "they answer wakes the workers at once (NOTIFY on PostgreSQL, a local socket on SQLite)",
     )
 
     export_completed_seconds: float = Field(

@@ -135,7 +135,9 @@ class Workers:
         lease_seconds: float = LEASE_SECONDS,
         allowed_hosts: str = "public",
         extra_env: Mapping[str, str] | None = None,
+        command: Sequence[str] = ("worker",),
     ) -> WorkerProcess:
+        """A `runyard worker` (or `command`, e.g. `serve --port N`) on the database and home, with short timings."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("RUNYARD_")}
         env.update(
             RUNYARD_DATABASE_URL=self.database_url,
@@ -151,10 +153,10 @@ class Workers:
         if crash_at is not None:
             env["RUNYARD_CRASH_AT"] = crash_at
         env.update(extra_env or {})  # last: a test may change any of the above
-        log_path = self.home / f"worker-{len(self.started)}.log"
+        log_path = self.home / f"{command[0]}-{len(self.started)}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "runyard.cli", "worker"],
+                [sys.executable, "-m", "runyard.cli", *command],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
