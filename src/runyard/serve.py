@@ -391,7 +391,7 @@ def _launch_demo(
 def warn_of_file_warehouse(settings: Settings, runtime: Runtime) -> None:
     """One line at a worker's start when the warehouse is DuckDB files, which one process at a time can open (none for
     a PostgreSQL warehouse, which every process shares)."""
-    from runyard.warehouse.duckdb import DuckDBWarehouses
+    from runyard.warehouse.duckdb import IDLE_RELEASE_SECONDS, DuckDBWarehouses
 
     warehouses = runtime.warehouses
     if not isinstance(warehouses, DuckDBWarehouses):
@@ -399,11 +399,12 @@ def warn_of_file_warehouse(settings: Settings, runtime: Runtime) -> None:
     home, directory = settings.home.resolve(), warehouses.directory
     folder = directory.relative_to(home) if directory.is_relative_to(home) else directory.name
     log.warning(
-        "the warehouse is DuckDB files under %s/, each open in one process at a time: while runyard serve or another "
-        "worker holds an account's file, this worker's tasks that use it wait (at most "
-        "RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS, %g s) and then fail; processes that load data side by side need a "
-        "warehouse they can share (RUNYARD_WAREHOUSE_URL=postgresql+psycopg://...)",
+        "the warehouse is DuckDB files under %s/, each open in one process at a time: this worker and runyard serve "
+        "or other workers take turns at an account's file (each lets it go after %g s unused), and a task that finds "
+        "it held waits (at most RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS, %g s); processes that load data side by side "
+        "need a warehouse they share (RUNYARD_WAREHOUSE_URL=postgresql+psycopg://...)",
         folder,
+        IDLE_RELEASE_SECONDS,
         settings.warehouse_lock_wait_seconds,
     )
 

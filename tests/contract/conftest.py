@@ -80,14 +80,6 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehou
         drop_postgres_warehouse(url)
 
 
-def known_bug(
-    request: pytest.FixtureRequest, backend: str, reason: str, raises: type[BaseException] | None = None
-) -> None:
-    """Expect this test to fail on `backend`, with `raises` if given (strictly: once fixed, the xfail must go)."""
-    if request.node.callspec.params.get("provider") == backend:
-        request.applymarker(pytest.mark.xfail(reason=reason, raises=raises, strict=True))
-
-
 @pytest.fixture
 def warehouse(provider: WarehouseProvider) -> Warehouse:
     """Account "acme"'s warehouse, empty."""

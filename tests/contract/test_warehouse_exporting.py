@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from runyard.warehouse.base import ExportQuery, LoadRequest, QueryFailed, TableLoad, Warehouse
-from tests.contract.conftest import batches, kind_of, known_bug, stage_load
+from tests.contract.conftest import batches, kind_of, stage_load
 
 ROWS = 5_000  # several of DuckDB's reading batches (2,048 rows)
 START = datetime(2024, 3, 1)
@@ -146,13 +146,7 @@ def test_what_cannot_be_exported_fails_with_query_failed(events: Warehouse, quer
     assert events.count("events") == ROWS
 
 
-def test_interrupt_from_another_thread_stops_an_export(request: pytest.FixtureRequest, warehouse: Warehouse) -> None:
-    known_bug(
-        request,
-        "duckdb",
-        "DuckDBExport.pages lets pyarrow's OSError('INTERRUPT Error: Interrupted!') out instead of QueryFailed",
-        raises=OSError,
-    )
+def test_interrupt_from_another_thread_stops_an_export(warehouse: Warehouse) -> None:
     n = 200_000
     warehouse.stage("r0", "big", batches({"id": list(range(n))}))
     warehouse.load(LoadRequest("r0", 1, (TableLoad(name="big", mode="replace"),)))

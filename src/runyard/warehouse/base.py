@@ -258,4 +258,9 @@ class WarehouseProvider(Protocol):
         """The warehouses this process has open (the ones its tasks may have left staging tables in)."""
         ...
 
+    def sweepable(self) -> Sequence[Warehouse]:
+        """The opened warehouses a periodic sweep may look at now, without waiting for or taking them from another
+        process (DuckDB: the files this process holds at the moment)."""
+        ...
+
     def close_all(self) -> None: ...

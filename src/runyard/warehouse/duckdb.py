@@ -12,9 +12,11 @@ replacing load can rename one into place instead of copying it (DuckDB cannot mo
 between schemas); load records and
 high watermarks in `_runyard`.
 
-Processes: DuckDB locks the file for the process that opens it, and this one holds it until `close_all`. Opening
-a file another process holds raises WarehouseBusy (a TransientError) naming that process's PID: a task waits it
-out and tries again (runyard.engine.executors), for at most RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS.
+Processes: DuckDB locks the file for the process that opens it. This one lets it go once no call has used it for
+IDLE_RELEASE_SECONDS, and opens it again at the next call, so that several processes on one home (`runyard serve`
+and `runyard worker`) take turns at an account's file. Opening a file another process holds raises WarehouseBusy
+(a TransientError) naming that process's PID: a task waits it out and tries again (runyard.engine.executors), for
+at most RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS.
 
 Every name that comes from a user or a source (tables, columns, keys) reaches SQL only as a
 quoted identifier; every value only as a parameter.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -53,6 +56,10 @@ from runyard.warehouse.base import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
+# How long a process keeps an account's file open after its last call: long enough that the calls of one task or
+# page reuse the connection (opening costs ~10-25 ms), short enough that another process waiting for the file
+# (its first pause is 0.25 s, runyard.engine.executors) gets it between two tasks of this one.
+IDLE_RELEASE_SECONDS = 0.5
 CONFIG: dict[str, Any] = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
@@ -268,40 +275,91 @@ class _Column:
 
 
 class DuckDBWarehouse:
-    """One account's warehouse in one DuckDB file; see the module docstring for the rules."""
+    """One account's warehouse in one DuckDB file; see the module docstring for the rules.
 
-    def __init__(self, path: Path) -> None:
+    `release_after`: seconds without a call after which the file is let go (None: held until `close`)."""
+
+    def __init__(self, path: Path, *, release_after: float | None = IDLE_RELEASE_SECONDS) -> None:
         self.path = path
+        self._release_after = release_after
         self._cursor_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._closed = False
-        try:
-            self._con = duckdb.connect(str(path), config=CONFIG)
-        except duckdb.Error as error:
-            busy = lock_conflict(path, error)
-            if busy is not None:
-                raise busy from error
-            raise WarehouseError(f"cannot open warehouse {path}: {_first_line(error)}") from error
-        try:
-            with self._cursor() as cur, _errors(f"cannot prepare warehouse {path}"):
-                for statement in _METADATA_DDL:
-                    cur.execute(statement)
-        except BaseException:
-            self.close()
-            raise
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._users = 0  # cursors in use: the file is let go only when none is
+        self._release_timer: threading.Timer | None = None
+        self._last_used = time.monotonic()
+        with self._cursor():  # opened and prepared now: a held or broken file fails here, not at the first call
+            pass
 
     # -- connections ----------------------------------------------------------------------
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            con = duckdb.connect(str(self.path), config=CONFIG)
+        except duckdb.Error as error:
+            busy = lock_conflict(self.path, error)
+            if busy is not None:
+                raise busy from error
+            raise WarehouseError(f"cannot open warehouse {self.path}: {_first_line(error)}") from error
+        try:
+            with _errors(f"cannot prepare warehouse {self.path}"):
+                for statement in _METADATA_DDL:
+                    con.execute(statement)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
     @contextmanager
-    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _cursor(self, *, touch: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the file's connection, opening the file if this process had let it go. `touch=False`: this
+        use does not keep the file open longer (the periodic sweep's calls, which would otherwise hold it for ever)."""
         with self._cursor_lock:
             if self._closed:
                 raise WarehouseError(f"warehouse {self.path} is closed")
+            if self._con is None:
+                self._con = self._connect()
+                self._last_used = time.monotonic()
             cur = self._con.cursor()
+            self._users += 1
         try:
             yield cur
         finally:
             cur.close()
+            with self._cursor_lock:
+                self._users -= 1
+                if touch:
+                    self._last_used = time.monotonic()
+                self._arm_release()
+
+    def _arm_release(self) -> None:
+        """Start the timer that lets the file go `release_after` seconds after its last use (under _cursor_lock)."""
+        if self._release_after is None or self._closed or self._con is None or self._release_timer is not None:
+            return
+        delay = max(0.0, self._last_used + self._release_after - time.monotonic())
+        self._release_timer = threading.Timer(delay, self._release_if_idle)
+        self._release_timer.daemon = True
+        self._release_timer.start()
+
+    @property
+    def holds_file(self) -> bool:
+        """Whether this process has the file open now (False once let go when idle, or closed)."""
+        with self._cursor_lock:
+            return self._con is not None
+
+    def _release_if_idle(self) -> None:
+        """Let the file go (another process may open it) if it has not been used for `release_after` seconds."""
+        with self._cursor_lock:
+            self._release_timer = None
+            if self._con is None or self._closed or self._users > 0:
+                return  # closed, or in use: the use's end arms the timer again
+            assert self._release_after is not None
+            if time.monotonic() - self._last_used < self._release_after:
+                self._arm_release()  # used since the timer started: wait out the rest
+                return
+            self._con.close()
+            self._con = None
 
     def close(self) -> None:
         """Close the file's connection (and every cursor); later calls raise WarehouseError."""
@@ -309,7 +367,12 @@ class DuckDBWarehouse:
             if self._closed:
                 return
             self._closed = True
-            self._con.close()
+            if self._release_timer is not None:
+                self._release_timer.cancel()
+                self._release_timer = None
+            if self._con is not None:
+                self._con.close()
+                self._con = None
 
     # -- staging --------------------------------------------------------------------------
 
@@ -338,7 +401,7 @@ class DuckDBWarehouse:
     def drop_staging(self, run_key: str) -> None:
         """Drop every staging table of the run (after its load, or once the run has ended without one)."""
         _check_run_key(run_key)
-        with self._cursor() as cur, _errors(f"run {run_key}: cannot drop its staging tables"):
+        with self._cursor(touch=False) as cur, _errors(f"run {run_key}: cannot drop its staging tables"):
             rows = cur.execute(
                 "SELECT table_name FROM duckdb_tables() "
                 "WHERE database_name = current_database() AND schema_name = ? AND starts_with(table_name, ?)",
@@ -376,7 +439,7 @@ class DuckDBWarehouse:
 
     def staged_runs(self) -> set[str]:
         """The run keys that have staging tables (their names are `_runyard_staging__<run_key>__<table>`)."""
-        with self._cursor() as cur, _errors("cannot list the staging tables"):
+        with self._cursor(touch=False) as cur, _errors("cannot list the staging tables"):
             rows = cur.execute(
                 "SELECT table_name FROM duckdb_tables() "
                 "WHERE database_name = current_database() AND schema_name = ? AND starts_with(table_name, ?)",
@@ -743,6 +806,10 @@ class DuckDBExport:
             raise QueryFailed("the export was stopped", interrupted=True) from error
         except duckdb.Error as error:
             raise QueryFailed(_message(error)) from error
+        except OSError as error:  # DuckDB's errors inside pyarrow's reader reach us as pyarrow's OSError
+            if self._stopped:
+                raise QueryFailed("the export was stopped", interrupted=True) from error
+            raise QueryFailed(str(error)) from error
         if held:
             yield pa.Table.from_batches(pending, schema=reader.schema)
 
@@ -801,6 +868,11 @@ class DuckDBWarehouses:
     def opened(self) -> list[DuckDBWarehouse]:
         with self._lock:
             return list(self._open.values())
+
+    def sweepable(self) -> list[DuckDBWarehouse]:
+        """The opened warehouses whose file this process holds now: a file let go when idle is not taken back from
+        another process's turn by a sweep (which looks again when this process holds it)."""
+        return [warehouse for warehouse in self.opened() if warehouse.holds_file]
 
     def close_all(self) -> None:
         """Close every open warehouse; `for_account` opens them again."""

@@ -1322,6 +1322,10 @@ class PostgresWarehouses:
         with self._lock:
             return list(self._open.values())
 
+    def sweepable(self) -> list[PostgresWarehouse]:
+        """Every opened warehouse: PostgreSQL serves every process at once."""
+        return self.opened()
+
     def close_all(self) -> None:
         """Close every open warehouse; `for_account` opens them again."""
         with self._lock:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from runyard.domain.statuses import RUN_ACTIVE, RUN_FINAL
+from runyard.errors import TransientError
 from runyard.services.runs import RunService
 from runyard.services.schedules import TickOutcome, earliest_next_tick, fire_due
 from runyard.services.sweep import ended_runs, sweep
@@ -264,11 +265,13 @@ class Scheduler:
             )
 
     def _drop_ended_staging(self, warehouses: WarehouseProvider) -> None:
-        for warehouse in warehouses.opened():
+        for warehouse in warehouses.sweepable():
             try:
                 for run_key in ended_runs(self.store, warehouse.staged_runs()):
                     warehouse.drop_staging(run_key)
                     log.info("dropped the warehouse staging tables of run %s, which has ended", run_key)
+            except TransientError as busy:  # another process has the file now: its turn, the next sweep looks again
+                log.debug("staging tables of ended runs not looked at: %s", busy)
             except Exception as error:  # the next sweep tries again
                 log.warning("could not drop the staging tables of ended runs: %s", describe_failure(error))
 
