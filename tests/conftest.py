@@ -100,3 +100,35 @@ def pg_store(pg_url: str) -> Iterator[Store]:
     store = Store(pg_url)
     yield store
     store.dispose()
+
+
+# -- PostgreSQL warehouses: a database of their own, and the reader roles runyard makes per account ------------------
+
+WAREHOUSE_ACCOUNTS = ("default", "acme", "globex")  # the accounts the tests' warehouses have
+
+
+def new_postgres_warehouse_url() -> str:
+    """A new, empty database on the test server (no store template: a warehouse starts from nothing)."""
+    name = f"ry_wh_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    return sa.make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_warehouse(url: str) -> None:
+    """Drop the database, then the reader roles runyard made for its accounts (roles belong to the whole server)."""
+    from runyard.warehouse.postgres import reader_role  # the PostgreSQL backend's naming, for the cleanup alone
+
+    drop_postgres(url)
+    database = str(sa.make_url(url).database)
+    for account in WAREHOUSE_ACCOUNTS:
+        _admin(f'DROP ROLE IF EXISTS "{reader_role(database, account)}"')
+
+
+@pytest.fixture
+def pg_warehouse_url() -> Iterator[str]:
+    """An empty database for a PostgreSQL warehouse, dropped afterwards with its reader roles."""
+    url = new_postgres_warehouse_url()
+    try:
+        yield url
+    finally:
+        drop_postgres_warehouse(url)

@@ -13,20 +13,16 @@ account of that same provider.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pyarrow as pa
 import pytest
-import sqlalchemy as sa
-from psycopg import sql
 
 from runyard.warehouse.base import LoadRequest, LoadResult, TableLoad, Warehouse, WarehouseProvider
 from runyard.warehouse.provider import open_warehouses
-from tests.conftest import drop_postgres, postgres_admin_url
+from tests.conftest import drop_postgres_warehouse, new_postgres_warehouse_url
 
 ACCOUNT = "acme"
 OTHER_ACCOUNT = "globex"
@@ -34,29 +30,6 @@ PROVIDERS = ["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 # -- fixtures -------------------------------------------------------------------------------------------------------
-
-
-def _admin_dsn() -> str:
-    return sa.make_url(postgres_admin_url()).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def new_empty_postgres_url() -> str:
-    """A new, empty database on the test server (no store template: a warehouse starts from nothing)."""
-    name = f"ry_wh_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return sa.make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgres_warehouse(url: str) -> None:
-    """Drop the database, then the reader roles runyard made for its accounts (roles belong to the whole server)."""
-    from runyard.warehouse.postgres import reader_role  # the PostgreSQL backend's naming, for the cleanup alone
-
-    drop_postgres(url)
-    database = str(sa.make_url(url).database)
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
-        for account in (ACCOUNT, OTHER_ACCOUNT):
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader_role(database, account))))
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -69,7 +42,7 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehou
         finally:
             warehouses.close_all()
         return
-    url = new_empty_postgres_url()
+    url = new_postgres_warehouse_url()
     try:
         warehouses = open_warehouses(url)
         try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -26,9 +25,9 @@ from runyard.errors import TransientError
 from runyard.runtime import Runtime, engine_resources, open_store
 from runyard.services.accounts import bootstrap_admin
 from runyard.warehouse.base import LOADED_AT_COLUMN, LoadRequest, QueryFailed, TableLoad, WarehouseUnavailable
-from runyard.warehouse.postgres import PostgresWarehouse, PostgresWarehouses, account_schema, reader_role
+from runyard.warehouse.postgres import PostgresWarehouse, PostgresWarehouses, account_schema
 from runyard.warehouse.provider import open_warehouses
-from tests.conftest import drop_postgres, postgres_admin_url
+from tests.conftest import postgres_admin_url
 from tests.integration.api_harness import ApiHarness, fast_settings, wait_for
 from tests.integration.cli_helpers import Runyard
 
@@ -37,22 +36,6 @@ pytestmark = pytest.mark.postgres
 
 def _admin_dsn() -> str:
     return sa.make_url(postgres_admin_url()).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def pg_warehouse_url() -> Iterator[str]:
-    """A new, empty database for a warehouse; dropped afterwards with the reader roles runyard made for it."""
-    name = f"ry_whpg_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = sa.make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        drop_postgres(url)
-        with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
-            for account in ("acme", "globex", "default"):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader_role(name, account))))
 
 
 @pytest.fixture

@@ -18,14 +18,12 @@ import random
 import re
 import signal
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -37,7 +35,6 @@ from runyard.services.operations import deploy
 from runyard.store.database import Store
 from runyard.store.tables import operation_schedules, operations, runs
 from runyard.warehouse.provider import open_warehouses
-from tests.conftest import postgres_admin_url
 from tests.integration.cli_helpers import free_port
 from tests.reliability.db import run_status
 from tests.reliability.invariants import check_invariants
@@ -111,19 +108,6 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {process.worker_id}\n{process.log()[-3000:]}" for process in self.pool.started)
-
-
-@pytest.fixture
-def warehouse_url() -> Iterator[str]:
-    """An empty database of the test server for the warehouse (the store has a database of its own)."""
-    admin = sa.make_url(postgres_admin_url())
-    name = f"ry_wh_{uuid.uuid4().hex[:12]}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    yield admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -245,7 +229,7 @@ def completed_runs(drivers: list[Driver]) -> int:
 
 
 def test_three_workers_and_two_servers_run_a_hundred_runs_exactly_once_while_killed(
-    store: Store, warehouse_url: str, tmp_path: Path
+    store: Store, pg_warehouse_url: str, tmp_path: Path
 ) -> None:
     with s3_server() as s3, DemoSourceServer(DemoSourceConfig(employees=10, feed_interval_ms=20)) as source:
         s3.create_bucket(BUCKET)
@@ -255,7 +239,7 @@ def test_three_workers_and_two_servers_run_a_hundred_runs_exactly_once_while_kil
         (scheduled,) = deploy(store, load_text(EVERY_MINUTE))
         owe_a_tick_now(store, scheduled.operation_id)
         env = {
-            "RUNYARD_WAREHOUSE_URL": warehouse_url,
+            "RUNYARD_WAREHOUSE_URL": pg_warehouse_url,
             "RUNYARD_STAGING_URL": f"s3://{BUCKET}/staging",
             "RUNYARD_WORKER_CONCURRENCY": "2",
             "AWS_ENDPOINT_URL": s3.endpoint_url,
@@ -301,7 +285,7 @@ def test_three_workers_and_two_servers_run_a_hundred_runs_exactly_once_while_kil
             pool.close()
 
     assert not active_runs(store)
-    assert_every_swipe_loaded_once(warehouse_url, [each.operation_id for each in deployed])
+    assert_every_swipe_loaded_once(pg_warehouse_url, [each.operation_id for each in deployed])
     assert_no_tick_fired_twice(store, scheduled.operation_id, [process.log() for process in pool.started])
     check_invariants(store)
 
@@ -329,8 +313,8 @@ def active_runs(store: Store) -> list[int]:
         )
 
 
-def assert_every_swipe_loaded_once(warehouse_url: str, operation_ids: list[int]) -> None:
-    provider = open_warehouses(warehouse_url)
+def assert_every_swipe_loaded_once(pg_warehouse_url: str, operation_ids: list[int]) -> None:
+    provider = open_warehouses(pg_warehouse_url)
     try:
         warehouse = provider.for_account("default")
         firsts = set()
