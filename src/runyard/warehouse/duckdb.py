@@ -39,7 +39,6 @@ import duckdb
 
 from runyard.faults import crash_point
 from runyard.warehouse.base import (
-    LOAD_MODES,
     Column,
     ExportQuery,
     LoadRequest,
@@ -51,6 +50,14 @@ from runyard.warehouse.base import (
     TableResult,
     WarehouseBusy,
     WarehouseError,
+)
+from runyard.warehouse.checks import (
+    RUN_KEY_SEPARATOR,
+    check_name,
+    check_request,
+    check_run_key,
+    export_filter,
+    first_line,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +86,6 @@ TARGET_SCHEMA = "main"
 # Staging order, added to every staging table: "the last staged row of a key wins" needs it, and
 # `rowid` cannot be used because a source column named rowid would shadow it.
 ROW_COLUMN = "_runyard_row"
-RUN_KEY_SEPARATOR = "__"
 _ARROW_VIEW = "_runyard_arrow_input"
 _ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 _ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -118,10 +124,6 @@ def _fold(name: str) -> str:
     return name.translate(_ASCII_FOLD)
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
@@ -148,26 +150,14 @@ def _errors(context: str) -> Iterator[None]:
     try:
         yield
     except duckdb.Error as error:
-        raise WarehouseError(f"{context}: {_first_line(error)}") from error
-
-
-def _check_name(kind: str, name: str) -> None:
-    if not name or "\x00" in name:
-        raise WarehouseError(f"{kind} {name!r} is not a valid name")
-
-
-def _check_run_key(run_key: str) -> None:
-    _check_name("run key", run_key)
-    if RUN_KEY_SEPARATOR in run_key:
-        # drop_staging finds a run's tables by the prefix `<run_key>__`: it must be unambiguous.
-        raise WarehouseError(f"run key {run_key!r} must not contain {RUN_KEY_SEPARATOR!r}")
+        raise WarehouseError(f"{context}: {first_line(error)}") from error
 
 
 def _check_select(sql: str) -> None:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as error:
-        raise QueryFailed(_first_line(error), _error_line(error)) from error
+        raise QueryFailed(first_line(error), _error_line(error)) from error
     if len(statements) != 1:
         raise QueryFailed(f"a step is one SELECT, and this SQL holds {len(statements)} statements")
     if statements[0].type != duckdb.StatementType.SELECT:
@@ -209,21 +199,6 @@ def _error_line(error: BaseException) -> int | None:
     """The line DuckDB's message points at (`LINE 3: ...`), None when it points at none."""
     found = _ERROR_LINE.search(str(error))
     return int(found.group(1)) if found else None
-
-
-def _check_request(request: LoadRequest) -> None:
-    _check_run_key(request.run_key)
-    seen: dict[str, str] = {}
-    for table in request.tables:
-        _check_name("table", table.name)
-        if table.mode not in LOAD_MODES:
-            raise WarehouseError(f"table {table.name!r}: load mode {table.mode!r} is not one of {LOAD_MODES}")
-        folded = _fold(table.name)
-        if folded in seen:
-            raise WarehouseError(
-                f"run {request.run_key}: table {table.name!r} is loaded twice (as {seen[folded]!r} too)"
-            )
-        seen[folded] = table.name
 
 
 # How DuckDB writes infinite dates (int32 days) and timestamps (int64 ticks) into Arrow.
@@ -301,7 +276,7 @@ class DuckDBWarehouse:
             busy = lock_conflict(self.path, error)
             if busy is not None:
                 raise busy from error
-            raise WarehouseError(f"cannot open warehouse {self.path}: {_first_line(error)}") from error
+            raise WarehouseError(f"cannot open warehouse {self.path}: {first_line(error)}") from error
         try:
             with _errors(f"cannot prepare warehouse {self.path}"):
                 for statement in _METADATA_DDL:
@@ -382,8 +357,8 @@ class DuckDBWarehouse:
         The batches are scanned by DuckDB in memory (a view registered on this call's cursor);
         a column `_runyard_row` records their order.
         """
-        _check_run_key(run_key)
-        _check_name("table", table)
+        check_run_key(run_key)
+        check_name("table", table)
         names = list(reader.schema.names)
         if not names:
             raise WarehouseError(f"run {run_key}: table {table!r} has no columns: nothing to stage")
@@ -400,7 +375,7 @@ class DuckDBWarehouse:
 
     def drop_staging(self, run_key: str) -> None:
         """Drop every staging table of the run (after its load, or once the run has ended without one)."""
-        _check_run_key(run_key)
+        check_run_key(run_key)
         with self._cursor(touch=False) as cur, _errors(f"run {run_key}: cannot drop its staging tables"):
             rows = cur.execute(
                 "SELECT table_name FROM duckdb_tables() "
@@ -417,9 +392,9 @@ class DuckDBWarehouse:
         DuckDB resolves temporary objects first (even `main.<name>`), so a step's SQL reads what its upstream
         steps built in this run; the views end with the cursor.
         """
-        _check_run_key(run_key)
+        check_run_key(run_key)
         for name in inputs:
-            _check_name("table", name)
+            check_name("table", name)
         with self._cursor() as cur:
             with _errors(f"run {run_key}: cannot read the tables built by this run"):
                 built = {
@@ -455,7 +430,7 @@ class DuckDBWarehouse:
         A run already loaded is not loaded again: the result repeats the recorded one with
         `already_loaded=True`. Any error rolls everything back and raises WarehouseError.
         """
-        _check_request(request)
+        check_request(request, _fold)
         with self._load_lock, self._cursor() as cur:
             with _errors(f"run {request.run_key}: cannot begin the load"):
                 cur.execute("BEGIN TRANSACTION")
@@ -609,14 +584,14 @@ class DuckDBWarehouse:
 
     def columns(self, table: str) -> dict[str, str] | None:
         """Column name -> DuckDB type of a warehouse table, in order; None if it does not exist."""
-        _check_name("table", table)
+        check_name("table", table)
         with self._cursor() as cur, _errors(f"cannot read the columns of table {table!r}"):
             found = _columns(cur, TARGET_SCHEMA, table)
         return None if found is None else {column.name: column.type for column in found.values()}
 
     def count(self, table: str) -> int:
         """Rows in a warehouse table; WarehouseError if it does not exist."""
-        _check_name("table", table)
+        check_name("table", table)
         with self._cursor() as cur, _errors(f"cannot count table {table!r}"):
             return _count(cur, f"{TARGET_SCHEMA}.{quote(table)}")
 
@@ -830,7 +805,7 @@ class DuckDBTransform:
 
         The CREATE is put before the SELECT on its first line, so the lines DuckDB reports are the SELECT's.
         """
-        _check_name("table", table)
+        check_name("table", table)
         _check_select(sql)
         staging = f"{STAGING_SCHEMA}.{quote(staging_name(self._run_key, table))}"
         try:
@@ -838,7 +813,7 @@ class DuckDBTransform:
         except duckdb.InterruptException as error:
             raise QueryFailed("the query was interrupted", interrupted=True) from error
         except duckdb.Error as error:
-            raise QueryFailed(_first_line(error), _error_line(error)) from error
+            raise QueryFailed(first_line(error), _error_line(error)) from error
         return int(row[0]) if row else 0
 
     def interrupt(self) -> None:
@@ -892,27 +867,12 @@ def _export_select(cur: duckdb.DuckDBPyConnection, query: ExportQuery, *, ordere
         # On lines of their own: a final `-- comment` must not swallow the closing parenthesis.
         source = f"(\n{query.sql.strip().rstrip(';')}\n) AS {quote(query.source)}"
     else:
-        _check_name("table", query.source)
+        check_name("table", query.source)
         if _columns(cur, TARGET_SCHEMA, query.source) is None and not _is_view(cur, query.source):
             raise QueryFailed(f"there is no table or view named {query.source!r}")
         source = f"{TARGET_SCHEMA}.{quote(query.source)}"
-    select = f"SELECT * FROM {source}"  # noqa: S608
-    conditions: list[str] = []
-    params: list[object] = []
-    if query.time_column is not None:
-        column = quote(query.time_column)
-        if query.from_time is not None:
-            conditions.append(f"{column} >= ?")
-            params.append(query.from_time)
-        if query.to_time is not None:
-            conditions.append(f"{column} < ?")
-            params.append(query.to_time)
-    elif query.from_time is not None or query.to_time is not None:
-        raise QueryFailed(f"{query.source!r} has no time column: fromDate and toDate cannot apply to it")
-    if conditions:
-        select += " WHERE " + " AND ".join(conditions)
-    if ordered and query.time_column is not None:
-        select += f" ORDER BY {quote(query.time_column)} NULLS FIRST"
+    tail, params = export_filter(query, quote, "?", ordered=ordered)
+    select = f"SELECT * FROM {source}{tail}"  # noqa: S608
     return select, params
 
 

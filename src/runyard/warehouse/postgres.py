@@ -46,7 +46,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runyard.faults import crash_point
 from runyard.warehouse.base import (
-    LOAD_MODES,
     Column,
     ExportQuery,
     LoadRequest,
@@ -59,6 +58,13 @@ from runyard.warehouse.base import (
     WarehouseError,
     WarehouseUnavailable,
 )
+from runyard.warehouse.checks import (
+    check_name,
+    check_request,
+    check_run_key,
+    export_filter,
+    first_line,
+)
 from runyard.warehouse.provider import POSTGRES_SCHEMES
 
 if TYPE_CHECKING:
@@ -69,7 +75,6 @@ ACCOUNT_PREFIX = "acct_"
 RUN_SCHEMA_INFIX = "__run_"
 # Staging order, added to every staging table: "the last staged row of a key wins" needs it.
 ROW_COLUMN = "_runyard_row"
-RUN_KEY_SEPARATOR = "__"
 POOL_SIZE = 4
 CONNECT_TIMEOUT_SECONDS = 10
 CANCEL_RETRY_SECONDS = 0.05
@@ -148,10 +153,6 @@ def reader_role(database: str, account: str) -> str:
 def run_schema(schema: str, run_key: str) -> str:
     """The schema (unquoted) holding a run's staging tables for the account whose schema is `schema`."""
     return f"{schema}{RUN_SCHEMA_INFIX}{_hex(run_key, length=16)}"
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _message(error: BaseException) -> str:
@@ -562,7 +563,7 @@ class _Pool:
         return conn
 
     def unavailable(self, error: BaseException) -> WarehouseUnavailable:
-        return WarehouseUnavailable(self._target.where, self._target.scrub(_first_line(error)))
+        return WarehouseUnavailable(self._target.where, self._target.scrub(first_line(error)))
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -665,34 +666,8 @@ class _Column:
 # -- checks ------------------------------------------------------------------------------------------------------
 
 
-def _check_name(kind: str, name: str) -> None:
-    if not name or "\x00" in name:
-        raise WarehouseError(f"{kind} {name!r} is not a valid name")
-
-
-def _check_run_key(run_key: str) -> None:
-    _check_name("run key", run_key)
-    if RUN_KEY_SEPARATOR in run_key:
-        raise WarehouseError(f"run key {run_key!r} must not contain {RUN_KEY_SEPARATOR!r}")
-
-
 def _fold(name: str) -> str:
     return name.lower()
-
-
-def _check_request(request: LoadRequest) -> None:
-    _check_run_key(request.run_key)
-    seen: dict[str, str] = {}
-    for table in request.tables:
-        _check_name("table", table.name)
-        if table.mode not in LOAD_MODES:
-            raise WarehouseError(f"table {table.name!r}: load mode {table.mode!r} is not one of {LOAD_MODES}")
-        folded = _fold(table.name)
-        if folded in seen:
-            raise WarehouseError(
-                f"run {request.run_key}: table {table.name!r} is loaded twice (as {seen[folded]!r} too)"
-            )
-        seen[folded] = table.name
 
 
 class PostgresWarehouse:
@@ -720,7 +695,7 @@ class PostgresWarehouse:
         except psycopg.Error as error:
             if _is_transient(error):
                 raise self._pool.unavailable(error) from error
-            raise WarehouseError(f"{context}: {self._target.scrub(_first_line(error))}") from error
+            raise WarehouseError(f"{context}: {self._target.scrub(first_line(error))}") from error
 
     @contextmanager
     def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -801,8 +776,8 @@ class PostgresWarehouse:
         Each batch is written as CSV by pyarrow into one `COPY ... FROM STDIN (FORMAT csv)`; an identity column
         `_runyard_row` records the order.
         """
-        _check_run_key(run_key)
-        _check_name("table", table)
+        check_run_key(run_key)
+        check_name("table", table)
         fields = list(reader.schema)
         if not fields:
             raise WarehouseError(f"run {run_key}: table {table!r} has no columns: nothing to stage")
@@ -826,7 +801,7 @@ class PostgresWarehouse:
 
     def drop_staging(self, run_key: str) -> None:
         """Drop the run's staging schema and every table in it."""
-        _check_run_key(run_key)
+        check_run_key(run_key)
         with self._errors(f"run {run_key}: cannot drop its staging tables"), self._pool.connection() as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {quote(self._run_schema(run_key))} CASCADE")
 
@@ -846,9 +821,9 @@ class PostgresWarehouse:
         PostgreSQL looks temporary relations up first, so a step's SQL reads what its upstream steps built in this
         run; the views are dropped when the session ends.
         """
-        _check_run_key(run_key)
+        check_run_key(run_key)
         for name in inputs:
-            _check_name("table", name)
+            check_name("table", name)
         staging = self._run_schema(run_key)
         with self._pool.connection() as conn:
             with self._errors(f"run {run_key}: cannot read the tables built by this run"):
@@ -880,7 +855,7 @@ class PostgresWarehouse:
         A run already loaded is not loaded again: the result repeats the recorded one with `already_loaded=True`.
         Any error rolls everything back and raises WarehouseError (WarehouseUnavailable when it may pass).
         """
-        _check_request(request)
+        check_request(request, _fold)
         with self._pool.connection() as conn:
             try:
                 with self._errors(f"run {request.run_key}: cannot begin the load"):
@@ -1035,14 +1010,14 @@ class PostgresWarehouse:
 
     def columns(self, table: str) -> dict[str, str] | None:
         """Column name -> PostgreSQL type of a warehouse table, in order; None if it does not exist."""
-        _check_name("table", table)
+        check_name("table", table)
         with self._errors(f"cannot read the columns of table {table!r}"), self._cursor() as cur:
             found = _columns(cur, self.schema, table)
         return None if found is None else {column.name: column.type for column in found.values()}
 
     def count(self, table: str) -> int:
         """Rows in a warehouse table; WarehouseError if it does not exist."""
-        _check_name("table", table)
+        check_name("table", table)
         with self._errors(f"cannot count table {table!r}"), self._cursor() as cur:
             return _count(cur, f"{quote(self.schema)}.{quote(_resolve(cur, self.schema, table))}")
 
@@ -1246,7 +1221,7 @@ class PostgresTransform:
 
         The CREATE is put before the SELECT on its first line, so the lines PostgreSQL reports are the SELECT's.
         """
-        _check_name("table", table)
+        check_name("table", table)
         _check_select(sql)
         if self._canceller.stopped:
             raise QueryFailed("the query was interrupted", interrupted=True)
@@ -1267,7 +1242,7 @@ class PostgresTransform:
         except psycopg.Error as error:
             if _is_transient(error):
                 raise self._warehouse._pool.unavailable(error) from error
-            raise QueryFailed(_first_line(error), _error_line(error, prefix + server)) from error
+            raise QueryFailed(first_line(error), _error_line(error, prefix + server)) from error
         finally:
             _rollback(conn)
         if self._canceller.stopped:
@@ -1291,7 +1266,7 @@ class PostgresWarehouses:
         try:
             conn = psycopg.connect(self.target.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
         except psycopg.Error as error:
-            raise WarehouseUnavailable(self.target.where, self.target.scrub(_first_line(error))) from None
+            raise WarehouseUnavailable(self.target.where, self.target.scrub(first_line(error))) from None
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_PREPARE])
@@ -1299,9 +1274,9 @@ class PostgresWarehouses:
                     cur.execute(statement)
         except psycopg.Error as error:
             if _is_transient(error):
-                raise WarehouseUnavailable(self.target.where, self.target.scrub(_first_line(error))) from error
+                raise WarehouseUnavailable(self.target.where, self.target.scrub(first_line(error))) from error
             raise WarehouseError(
-                f"cannot prepare the warehouse at {self.target.where}: {self.target.scrub(_first_line(error))}"
+                f"cannot prepare the warehouse at {self.target.where}: {self.target.scrub(first_line(error))}"
             ) from error
         finally:
             conn.close()
@@ -1348,28 +1323,13 @@ def _export_select(
         body = query.sql.strip().rstrip(";").replace("%", "%%")
         source = f"(\n{body}\n) AS {quote(query.source)}"
     else:
-        _check_name("table", query.source)
+        check_name("table", query.source)
         found = _columns(cur, schema, query.source)
         if found is None:
             raise QueryFailed(f"there is no table or view named {query.source!r}")
         source = f"{quote(schema)}.{quote(_resolve(cur, schema, query.source))}"
-    select = f"SELECT * FROM {source}"  # noqa: S608
-    conditions: list[str] = []
-    params: list[object] = []
-    if query.time_column is not None:
-        column = quote(query.time_column)
-        if query.from_time is not None:
-            conditions.append(f"{column} >= %s")
-            params.append(query.from_time)
-        if query.to_time is not None:
-            conditions.append(f"{column} < %s")
-            params.append(query.to_time)
-    elif query.from_time is not None or query.to_time is not None:
-        raise QueryFailed(f"{query.source!r} has no time column: fromDate and toDate cannot apply to it")
-    if conditions:
-        select += " WHERE " + " AND ".join(conditions)
-    if ordered and query.time_column is not None:
-        select += f" ORDER BY {quote(query.time_column)} NULLS FIRST"
+    tail, params = export_filter(query, quote, "%s", ordered=ordered)
+    select = f"SELECT * FROM {source}{tail}"  # noqa: S608
     return select, params
 
 
