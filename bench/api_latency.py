@@ -4,7 +4,7 @@ The benchmark fills a fresh store with `--runs` runs and `--tasks` tasks (one ru
 `--big-run-tasks` of them; the others about 20 each), with task names, initials, statuses, task
 tables and task messages like those runyard writes. It then serves the real app (`create_app`) with
 uvicorn in a child process, as `runyard serve` does (logging configured; as many processes as RUNYARD_HTTP_PROCESSES
-would by default, the CPUs; `--http-processes N` serves from N), logs in once
+would by default for the store; `--http-processes N` serves from N), logs in once
 and measures with real HTTP over loopback:
 
 - latency: `--clients` concurrent clients (threads, one httpx client each), `--requests` requests
@@ -57,6 +57,7 @@ from runyard.operations.tasks.spec import TaskGraphOperation
 from runyard.services.accounts import bootstrap_admin
 from runyard.services.listing import RunQuery, TaskQuery, list_runs, list_tasks
 from runyard.services.operations import deploy
+from runyard.settings import Settings
 from runyard.store import migrate
 from runyard.store.database import Store
 from runyard.store.tables import users
@@ -481,7 +482,6 @@ def serve_child(database_url: str, home: str, processes: int) -> None:
         stop_http_processes,
         wait_until_ready,
     )
-    from runyard.settings import Settings
 
     configure_logging()
     settings = Settings(home=Path(home), database_url=database_url, secret_key=SIGNING_KEY, http_processes=processes)
@@ -744,9 +744,10 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
     print(f"[{backend}] filled in {filled.seconds:.0f} s: {filled.counts}", file=sys.stderr, flush=True)
     measured: list[Measured] = []
     store = Store(url)
+    processes = args.http_processes or Settings(database_url=url).http_processes  # the default for this store
     with (
         tempfile.TemporaryDirectory(prefix="runyard-bench-home-") as home,
-        served(url, Path(home), args.http_processes) as server,
+        served(url, Path(home), processes) as server,
     ):
         base_url = server.base_url
         login = httpx.post(
@@ -786,7 +787,7 @@ def measure_backend(backend: str, url: str, args: argparse.Namespace) -> dict[st
         "clients": args.clients,
         "requests_per_client": args.requests,
         "throughput_clients": args.throughput_clients,
-        "http_processes": args.http_processes,
+        "http_processes": processes,
         "queries": [
             {
                 "key": m.query.key,
@@ -854,13 +855,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--http-processes",
         type=int,
         default=None,
-        help="processes serving HTTP, as RUNYARD_HTTP_PROCESSES (default: its default, the CPUs this process may use)",
+        help="processes serving HTTP, as RUNYARD_HTTP_PROCESSES (default: its default for each store, see Settings)",
     )
     args = parser.parse_args(argv)
-    if args.http_processes is None:
-        from runyard.settings import usable_cpus
-
-        args.http_processes = usable_cpus()
 
     started_at = datetime.now(UTC)
     backends: list[tuple[str, Callable[[], Any]]] = []

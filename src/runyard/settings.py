@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runyard.errors import ConfigError
@@ -176,9 +176,10 @@ class Settings(BaseSettings):
         default_factory=usable_cpus,
         ge=1,
         le=MAX_HTTP_PROCESSES,
-        description="Processes `runyard serve` answers HTTP from (default: the CPUs this process may use, at most "
-        f"{MAX_HTTP_PROCESSES}); the first also runs the workers and scheduler, the others only serve, and a launch "
-        "they answer wakes the workers at once (NOTIFY on PostgreSQL, a local socket on SQLite)",
+        description="Processes `runyard serve` answers HTTP from (default: the CPUs this process may use, one more "
+        f"with a PostgreSQL store, at most {MAX_HTTP_PROCESSES}); the first also runs the workers and scheduler, the "
+        "others only serve, and a launch they answer wakes the workers at once (NOTIFY on PostgreSQL, a local socket "
+        "on SQLite)",
     )
 
     export_completed_seconds: float = Field(
@@ -243,6 +244,14 @@ class Settings(BaseSettings):
     )
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    @model_validator(mode="after")
+    def _one_more_http_process_on_postgres(self) -> Settings:
+        """With a PostgreSQL store a process waits on round trips to the server, leaving its CPU to another: the
+        default answers from one process more than the CPUs (docs/benchmarks.md, API latency, measures both)."""
+        if "http_processes" not in self.model_fields_set and self.store_is_postgres:
+            self.http_processes = min(self.http_processes + 1, MAX_HTTP_PROCESSES)
+        return self
+
     @field_validator("allowed_hosts", "storage_roots", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -260,6 +269,10 @@ class Settings(BaseSettings):
                 f"must be shorter than RUNYARD_LEASE_SECONDS ({self.lease_seconds})",
                 field="RUNYARD_HEARTBEAT_SECONDS",
             )
+
+    @property
+    def store_is_postgres(self) -> bool:
+        return bool(self.database_url) and str(self.database_url).lower().startswith(("postgresql", "postgres:"))
 
     @property
     def resolved_database_url(self) -> str:
