@@ -51,6 +51,7 @@ DEMO_STREAM_WAIT_SECONDS = 30.0
 # leading scheduler raises a "Failed run" alert within RUNYARD_ALERT_SECONDS, the demo's first alert.
 DEMO_FAILING = "demo-quality-check"
 SHUTDOWN_GRACE_SECONDS = 10.0
+SIGNAL_POLL_SECONDS = 0.1  # how often `runyard worker`'s main thread looks for a stop signal
 HTTP_PROCESS_STARTUP_SECONDS = 30.0
 
 
@@ -420,16 +421,15 @@ def run_worker(settings: Settings) -> None:
     worker = runtime.worker("worker")
     scheduler = runtime.scheduler()
     notifier = runtime.notifier()
-    stop = threading.Event()
     signals = 0
 
     def on_signal(*_: object) -> None:
         # The first: stop (below). A second during the grace: give the running tasks back at once, exit 0.
+        # Only plain assignments here: a handler runs in the main thread between two of its bytecodes, so taking a
+        # lock the main thread may hold at that moment (an Event's, entering `wait`) would deadlock the process.
         nonlocal signals
         signals += 1
-        if signals == 1:
-            stop.set()
-        else:
+        if signals > 1:
             worker.hurry()  # sets a flag only: the main thread, inside worker.stop, does the rest
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -441,7 +441,8 @@ def run_worker(settings: Settings) -> None:
     scheduler.start()
     notifier.start()
     with tuned_gc():
-        stop.wait()
+        while not signals:
+            time.sleep(SIGNAL_POLL_SECONDS)
     log.info(
         "stopping: finishing running tasks (up to %.0f s; a second signal gives them back at once)",
         SHUTDOWN_GRACE_SECONDS,

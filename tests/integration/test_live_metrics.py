@@ -112,9 +112,12 @@ def test_spec_001_shows_records_rising_every_second_with_latencies(tmp_path: Pat
     finally:
         source.stop()
 
-    assert len(samples) >= 2, samples
     seen = [sample["recordsProcessed"] for sample in samples]
-    assert all(later > earlier for earlier, later in itertools.pairwise(seen)), seen
+    # Live: the count never goes back, and rises more than once while the extraction runs (the flusher writes it
+    # every second). Not a rise at every poll: a poll 1.5 s after another says nothing new when the machine starved
+    # the extraction's thread meanwhile.
+    assert all(later >= earlier for earlier, later in itertools.pairwise(seen)), seen
+    assert len(set(seen)) >= 3, seen
     assert sum(sample["recordsProcessedSinceLastCheck"] for sample in samples) == seen[-1]
     assert tasks[EXTRACT]["records_processed"] == EMPLOYEES  # what was not flushed live came with the task's end
     assert tasks[EXTRACT]["latency_ms"] >= 150  # the source's slow pages: the native API shows the last latency
