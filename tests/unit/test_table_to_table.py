@@ -17,12 +17,11 @@ from runyard.operations.table_to_table.sql import (
     SqlTextError,
     bind,
     mark,
-    statement_count,
     strip_template,
     table_references,
-    tokens,
     without_trailing_semicolon,
 )
+from runyard.sqltext import statement_count, tokens
 
 # --- reading SQL --------------------------------------------------------------------------------------
 

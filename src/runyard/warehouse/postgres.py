@@ -45,6 +45,8 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runyard.faults import crash_point
+from runyard.sqltext import WORD, tokens
+from runyard.sqltext import statements as sql_statements
 from runyard.warehouse.base import (
     Column,
     ExportQuery,
@@ -171,108 +173,13 @@ def _is_transient(error: BaseException) -> bool:
 
 # -- SQL text: statements, parameters, lines --------------------------------------------------------------------------
 
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-
-
-def _pieces(sql: str) -> Iterator[tuple[str, str]]:
-    """The text cut into ("code" | "quoted" | "comment", text) pieces, as PostgreSQL's lexer cuts it: '' strings
-    (E'' with backslash escapes), "" identifiers, $tag$ strings, -- and nested /* */ comments."""
-    i, n, start = 0, len(sql), 0
-    while i < n:
-        ch = sql[i]
-        end = -1
-        kind = "quoted"
-        if sql.startswith("--", i):
-            newline = sql.find("\n", i)
-            end, kind = (n if newline < 0 else newline), "comment"
-        elif sql.startswith("/*", i):
-            end, kind = _block_comment_end(sql, i), "comment"
-        elif ch == "'":
-            escaped = i > 0 and sql[i - 1] in "eE" and (i < 2 or not (sql[i - 2].isalnum() or sql[i - 2] in "_$"))
-            end = _quoted_end(sql, i, "'", backslashes=escaped)
-        elif ch == '"':
-            end = _quoted_end(sql, i, '"', backslashes=False)
-        elif ch == "$" and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_$")):
-            tag = _DOLLAR_TAG.match(sql, i)
-            if tag:
-                close = sql.find(tag.group(0), tag.end())
-                end = n if close < 0 else close + len(tag.group(0))
-        if end < 0:
-            i += 1
-            continue
-        if start < i:
-            yield "code", sql[start:i]
-        yield kind, sql[i:end]
-        i = start = end
-    if start < n:
-        yield "code", sql[start:n]
-
-
-def _block_comment_end(sql: str, start: int) -> int:
-    depth, i = 0, start
-    while i < len(sql):
-        if sql.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif sql.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    return len(sql)
-
-
-def _quoted_end(sql: str, start: int, mark: str, *, backslashes: bool) -> int:
-    i = start + 1
-    while i < len(sql):
-        if backslashes and sql[i] == "\\":
-            i += 2
-            continue
-        if sql[i] == mark:
-            if sql.startswith(mark * 2, i):
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    return len(sql)
-
-
-def _statements(sql: str) -> list[str]:
-    """The statements of a text (split at semicolons outside quotes and comments), empty ones left out."""
-    statements: list[str] = []
-    current: list[str] = []
-    significant = False
-    for kind, text in _pieces(sql):
-        if kind != "code":
-            current.append(text)
-            significant = significant or kind == "quoted"
-            continue
-        parts = text.split(";")
-        for index, part in enumerate(parts):
-            if index > 0:
-                if significant:
-                    statements.append("".join(current))
-                current, significant = [], False
-            current.append(part)
-            significant = significant or bool(part.strip())
-    if significant:
-        statements.append("".join(current))
-    return statements
-
 
 def _first_word(statement: str) -> str:
     """The statement's first keyword, upper case ("(" for a parenthesised query; "" when none)."""
-    for kind, text in _pieces(statement):
-        if kind == "comment":
+    for token in tokens(statement):
+        if token.kind in ("space", "comment"):
             continue
-        stripped = text.lstrip()
-        if not stripped:
-            continue
-        if stripped.startswith("("):
-            return "("
-        word = _WORD.match(stripped)
-        return word.group(0).upper() if word else stripped[:1]
+        return token.text.upper() if token.kind == "code" and WORD.match(token.text) else token.text[:1]
     return ""
 
 
@@ -287,7 +194,7 @@ def _kind(statement: str) -> str:
 
 def _check_select(sql: str) -> None:
     """One statement, a query (the messages are DuckDB's, see runyard.warehouse.duckdb)."""
-    statements = _statements(sql)
+    statements = sql_statements(sql)
     if len(statements) != 1:
         raise QueryFailed(f"a step is one SELECT, and this SQL holds {len(statements)} statements")
     if _first_word(statements[0]) not in _QUERY_WORDS:
@@ -299,7 +206,7 @@ def _check_select(sql: str) -> None:
 def _check_read(sql: str) -> None:
     """Exactly one statement, a query (SELECT, WITH, VALUES, TABLE) or EXPLAIN of one. The transaction it then runs
     in cannot write whatever the text says, and its role reads the account's schema alone."""
-    statements = _statements(sql)
+    statements = sql_statements(sql)
     if not statements:
         raise QueryFailed("there is no query to run")
     if len(statements) != 1:
@@ -318,18 +225,14 @@ def _qmark_sql(sql: str) -> tuple[str, str]:
     driver: list[str] = []
     server: list[str] = []
     count = 0
-    for kind, text in _pieces(sql):
-        if kind != "code":
-            driver.append(text.replace("%", "%%"))
-            server.append(text)
-            continue
-        for part_index, part in enumerate(text.split("?")):
-            if part_index:
-                count += 1
-                driver.append("%s")
-                server.append(f"${count}")
-            driver.append(part.replace("%", "%%"))
-            server.append(part)
+    for token in tokens(sql):
+        if token.kind == "code" and token.text == "?":
+            count += 1
+            driver.append("%s")
+            server.append(f"${count}")
+        else:
+            driver.append(token.text.replace("%", "%%"))
+            server.append(token.text)
     return "".join(driver), "".join(server)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runyard.operations.table_to_table.sql import Token, fold, statement_count, tokens
+from runyard.operations.table_to_table.sql import fold
+from runyard.sqltext import Token, statement_count, tokens
 
 EXPECTED = "a view is one SELECT (or WITH ... SELECT) query"
 _CHANGES_DATA = frozenset(("insert", "update", "delete", "merge", "copy", "truncate"))

@@ -13,8 +13,9 @@ from runyard.operations.spec import OperationBase
 from runyard.operations.table_to_table import plan
 from runyard.operations.table_to_table.render import render_step, sql_variables, variable_names
 from runyard.operations.table_to_table.spec import StepSpec, TableToTableOperation
-from runyard.operations.table_to_table.sql import fold, statement_count
+from runyard.operations.table_to_table.sql import fold
 from runyard.operations.templating import check_template
+from runyard.sqltext import statement_count
 
 
 def _plan(spec: Mapping[str, Any], request: PlanRequest) -> list[PlannedTask]:

@@ -1,7 +1,6 @@
 """Just enough SQL reading for table-to-table steps, without a database: pure functions over text.
 
-`tokens` splits SQL into code, strings, quoted names and comments (DuckDB's and PostgreSQL's lexical
-rules: '' and "" escapes, E'' strings, $tag$ strings, nested /* */ comments). On top of it:
+On top of `runyard.sqltext.tokens` (SQL cut into code, strings, quoted names and comments):
 `table_references` finds the tables a SELECT reads (what a step depends on), and `bind` turns the
 value markers a template rendered into `?` parameters, refusing any that would land inside quotes.
 """
@@ -11,9 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-Kind = Literal["code", "string", "name", "comment", "space"]
+from runyard.sqltext import WORD, Token, tokens
 
 # What a rendered `{{ value }}` becomes in the text, until `bind` makes it a parameter (private-use chars).
 MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
@@ -24,8 +22,6 @@ def mark(index: int) -> str:
     return f"{MARK_OPEN}{index}{MARK_CLOSE}"
 
 
-_WORD = re.compile(r"[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*")
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 _JINJA_BLOCK = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 # Words after which a FROM item ends (or that cannot be a table's alias).
 _CLAUSE_WORDS = frozenset(
@@ -104,83 +100,6 @@ class SqlTextError(ValueError):
     """The SQL text cannot be used as it is; the message says where and why."""
 
 
-@dataclass(frozen=True)
-class Token:
-    kind: Kind
-    text: str
-    start: int  # offset in the text
-
-
-def tokens(sql: str) -> Iterator[Token]:
-    """The text cut into tokens; every character belongs to exactly one. Unterminated quotes run to the end."""
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if ch.isspace():
-            j = i + 1
-            while j < n and sql[j].isspace():
-                j += 1
-            yield Token("space", sql[i:j], i)
-        elif sql.startswith("--", i):
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-            yield Token("comment", sql[i:j], i)
-        elif sql.startswith("/*", i):
-            j = _block_comment_end(sql, i)
-            yield Token("comment", sql[i:j], i)
-        elif ch == "'":
-            j = _quoted_end(sql, i, "'", backslashes=_is_escape_string(sql, i))
-            yield Token("string", sql[i:j], i)
-        elif ch == '"':
-            yield Token("name", sql[i : (j := _quoted_end(sql, i, '"', backslashes=False))], i)
-        elif ch == "$" and (tag := _DOLLAR_TAG.match(sql, i)):
-            close = sql.find(tag.group(), tag.end())
-            j = n if close < 0 else close + len(tag.group())
-            yield Token("string", sql[i:j], i)
-        elif word := _WORD.match(sql, i):
-            j = word.end()
-            yield Token("code", word.group(), i)
-        else:
-            j = i + 1
-            yield Token("code", ch, i)
-        i = j
-
-
-def _block_comment_end(sql: str, start: int) -> int:
-    depth, i = 0, start
-    while i < len(sql):
-        if sql.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif sql.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    return len(sql)
-
-
-def _is_escape_string(sql: str, quote_at: int) -> bool:
-    """E'...' (backslash escapes), but not a word ending in e followed by a quote."""
-    return quote_at > 0 and sql[quote_at - 1] in "eE" and (quote_at < 2 or not _WORD.match(sql[quote_at - 2]))
-
-
-def _quoted_end(sql: str, start: int, quote: str, *, backslashes: bool) -> int:
-    i = start + 1
-    while i < len(sql):
-        ch = sql[i]
-        if backslashes and ch == "\\":
-            i += 2
-        elif ch == quote:
-            if sql.startswith(quote * 2, i):
-                i += 2
-            else:
-                return i + 1
-        else:
-            i += 1
-    return len(sql)
-
-
 def strip_template(template: str) -> str:
     """The template with its `{{ }}`, `{% %}` and `{# #}` blocks blanked (newlines kept, so lines still match)."""
     return _JINJA_BLOCK.sub(lambda block: re.sub(r"[^\n]", " ", block.group()), template)
@@ -223,7 +142,7 @@ def table_references(sql: str) -> list[str]:
 def _is_function_name(token: Token) -> bool:
     if token.kind == "name":
         return True
-    return bool(_WORD.fullmatch(token.text)) and fold(token.text) not in _NOT_FUNCTIONS
+    return bool(WORD.fullmatch(token.text)) and fold(token.text) not in _NOT_FUNCTIONS
 
 
 def _from_items(significant: Sequence[Token], start: int, *, many: bool) -> Iterator[str]:
@@ -254,7 +173,7 @@ def _dotted_name(significant: Sequence[Token], index: int) -> tuple[list[str], i
 def _is_name(token: Token) -> bool:
     if token.kind == "name":
         return True
-    return bool(_WORD.fullmatch(token.text)) and fold(token.text) not in _CLAUSE_WORDS
+    return bool(WORD.fullmatch(token.text)) and fold(token.text) not in _CLAUSE_WORDS
 
 
 def _skip_alias(significant: Sequence[Token], index: int) -> int:
@@ -347,17 +266,6 @@ def _glued(ch: str) -> bool:
 
 def _line(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
-
-
-def statement_count(sql: str) -> int:
-    """How many statements the text holds (`;` outside quotes and comments separate them; empty ones don't count)."""
-    count, current = 0, False
-    for token in tokens(sql):
-        if token.kind == "code" and token.text == ";":
-            count, current = count + int(current), False
-        elif token.kind not in ("space", "comment"):
-            current = True
-    return count + int(current)
 
 
 def without_trailing_semicolon(sql: str) -> str:
