@@ -59,6 +59,7 @@ from runyard.warehouse.checks import (
     export_filter,
     first_line,
 )
+from runyard.warehouse.watchdog import Watchdog
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -698,46 +699,19 @@ class DuckDBWarehouse:
                     cur.execute("ROLLBACK")
 
 
-class _Stopper:
-    """Interrupts a cursor's query after a timeout, or when asked from another thread, and says which it was.
-
-    DuckDB forgets an interrupt that arrives while no statement runs on the cursor (before the query starts, or
-    between two statements), so once the timeout passes or a stop is asked, a watchdog thread interrupts the
-    cursor again every INTERRUPT_RETRY_SECONDS until the block ends: the query is stopped whenever it starts."""
+class _Stopper(Watchdog):
+    """Interrupts a cursor's query after a timeout, or when asked from another thread (runyard.warehouse.watchdog),
+    and says which it was."""
 
     INTERRUPT_RETRY_SECONDS = 0.05
 
     def __init__(self, cur: duckdb.DuckDBPyConnection, timeout_seconds: float) -> None:
-        self._cur = cur
-        self._timeout = timeout_seconds
-        self._wake = threading.Event()
-        self._done = threading.Event()
-        self._watchdog = threading.Thread(target=self._watch, name="runyard-query-watchdog", daemon=True)
-        self.timed_out = False
-        self.stopped = False
+        super().__init__(cur.interrupt, retry_seconds=self.INTERRUPT_RETRY_SECONDS, timeout=timeout_seconds)
+        self._timeout_seconds = timeout_seconds
 
     def __enter__(self) -> _Stopper:
-        self._watchdog.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._wake.set()
-        self._watchdog.join()
-
-    def _watch(self) -> None:
-        asked = self._wake.wait(self._timeout)
-        if self._done.is_set():
-            return
-        if not asked:
-            self.timed_out = True
-        while not self._done.is_set():
-            self._cur.interrupt()
-            self._done.wait(self.INTERRUPT_RETRY_SECONDS)
-
-    def interrupt(self) -> None:
-        self.stopped = True
-        self._wake.set()
 
     def check(self) -> None:
         """Raise if the query was stopped, even when it ended before DuckDB noticed."""
@@ -746,7 +720,9 @@ class _Stopper:
 
     def failure(self) -> QueryFailed:
         if self.timed_out and not self.stopped:
-            return QueryFailed(f"the query ran longer than {self._timeout:g} s and was stopped", interrupted=True)
+            return QueryFailed(
+                f"the query ran longer than {self._timeout_seconds:g} s and was stopped", interrupted=True
+            )
         return QueryFailed("the query was stopped", interrupted=True)
 
 

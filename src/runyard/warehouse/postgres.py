@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -68,6 +69,7 @@ from runyard.warehouse.checks import (
     first_line,
 )
 from runyard.warehouse.provider import POSTGRES_SCHEMES
+from runyard.warehouse.watchdog import Watchdog
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -512,41 +514,21 @@ class _Pool:
                 conn.close()
 
 
-class _Canceller:
-    """Cancels a connection's statement when asked from another thread. A cancel that arrives while no statement
-    runs is lost, so once asked it cancels again every CANCEL_RETRY_SECONDS until the block ends; the connection
-    is then spoiled (closed, not pooled), so no late cancel reaches another call's statement."""
+class _Canceller(Watchdog):
+    """Cancels a connection's statement when asked from another thread (runyard.warehouse.watchdog). Once asked, the
+    connection is spoiled (closed, not pooled), so that no late cancel reaches another call's statement."""
 
     def __init__(self, pool: _Pool, conn: psycopg.Connection[Any]) -> None:
-        self._pool = pool
-        self._conn = conn
-        self._asked = threading.Event()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="runyard-pg-cancel", daemon=True)
-        self.stopped = False
+        super().__init__(partial(_cancel, conn), retry_seconds=CANCEL_RETRY_SECONDS, on_first=partial(pool.spoil, conn))
 
     def __enter__(self) -> _Canceller:
-        self._thread.start()
+        super().__enter__()
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._asked.set()
-        self._thread.join()
 
-    def _watch(self) -> None:
-        self._asked.wait()
-        if self._done.is_set():
-            return
-        self._pool.spoil(self._conn)
-        while not self._done.is_set():
-            with suppress(psycopg.Error):
-                self._conn.cancel_safe(timeout=5)
-            self._done.wait(CANCEL_RETRY_SECONDS)
-
-    def interrupt(self) -> None:
-        self.stopped = True
-        self._asked.set()
+def _cancel(conn: psycopg.Connection[Any]) -> None:
+    with suppress(psycopg.Error):
+        conn.cancel_safe(timeout=5)
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
