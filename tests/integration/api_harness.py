@@ -199,9 +199,12 @@ def fast_settings(home: Path) -> Settings:
 
 
 @contextmanager
-def api_harness(tmp_path: Path, config: DemoSourceConfig | None = None) -> Iterator[ApiHarness]:
-    """A started harness (see the module docstring); everything is stopped when the block ends."""
-    settings = fast_settings(tmp_path / "home")
+def api_harness(
+    tmp_path: Path, config: DemoSourceConfig | None = None, *, warehouse_url: str | None = None
+) -> Iterator[ApiHarness]:
+    """A started harness (see the module docstring), on `warehouse_url` when given (else DuckDB under its home);
+    everything is stopped when the block ends."""
+    settings = fast_settings(tmp_path / "home").model_copy(update={"warehouse_url": warehouse_url})
     source = DemoSourceServer(config or DemoSourceConfig())
     source.start()
     try:

@@ -8,7 +8,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,16 +18,13 @@ import pytest
 import sqlalchemy as sa
 from psycopg import sql
 
-from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
 from runyard.domain.statuses import RunStatus, TaskStatus
 from runyard.errors import TransientError
-from runyard.runtime import Runtime, engine_resources, open_store
-from runyard.services.accounts import bootstrap_admin
 from runyard.warehouse.base import LOADED_AT_COLUMN, LoadRequest, QueryFailed, TableLoad, WarehouseUnavailable
 from runyard.warehouse.postgres import PostgresWarehouse, PostgresWarehouses, account_schema
 from runyard.warehouse.provider import open_warehouses
 from tests.conftest import postgres_admin_url
-from tests.integration.api_harness import ApiHarness, fast_settings, wait_for
+from tests.integration.api_harness import api_harness, wait_for
 from tests.integration.cli_helpers import Runyard
 
 pytestmark = pytest.mark.postgres
@@ -246,32 +242,6 @@ def quote_all(names: list[str]) -> list[str]:
 # -- a table-to-table run, end to end -------------------------------------------------------------------------------
 
 
-@contextmanager
-def pg_harness(tmp_path: Path, warehouse_url: str) -> Iterator[ApiHarness]:
-    """api_harness (tests/integration/api_harness.py) with its warehouse on PostgreSQL: a SQLite store, the demo
-    HR source, a worker and a scheduler thread."""
-    settings = fast_settings(tmp_path / "home").model_copy(update={"warehouse_url": warehouse_url})
-    source = DemoSourceServer(DemoSourceConfig())
-    source.start()
-    try:
-        store = open_store(settings)
-        bootstrap_admin(store, "harness-password-1")
-        runtime = Runtime(settings, store, resources=engine_resources(settings, extra_hosts=("127.0.0.1",)))
-        try:
-            worker, scheduler = runtime.worker("harness"), runtime.scheduler()
-            worker.start()
-            scheduler.start()
-            try:
-                yield ApiHarness(settings, runtime, source, worker, scheduler)
-            finally:
-                worker.stop(10)
-                scheduler.stop()
-        finally:
-            runtime.close()
-    finally:
-        source.stop()
-
-
 def t2t(name: str, steps: str, parameters: str = "") -> str:
     return (
         f"configuration_type: table-to-table\nconfiguration_id: {name}\nenvironment: DEV\n"
@@ -280,7 +250,7 @@ def t2t(name: str, steps: str, parameters: str = "") -> str:
 
 
 def test_a_table_to_table_run_on_postgres(pg_warehouse_url: str, tmp_path: Path) -> None:
-    with pg_harness(tmp_path, pg_warehouse_url) as hr:
+    with api_harness(tmp_path, warehouse_url=pg_warehouse_url) as hr:
         assert hr.runtime.resources is not None
         wh = hr.runtime.resources.warehouses.for_account("default")
         assert isinstance(wh, PostgresWarehouse)
