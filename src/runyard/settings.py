@@ -25,6 +25,14 @@ MAX_HTTP_PROCESSES = 64
 MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 
 
+POSTGRES_SCHEMES = ("postgresql+psycopg://", "postgresql://", "postgres://")
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether a store or warehouse URL names a PostgreSQL database."""
+    return url.lower().startswith(POSTGRES_SCHEMES)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (a container's or taskset's limit, not the host's count), at most
     MAX_HTTP_PROCESSES: one Python process answers one request at a time, so `serve` answers from this many."""
@@ -272,7 +280,7 @@ class Settings(BaseSettings):
 
     @property
     def store_is_postgres(self) -> bool:
-        return bool(self.database_url) and str(self.database_url).lower().startswith(("postgresql", "postgres:"))
+        return self.database_url is not None and is_postgres_url(self.database_url)
 
     @property
     def resolved_database_url(self) -> str:

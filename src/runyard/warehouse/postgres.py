@@ -46,6 +46,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runyard.faults import crash_point
+from runyard.settings import POSTGRES_SCHEMES
 from runyard.sqltext import WORD, tokens
 from runyard.sqltext import statements as sql_statements
 from runyard.warehouse.base import (
@@ -68,7 +69,6 @@ from runyard.warehouse.checks import (
     export_filter,
     first_line,
 )
-from runyard.warehouse.provider import POSTGRES_SCHEMES
 from runyard.warehouse.watchdog import Watchdog
 
 if TYPE_CHECKING:

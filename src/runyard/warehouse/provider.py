@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from runyard.errors import ConfigError
+from runyard.settings import is_postgres_url
 from runyard.warehouse.base import WarehouseProvider
 
 DUCKDB_SCHEME = "duckdb://"
-POSTGRES_SCHEMES = ("postgresql+psycopg://", "postgresql://", "postgres://")
 
 
 def open_warehouses(url: str) -> WarehouseProvider:
@@ -30,11 +30,6 @@ def open_warehouses(url: str) -> WarehouseProvider:
     raise ConfigError(
         f"runyard cannot open a {scheme}:// warehouse yet; use a folder for DuckDB", field="RUNYARD_WAREHOUSE_URL"
     )
-
-
-def is_postgres_url(url: str) -> bool:
-    """Whether `url` names a PostgreSQL warehouse."""
-    return url.lower().startswith(POSTGRES_SCHEMES)
 
 
 def prepare_warehouse(url: str) -> str | None:
