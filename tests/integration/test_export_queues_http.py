@@ -3,18 +3,26 @@
 A session stays active only while its export runs, so the queue tests export `stuck`: a warehouse view whose one row
 needs a sum over 10^12 numbers. Its page 1 is never cached (until the export is stopped), and the session's
 activity is only what the test's requests make. The waits poll the status endpoint, which is no activity.
+
+The stale queue is tested on a second stack whose timers are a minute long, moved by backdating the session's
+timestamps: `stuck` keeps every core busy, so a window of a second could pass unseen between two polls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from runyard.services.export_format import NOT_CACHED
+from runyard.store.tables import export_sessions
 from tests.integration.rest_harness import RestStack, database, rest_stack, wait_for
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -27,6 +35,13 @@ TIMERS = {
     "export_stale_after_seconds": 0.6,
     "export_stale_seconds": 1.2,
     "export_first_page_seconds": 0.2,
+}
+# The stale queue's test moves time itself (World.age): nothing moves in the minute its steps may take.
+MINUTE_TIMERS = {
+    **TIMERS,
+    "export_stale_after_seconds": 60.0,
+    "export_stale_seconds": 60.0,
+    "export_draining_seconds": 60.0,
 }
 
 
@@ -55,6 +70,19 @@ class World:
         found = wait_for(reached, timeout=30, what=f"session to reach {queue or 'removal'}", poll=0.02)
         return found if isinstance(found, dict) else None
 
+    def age(self, token: str, seconds: float) -> None:
+        """Move the session `seconds` into the past, as if that long had gone by without a request."""
+        shift = timedelta(seconds=seconds)
+        moments = [export_sessions.c.initiated_at, export_sessions.c.last_activity, export_sessions.c.queue_since]
+        where = export_sessions.c.id == token.split(".")[0]
+        with self.stack.runtime.store.write() as conn:
+            row = conn.execute(sa.select(*moments).where(where)).one()
+            conn.execute(
+                export_sessions.update()
+                .where(where)
+                .values({column.name: value - shift for column, value in zip(moments, row, strict=True)})
+            )
+
     def exporting(self) -> int:
         """How many background exports run in the stack's process."""
         return len(self.stack.runtime.exports._running)
@@ -70,13 +98,11 @@ class World:
         return response.headers[TOKEN]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    kind = str(request.param)
-    directory = tmp_path_factory.mktemp(f"export-queues-{kind}")
+@contextmanager
+def _world(kind: str, directory: Path, pg_template: Callable[[], str], timers: dict[str, float]) -> Iterator[World]:
     with (
-        database(kind, directory, lambda: str(request.getfixturevalue("pg_template"))) as url,
-        rest_stack(directory / "home", url, **TIMERS) as stack,
+        database(kind, directory, pg_template) as url,
+        rest_stack(directory / "home", url, **timers) as stack,
     ):
         warehouses = stack.runtime.warehouses
         assert warehouses is not None
@@ -87,6 +113,22 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         world = World(stack, stack.as_user("default", "operator"))
         yield world
         wait_for(lambda: world.exporting() == 0, timeout=30, what="every export to stop")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    kind = str(request.param)
+    directory = tmp_path_factory.mktemp(f"export-queues-{kind}")
+    with _world(kind, directory, lambda: str(request.getfixturevalue("pg_template")), TIMERS) as world:
+        yield world
+
+
+@pytest.fixture(params=BACKENDS)
+def minute_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    kind = str(request.param)
+    directory = tmp_path_factory.mktemp(f"export-stale-{kind}")
+    with _world(kind, directory, lambda: str(request.getfixturevalue("pg_template")), MINUTE_TIMERS) as world:
+        yield world
 
 
 def test_a_slow_first_page_answers_not_cached_with_the_token_and_the_session_is_active(world: World) -> None:
@@ -105,25 +147,36 @@ def test_a_slow_first_page_answers_not_cached_with_the_token_and_the_session_is_
     world.operator.delete(f"{STATUS}/{token}")
 
 
-def test_active_to_stale_back_to_active_on_a_request_then_stale_to_draining_to_removed(world: World) -> None:
+def test_active_to_stale_back_to_active_on_a_request_then_stale_to_draining_to_removed(minute_world: World) -> None:
+    world = minute_world
     token = world.start_stuck()
 
-    world.wait_queue(token, "stale")
+    world.age(token, 61)  # idle past stale_after_seconds
+    assert _queue(world, token) == "stale"
     back = world.operator.get(f"{BIVIEWS}/stuck", params={"pagenum": 1}, headers={TOKEN: token})
     assert back.json()["detail"] == NOT_CACHED  # a request within stale_seconds: activity
-    session = world.session(token)
-    assert session is not None
-    assert session["queue"] == "active"
+    assert _queue(world, token) == "active"
 
-    world.wait_queue(token, "stale")
-    draining = world.wait_queue(token, "draining")
+    world.age(token, 61)
+    assert _queue(world, token) == "stale"
+    world.age(token, 61)  # stale past stale_seconds, with no request
+    draining = world.session(token)
     assert draining is not None
-    assert draining["status"] == "ADDED-TO-QUEUE"
-    world.wait_queue(token, None)
-    # Draining stopped the export; the removed session's token now answers 404.
+    assert (draining["queue"], draining["status"]) == ("draining", "ADDED-TO-QUEUE")
+    refused = world.operator.get(f"{BIVIEWS}/stuck", params={"pagenum": 1}, headers={TOKEN: token})
+    assert refused.status_code == 404  # draining takes no more pages
+    # Draining stops the export; a session past draining_seconds is removed, and its token then answers 404.
     wait_for(lambda: world.exporting() == 0, timeout=30, what="the drained export to stop")
+    world.age(token, 61)
+    assert world.session(token) is None
     gone = world.operator.get(f"{BIVIEWS}/stuck", params={"pagenum": 1}, headers={TOKEN: token})
     assert gone.status_code == 404
+
+
+def _queue(world: World, token: str) -> str:
+    session = world.session(token)
+    assert session is not None
+    return str(session["queue"])
 
 
 def test_completed_stays_while_paged_then_drains_and_is_removed_with_its_pages(world: World) -> None:
