@@ -502,3 +502,26 @@ def test_columns_are_in_table_order(warehouse: Warehouse) -> None:
 
     assert list(warehouse.columns("t") or {}) == ["z", "a", "m"]
     assert warehouse.count("t") == 1
+
+
+def test_type_name_spells_each_loaded_type_as_columns_reports_it(warehouse: Warehouse) -> None:
+    # The schema-change message compares the two: a word of difference would report a type change that is not one.
+    staged = pa.table(
+        {
+            "flag": pa.array([True]),
+            "small": pa.array([1], pa.int32()),
+            "big": pa.array([1], pa.int64()),
+            "ratio": pa.array([0.5]),
+            "name": pa.array(["x"]),
+            "day": pa.array([datetime(2026, 1, 2).date()]),
+            "naive": pa.array([datetime(2026, 1, 2, 3)], pa.timestamp("us")),
+            "aware": pa.array([datetime(2026, 1, 2, 3)], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    stage_load(warehouse, "r1", (replace("t"), {name: staged[name].combine_chunks() for name in staged.column_names}))
+
+    reported = warehouse.columns("t") or {}
+    spelled = {field.name: warehouse.type_name(field.type) for field in staged.schema}
+    assert {name: (kind or "").lower() for name, kind in spelled.items()} == {
+        name: reported[name].lower() for name in spelled
+    }

@@ -18,8 +18,10 @@ import pytest
 import sqlalchemy as sa
 from psycopg import sql
 
+from runyard.demo import demo_specs
 from runyard.domain.statuses import RunStatus, TaskStatus
 from runyard.errors import TransientError
+from runyard.services.operations import deploy
 from runyard.warehouse.base import LOADED_AT_COLUMN, LoadRequest, QueryFailed, TableLoad, WarehouseUnavailable
 from runyard.warehouse.postgres import PostgresWarehouse, PostgresWarehouses, account_schema
 from runyard.warehouse.provider import open_warehouses
@@ -291,6 +293,18 @@ def test_a_table_to_table_run_on_postgres(pg_warehouse_url: str, tmp_path: Path)
         assert len(hr.data_loads(run.id)) == 1
         assert run.run_key not in wh.staged_runs()
         assert wh.read("SELECT count(*) FROM summary", limit=1, timeout_seconds=10).rows[0][0] > 0
+
+        # The demo's own table-to-table operation: its SQL is written for both warehouses.
+        (demo,) = [s for s in demo_specs(hr.source.base_url) if s.configuration_type == "table-to-table"]
+        (deployed,) = deploy(hr.runtime.store, [demo], hr.runtime.registry)
+        summaries = hr.run(deployed.operation_id)
+        assert summaries.status is RunStatus.COMPLETED, hr.describe(summaries.id)
+        assert wh.query("SELECT sum(headcount) FROM department_summary") == [(employees,)]
+        (per_head,) = wh.query(
+            "SELECT count(*) FROM department_summary "
+            "WHERE days_off_per_head <> round(CAST(days_off AS numeric) / headcount, 2)"
+        )
+        assert per_head == (0,)  # days off per head to the hundredth, not a whole-number division
 
         failed = hr.run(
             hr.deploy_text(

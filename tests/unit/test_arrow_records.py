@@ -16,6 +16,8 @@ from runyard.engine.arrow import (
     unify,
 )
 from runyard.engine.consolidate import schema_change
+from runyard.warehouse.duckdb import duckdb_type
+from runyard.warehouse.postgres import postgres_type_name
 from runyard.runtime import tuned_gc
 from runyard.staging import Manifest, StagingKey
 
@@ -82,9 +84,23 @@ def test_the_schema_change_names_new_columns_new_types_and_who_brought_them() ->
     new_part = pa.schema([("id", pa.int64()), ("salary", pa.float64()), ("cost_center", pa.string())])
     manifests = [_manifest("Process [e] 1/2", old_part), _manifest("Process [e] 2/2", new_part)]
     blueprint = unify([old_part, new_part])
-    message = schema_change("e", blueprint, {"id": "BIGINT", "salary": "BIGINT"}, manifests)
+    message = schema_change("e", blueprint, {"id": "BIGINT", "salary": "BIGINT"}, manifests, duckdb_type)
     assert "1 new column: cost_center (string, from Process [e] 2/2)" in message
     assert "salary (BIGINT -> DOUBLE, from Process [e] 1/2, Process [e] 2/2)" in message
-    same = schema_change("e", blueprint, {"id": "BIGINT", "salary": "DOUBLE", "cost_center": "VARCHAR"}, manifests)
+    same = schema_change(
+        "e", blueprint, {"id": "BIGINT", "salary": "DOUBLE", "cost_center": "VARCHAR"}, manifests, duckdb_type
+    )
     assert same == "e: same columns and types as in the warehouse (3 columns)"
-    assert schema_change("e", blueprint, None, manifests).startswith("e is a new table with 3 columns")
+    assert schema_change("e", blueprint, None, manifests, duckdb_type).startswith("e is a new table with 3 columns")
+
+
+def test_the_schema_change_compares_types_in_the_warehouse_s_own_spelling() -> None:
+    part = pa.schema([("id", pa.int64()), ("seen", pa.timestamp("us", tz="UTC")), ("name", pa.string())])
+    manifests = [_manifest("Process [e] 1/1", part)]
+    on_postgres = {"id": "bigint", "seen": "timestamp with time zone", "name": "text"}
+
+    assert schema_change("e", part, on_postgres, manifests, postgres_type_name) == (
+        "e: same columns and types as in the warehouse (3 columns)"
+    )
+    changed = schema_change("e", part, {**on_postgres, "id": "integer"}, manifests, postgres_type_name)
+    assert "id (integer -> bigint, from Process [e] 1/1)" in changed

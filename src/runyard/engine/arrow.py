@@ -202,27 +202,6 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
     return column.cast(target)
 
 
-_SQL_TYPES: tuple[tuple[Any, str], ...] = (
-    (pa.types.is_boolean, "BOOLEAN"),
-    (pa.types.is_int64, "BIGINT"),
-    (pa.types.is_int32, "INTEGER"),
-    (pa.types.is_float64, "DOUBLE"),
-    (pa.types.is_string, "VARCHAR"),
-    (pa.types.is_large_string, "VARCHAR"),
-    (pa.types.is_date32, "DATE"),
-)
-
-
-def sql_type_name(kind: pa.DataType) -> str | None:
-    """The warehouse type a column of this Arrow type gets (DuckDB's names); None when unknown or null."""
-    if pa.types.is_timestamp(kind):
-        return "TIMESTAMP WITH TIME ZONE" if kind.tz else "TIMESTAMP"
-    if pa.types.is_list(kind):
-        item = sql_type_name(kind.value_type)
-        return f"{item}[]" if item else None
-    return next((name for test, name in _SQL_TYPES if test(kind)), None)
-
-
 def only_missing_columns(schema: pa.Schema, blueprint: pa.Schema) -> bool:
     """True when every column of `schema` is in the blueprint with the same type."""
     return all(

@@ -6,8 +6,11 @@ consolidation as filling in the rows (spec 000).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
+
+import pyarrow as pa
 
 from runyard.engine import arrow
 from runyard.engine.context import TaskContext, TaskFailed, TaskOutput
@@ -24,7 +27,7 @@ def consolidate_metadata(ctx: TaskContext, resources: EngineResources) -> None:
     blueprint = arrow.unify(arrow.schema_from_json(m.schema) for m in manifests)
     warehouse = resources.warehouses.for_account(identity.account)
     existing = warehouse.columns(identity.table or "")
-    ctx.message("info", schema_change(identity.table or "", blueprint, existing, manifests))
+    ctx.message("info", schema_change(identity.table or "", blueprint, existing, manifests, warehouse.type_name))
     key = output_key(identity)
     resources.staging.write_document(
         key.account,
@@ -100,10 +103,15 @@ def _max_cursor(manifests: list[Manifest]) -> Any:
 
 
 def schema_change(
-    table: str, blueprint: arrow.Schema, existing: dict[str, str] | None, manifests: list[Manifest]
+    table: str,
+    blueprint: arrow.Schema,
+    existing: dict[str, str] | None,
+    manifests: list[Manifest],
+    type_name: Callable[[pa.DataType], str | None],
 ) -> str:
     """A sentence on how the incoming schema differs from the table already in the warehouse:
-    new columns and columns whose type changed, each with the extraction tasks that brought it."""
+    new columns and columns whose type changed, each with the extraction tasks that brought it.
+    `type_name` spells an Arrow type as the warehouse's `existing` types are spelled."""
     if existing is None:
         return f"{table} is a new table with {len(blueprint)} columns: {', '.join(blueprint.names)}"
     known = {name.lower(): kind for name, kind in existing.items()}
@@ -112,8 +120,8 @@ def schema_change(
         (field, known[field.name.lower()], sql)
         for field in blueprint
         if field.name.lower() in known
-        and (sql := arrow.sql_type_name(field.type)) is not None
-        and sql != known[field.name.lower()].upper()
+        and (sql := type_name(field.type)) is not None
+        and sql.lower() != known[field.name.lower()].lower()
     ]
     if not new and not changed:
         return f"{table}: same columns and types as in the warehouse ({len(blueprint)} columns)"

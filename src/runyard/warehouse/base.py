@@ -202,6 +202,10 @@ class Warehouse(Protocol):
         """Column name -> type of a warehouse table, in table order; None if it does not exist."""
         ...
 
+    def type_name(self, kind: pa.DataType) -> str | None:
+        """The type a loaded column of this Arrow type gets here, spelled as `columns` reports it (None: unknown)."""
+        ...
+
     def count(self, table: str) -> int:
         """Rows in a warehouse table; WarehouseError if it does not exist."""
         ...

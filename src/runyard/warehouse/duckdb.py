@@ -590,6 +590,9 @@ class DuckDBWarehouse:
             found = _columns(cur, TARGET_SCHEMA, table)
         return None if found is None else {column.name: column.type for column in found.values()}
 
+    def type_name(self, kind: pa.DataType) -> str | None:
+        return duckdb_type(kind)
+
     def count(self, table: str) -> int:
         """Rows in a warehouse table; WarehouseError if it does not exist."""
         check_name("table", table)
@@ -877,6 +880,28 @@ def _stamp(
 def _count(cur: duckdb.DuckDBPyConnection, qualified: str) -> int:
     row = cur.execute(f"SELECT count(*) FROM {qualified}").fetchone()  # noqa: S608
     return int(row[0]) if row else 0
+
+
+def duckdb_type(kind: pa.DataType) -> str | None:
+    """The DuckDB type a loaded column of this Arrow type gets, as `columns` spells it; None when not one of
+    the common ones (the schema-change message then does not compare it)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(kind):
+        return "TIMESTAMP WITH TIME ZONE" if kind.tz else "TIMESTAMP"
+    if pa.types.is_list(kind):
+        item = duckdb_type(kind.value_type)
+        return f"{item}[]" if item else None
+    simple = (
+        (pa.types.is_boolean, "BOOLEAN"),
+        (pa.types.is_int64, "BIGINT"),
+        (pa.types.is_int32, "INTEGER"),
+        (pa.types.is_float64, "DOUBLE"),
+        (pa.types.is_string, "VARCHAR"),
+        (pa.types.is_large_string, "VARCHAR"),
+        (pa.types.is_date32, "DATE"),
+    )
+    return next((name for test, name in simple if test(kind)), None)
 
 
 def _columns(cur: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, _Column] | None:

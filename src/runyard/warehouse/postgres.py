@@ -269,6 +269,20 @@ class _OneStatementCursor(psycopg.Cursor[Any]):
 # -- Arrow to PostgreSQL -------------------------------------------------------------------------------------------
 
 
+# pg_type's short names as format_type() (and so `columns`) spells them.
+_FORMAT_TYPE_SPELLING = {
+    "timestamptz": "timestamp with time zone",
+    "timestamp": "timestamp without time zone",
+    "time": "time without time zone",
+}
+
+
+def postgres_type_name(kind: pa.DataType) -> str:
+    """pg_type as format_type() spells it, which is how `columns` reports a table's types."""
+    spelled = pg_type(kind)
+    return _FORMAT_TYPE_SPELLING.get(spelled, spelled)
+
+
 def pg_type(arrow_type: pa.DataType) -> str:
     """The PostgreSQL type a staged column of this Arrow type gets (nested types as jsonb, unknown ones as text)."""
     import pyarrow as pa
@@ -899,6 +913,9 @@ class PostgresWarehouse:
         with self._errors(f"cannot read the columns of table {table!r}"), self._cursor() as cur:
             found = _columns(cur, self.schema, table)
         return None if found is None else {column.name: column.type for column in found.values()}
+
+    def type_name(self, kind: pa.DataType) -> str | None:
+        return postgres_type_name(kind)
 
     def count(self, table: str) -> int:
         """Rows in a warehouse table; WarehouseError if it does not exist."""
