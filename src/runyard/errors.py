@@ -150,7 +150,9 @@ class TransientError(RunyardError):
     """The work cannot be done now because of something outside it that should pass, such as the warehouse file
     held by another process: nothing was done, and the same work may succeed later. A task that raises it is not
     failed at once: it waits and tries again, for at most RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS
-    (runyard.engine.executors)."""
+    (runyard.engine.executors). `advice` is what a data admin can do when the wait runs out."""
+
+    advice = "Try again once the cause has passed"
 
 
 class LeaseLost(RunyardError):

@@ -12,7 +12,7 @@ import pytest
 
 from runyard.engine.context import StopReason, TaskContext, TaskFailed, TaskIdentity, TaskInterrupted
 from runyard.engine.executors import FIRST_PAUSE_SECONDS, wait_out_transient
-from runyard.warehouse.base import WarehouseBusy
+from runyard.warehouse.base import WarehouseBusy, WarehouseUnavailable
 
 BUSY = WarehouseBusy("warehouse/acme.duckdb", pid=4242, program="runyard")
 
@@ -78,3 +78,19 @@ def test_no_wait_allowed_fails_at_the_first_refusal_naming_the_holder_and_the_se
         "one process alone run the tasks that use this warehouse"
     )
     assert ctx.messages == []
+
+
+def test_a_warehouse_that_cannot_be_reached_gives_advice_about_the_server_not_a_file() -> None:
+    ctx = context()
+    times = iter([100.0, 100.0, 100.0])
+
+    def stage() -> None:
+        raise WarehouseUnavailable("db.internal:5432/warehouse", "connection refused")
+
+    with pytest.raises(TaskFailed) as failed:
+        wait_out_transient(ctx, stage, wait_seconds=0, clock=lambda: next(times))
+    assert str(failed.value) == (
+        "the warehouse at db.internal:5432/warehouse is unavailable: connection refused; this task waited 0 s for it "
+        "and gives up (RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS is 0 s). Check that the warehouse's PostgreSQL server is "
+        "up and accepts connections from this worker (RUNYARD_WAREHOUSE_URL), then retry the run"
+    )

@@ -1,10 +1,11 @@
 """The worker's registry entries: a name in a plan -> the function that does the work.
 
-Every bound stage waits out a TransientError (today: the account's DuckDB file held by another process, which
-raises it when the stage opens the warehouse, before it changes anything there): instead of failing, the task
-stays Running, says so in its live note, and runs the stage again after a pause (0.25 s, doubling up to 5 s),
-for at most `EngineResources.warehouse_lock_wait_seconds` (RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS) in all; then it
-fails, naming the process that holds the file. A cancel, a lost lease, a shutdown or the task's maximum run time
+Every bound stage waits out a TransientError (the account's DuckDB file held by another process, raised when the
+stage opens the warehouse, before it changes anything there; a PostgreSQL warehouse that cannot be reached or
+rolled a transaction back): instead of failing, the task stays Running, says so in its live note, and runs the
+stage again after a pause (0.25 s, doubling up to 5 s), for at most `EngineResources.warehouse_lock_wait_seconds`
+(RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS) in all; then it fails, saying what it waited for and what to do (the
+error's `advice`). A cancel, a lost lease, a shutdown or the task's maximum run time
 end the pause at once.
 """
 
@@ -79,8 +80,7 @@ def wait_out_transient(
             if waited >= wait_seconds:
                 raise TaskFailed(
                     f"{busy}; this task waited {human_duration(waited)} for it and gives up ({WAIT_SETTING} is "
-                    f"{human_duration(wait_seconds)}). Stop that process, or let one process alone run the tasks that "
-                    "use this warehouse"
+                    f"{human_duration(wait_seconds)}). {busy.advice}"
                 ) from busy
             if first is None:
                 first = busy

@@ -36,6 +36,8 @@ class WarehouseBusy(WarehouseError, TransientError):
     opening it may work once that process lets it go. `file` names it without the folders above runyard's home
     (`warehouse/<account>.duckdb`); `program` and `pid` are the holder's, when the database says."""
 
+    advice = "Stop that process, or let one process alone run the tasks that use this warehouse"
+
     def __init__(self, file: str, *, pid: int | None = None, program: str | None = None) -> None:
         self.file = file
         self.pid = pid
@@ -48,6 +50,11 @@ class WarehouseUnavailable(WarehouseError, TransientError):
     """A shared warehouse (PostgreSQL) could not be reached or gave up on a transaction it may accept later (a lost
     or refused connection, a serialization failure, a deadlock, a shutdown): nothing was committed, and the same
     work may succeed later. `where` names it without credentials (`host:port/database`)."""
+
+    advice = (
+        "Check that the warehouse's PostgreSQL server is up and accepts connections from this worker "
+        "(RUNYARD_WAREHOUSE_URL), then retry the run"
+    )
 
     def __init__(self, where: str, reason: str) -> None:
         self.where = where
