@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from runyard.demo.source_api import DemoSourceConfig, expected_counts
@@ -86,3 +87,34 @@ def test_malformed_page_fails_the_run_and_the_retry_reuses_the_other_extractions
         assert dict(retried["Data Load"].tables) == expected_counts(config)
         assert len(harness.data_loads(retry.id)) == 1
         assert harness.data_loads(failed.id) == []
+
+
+def test_a_retry_runs_again_what_the_retention_sweep_removed(tmp_path: Path) -> None:
+    config = DemoSourceConfig(employees=300, malformed_pages=(("employees", 1),))
+    with api_harness(tmp_path, config) as harness:
+        first = harness.run(harness.deploy_demo(), RunType.DESTRUCTIVE)
+        assert first.status is RunStatus.FAILED, harness.describe(first.id)
+        second = harness.wait(harness.runtime.runs.retry(first.id).id)  # the page is still malformed
+        assert second.status is RunStatus.FAILED, harness.describe(second.id)
+        reused = harness.tasks(second.id)["Process [departments]"]
+        assert reused.reused_from == harness.tasks(first.id)["Process [departments]"].id
+        harness.admin("DELETE", "faults")
+
+        # The sweep's clock between the two runs' ends: the first run is past the retention, the second is not.
+        first_end, second_end = first.completed_at, second.completed_at
+        assert first_end is not None
+        assert second_end is not None
+        assert first_end < second_end
+        now = first_end + timedelta(days=harness.settings.staging_retention_days) + (second_end - first_end) / 2
+        removed = harness.scheduler.sweep_staged_files(now)
+        assert [run.run_key for run in removed] == [first.run_key]
+
+        third = harness.wait(harness.runtime.runs.retry(second.id).id)
+        assert third.status is RunStatus.COMPLETED, harness.describe(third.id)
+        retried = harness.tasks(third.id)
+        for table in DEMO_TABLES:  # the first run's outputs are gone: every extraction ran again
+            task = retried[f"Process [{table}]"]
+            assert task.reused_from is None, (table, task.messages)
+            assert harness.attempts(task.id) >= 1
+        assert harness.counts() == expected_counts(config)
+        assert {t: harness.duplicate_ids(t) for t in DEMO_TABLES} == dict.fromkeys(DEMO_TABLES, 0)

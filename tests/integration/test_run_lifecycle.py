@@ -19,6 +19,7 @@ from runyard.services.views import RunView
 from runyard.services.wakeup import Wakeup
 from runyard.store.database import Store
 from runyard.store.tables import run_events, runs, task_attempts, tasks
+from runyard.worker.scheduler import forget_outputs
 from runyard.worker.worker import Worker
 from tests.factories import make_operation, sleep_task
 
@@ -184,6 +185,37 @@ def test_retry_reuses_completed_reusable_tasks(store: Store, service: RunService
             sa.select(sa.func.count()).select_from(task_attempts).where(task_attempts.c.task_id == process.id)
         ).scalar_one()
     assert attempts == 0  # the reused task never ran
+
+
+def test_outputs_forgotten_by_the_staging_sweep_are_not_reused_unless_a_run_going_reuses_them(  # type: ignore[no-untyped-def]
+    store: Store, service: RunService, start_worker
+) -> None:
+    tasks_spec = [
+        sleep_task("Process [a]", reusable=True, params={"table": "a", "records_per_unit": 5}),
+        {"name": "Data Load", "executor": "fail", "depends_on": ["Process [a]"]},
+    ]
+    first = service.launch(LaunchRequest(operation_id=make_operation(store, tasks_spec)))
+    worker = start_worker()
+    assert final(service, first.id).status is RunStatus.FAILED
+    worker.stop(grace_seconds=5)
+    second = service.retry(first.id)  # reuses Process [a] of the first run, and goes on while no worker runs it
+    assert not forget_outputs(store, first.run_key)  # a run going reuses them: nothing changes
+    with store.read() as conn:
+        assert list_tasks(conn, second.id)[0].reused_from is not None
+    start_worker()
+    assert final(service, second.id).status is RunStatus.FAILED
+
+    assert forget_outputs(store, first.run_key)
+    third = service.retry(second.id)
+    with store.read() as conn:
+        process = list_tasks(conn, third.id)[0]
+    assert process.reused_from is None  # run again, not reused from the first run's removed files
+    assert final(service, third.id).status is RunStatus.FAILED
+    with store.read() as conn:
+        attempts = conn.execute(
+            sa.select(sa.func.count()).select_from(task_attempts).where(task_attempts.c.task_id == process.id)
+        ).scalar_one()
+    assert attempts == 1
 
 
 def test_retry_only_the_latest_failed_or_canceled_run(store: Store, service: RunService) -> None:

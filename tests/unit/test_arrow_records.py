@@ -16,10 +16,10 @@ from runyard.engine.arrow import (
     unify,
 )
 from runyard.engine.consolidate import schema_change
-from runyard.warehouse.duckdb import duckdb_type
-from runyard.warehouse.postgres import postgres_type_name
 from runyard.runtime import tuned_gc
 from runyard.staging import Manifest, StagingKey
+from runyard.warehouse.duckdb import duckdb_type
+from runyard.warehouse.postgres import postgres_type_name
 
 
 def test_nested_objects_flatten_and_a_null_parent_gives_null_children() -> None:

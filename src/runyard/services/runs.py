@@ -191,16 +191,18 @@ class RunService:
         return run_id
 
     def _reusable_outputs(self, conn: Connection, run_id: int | None) -> dict[str, int]:
-        """Task name -> the task whose output a retry reuses (the original one, across retries of retries)."""
+        """Task name -> the task whose output a retry reuses (the original one, across retries of retries).
+
+        The rows are locked (PostgreSQL) until the retry commits: the staging sweep (runyard.worker.scheduler.
+        forget_outputs) waits for it, and then sees the retry, instead of removing files it is about to read."""
         if run_id is None:
             return {}
-        rows = conn.execute(
-            sa.select(tasks.c.name, tasks.c.id, tasks.c.reused_from).where(
-                tasks.c.run_id == run_id,
-                tasks.c.reusable.is_(True),
-                tasks.c.status.in_([s.value for s in TASK_SUCCEEDED]),
-            )
+        query = sa.select(tasks.c.name, tasks.c.id, tasks.c.reused_from).where(
+            tasks.c.run_id == run_id,
+            tasks.c.reusable.is_(True),
+            tasks.c.status.in_([s.value for s in TASK_SUCCEEDED]),
         )
+        rows = conn.execute(dialect.lock_for_write(query, conn))
         return {row.name: row.reused_from or row.id for row in rows}
 
     def cancel(self, run_id: int, *, account_id: int | None = None) -> RunView:

@@ -230,7 +230,10 @@ class Scheduler:
         """Remove the staged files of the runs that ended more than RUNYARD_STAGING_RETENTION_DAYS before `now`
         (default: the database's clock), in every account, on a local folder or S3 alike; the runs removed. Never
         those of a run still going, nor those a run still going reuses (a retry reads its original's extractions).
-        Folders of runs this store does not know are left alone. Leader or not (the scheduler calls it as leader)."""
+        Folders of runs this store does not know are left alone. Leader or not (the scheduler calls it as leader).
+
+        Before a run's files go, its tasks' outputs stop being reusable (`forget_outputs`): a later retry of it, or of
+        a retry that reused them, runs those tasks again instead of failing on files that are gone."""
         if self.staging is None or self.staging_retention_days <= 0:
             return []
         cutoff = (now if now is not None else self.clock()) - timedelta(days=self.staging_retention_days)
@@ -238,7 +241,7 @@ class Scheduler:
         expired = expired_runs(self.store, {run.run_key for run in staged}, cutoff)
         removed = []
         for run in staged:
-            if run.run_key not in expired:
+            if run.run_key not in expired or not forget_outputs(self.store, run.run_key):
                 continue
             try:
                 self.staging.remove_run(run.account, run.operation_id, run.run_key)
@@ -314,6 +317,49 @@ def expired_runs(store: Store, run_keys: Collection[str], cutoff: datetime) -> s
                 ).scalars()
             )
     return expired
+
+
+class _StillReused(Exception):
+    """Rolls forget_outputs' transaction back."""
+
+
+def forget_outputs(store: Store, run_key: str) -> bool:
+    """Mark the outputs of run `run_key`'s tasks as no longer reusable, and every task that reused one of them: their
+    staged files are about to be removed. False (nothing changed) when a run still going reuses one of them.
+
+    The update comes first so that, on PostgreSQL, it waits for a retry being launched (which locks the tasks it
+    reuses, runyard.services.runs) and then sees it; a retry launched after it reuses nothing of this run."""
+    made = (
+        sa.select(tasks_table.c.id)
+        .join(runs_table, runs_table.c.id == tasks_table.c.run_id)
+        .where(runs_table.c.run_key == run_key)
+        .scalar_subquery()
+    )
+    reusing_run = runs_table.alias("reusing_run")
+    try:
+        with store.write() as conn:
+            conn.execute(
+                tasks_table.update()
+                .where(
+                    tasks_table.c.reusable.is_(True),
+                    sa.or_(
+                        sa.and_(tasks_table.c.id.in_(made), tasks_table.c.reused_from.is_(None)),  # made here
+                        tasks_table.c.reused_from.in_(made),
+                    ),
+                )
+                .values(reusable=False)
+            )
+            still_reused = conn.execute(
+                sa.select(tasks_table.c.id)
+                .join(reusing_run, reusing_run.c.id == tasks_table.c.run_id)
+                .where(tasks_table.c.reused_from.in_(made), reusing_run.c.status.in_([s.value for s in RUN_ACTIVE]))
+                .limit(1)
+            ).first()
+            if still_reused is not None:
+                raise _StillReused
+    except _StillReused:
+        return False
+    return True
 
 
 def _count(amount: float, unit: str) -> str:
