@@ -63,16 +63,21 @@ def test_a_cancel_during_the_wait_stops_the_task_without_another_try() -> None:
     assert tries == 1
 
 
-def test_no_wait_allowed_fails_at_the_first_refusal_naming_the_holder_and_the_setting() -> None:
-    ctx = context()
+def failure_without_waiting(ctx: TaskContext, error: Exception) -> str:
+    """What the task fails with when a stage always raises `error` and no wait is allowed."""
     times = iter([100.0, 100.0, 100.0])
 
     def stage() -> None:
-        raise BUSY
+        raise error
 
     with pytest.raises(TaskFailed) as failed:
         wait_out_transient(ctx, stage, wait_seconds=0, clock=lambda: next(times))
-    assert str(failed.value) == (
+    return str(failed.value)
+
+
+def test_no_wait_allowed_fails_at_the_first_refusal_naming_the_holder_and_the_setting() -> None:
+    ctx = context()
+    assert failure_without_waiting(ctx, BUSY) == (
         "the warehouse file warehouse/acme.duckdb is in use by another process (runyard, PID 4242); this task "
         "waited 0 s for it and gives up (RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS is 0 s). Stop that process, or let "
         "one process alone run the tasks that use this warehouse"
@@ -81,15 +86,8 @@ def test_no_wait_allowed_fails_at_the_first_refusal_naming_the_holder_and_the_se
 
 
 def test_a_warehouse_that_cannot_be_reached_gives_advice_about_the_server_not_a_file() -> None:
-    ctx = context()
-    times = iter([100.0, 100.0, 100.0])
-
-    def stage() -> None:
-        raise WarehouseUnavailable("db.internal:5432/warehouse", "connection refused")
-
-    with pytest.raises(TaskFailed) as failed:
-        wait_out_transient(ctx, stage, wait_seconds=0, clock=lambda: next(times))
-    assert str(failed.value) == (
+    unreachable = WarehouseUnavailable("db.internal:5432/warehouse", "connection refused")
+    assert failure_without_waiting(context(), unreachable) == (
         "the warehouse at db.internal:5432/warehouse is unavailable: connection refused; this task waited 0 s for it "
         "and gives up (RUNYARD_WAREHOUSE_LOCK_WAIT_SECONDS is 0 s). Check that the warehouse's PostgreSQL server is "
         "up and accepts connections from this worker (RUNYARD_WAREHOUSE_URL), then retry the run"
