@@ -1,7 +1,7 @@
 """R23: under sustained load the API stays correct, and the server's memory stays flat.
 
-A real `runyard serve` process (HTTP, worker and scheduler in one, SQLite: the embedded default) is hammered for
-LOAD_SECONDS by CLIENTS threads, each with its own connection, with a mix of what clients do all day: lists of
+A real `runyard serve` process (HTTP, worker and scheduler in one) is hammered, on each store with its default
+HTTP processes (SQLite, the embedded default: one per CPU; PostgreSQL: one more), for LOAD_SECONDS by CLIENTS threads, each with its own connection, with a mix of what clients do all day: lists of
 runs, one run and its tasks, the running tasks' metrics (spec 001), a job's status (spec 002), the operations, and
 launches of two operations, which the server's worker runs meanwhile. What must hold:
 
@@ -94,8 +94,8 @@ class Served:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    cli = Runyard(tmp_path / "home")
+def served(tmp_path: Path, database_url: str) -> Iterator[Served]:
+    cli = Runyard(tmp_path / "home", extra_env={"RUNYARD_DATABASE_URL": database_url})
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = cli.spawn("serve", "--port", str(port), log=tmp_path / "serve")
@@ -110,7 +110,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             return None
 
         password = wait_until(printed_password, timeout=STARTUP_SECONDS, what="the administrator's password")
-        store = Store(f"sqlite:///{cli.db}")  # deployed as `runyard deploy` does, into the account serve created
+        store = Store(database_url)  # deployed as `runyard deploy` does, into the account serve created
         try:
             assert len(deploy(store, load_text(OPERATIONS))) == 2
         finally:
