@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -39,6 +40,9 @@ class ExportPage:
 MAX_RUNS_PAGE = 200  # the API's largest page of runs
 MAX_RECONNECTS = 5  # consecutive failed attempts to resume an events stream before giving up
 RECONNECT_DELAY_SECONDS = 0.5
+RESENDS = 3  # times a launch or retry whose answer was lost is sent again, with the same Idempotency-Key
+RESEND_PAUSE_SECONDS = 0.5  # before sending again after a failed connection
+MAX_RESEND_PAUSE_SECONDS = 5.0  # the most of a 503's Retry-After the client waits before sending again
 STREAM_READ_SECONDS = 60.0  # the server sends a keep-alive comment every 15 s of quiet
 _OPERATIONS = TypeAdapter(list[OperationPublic])
 
@@ -133,8 +137,9 @@ class RunyardClient:
         return OperationPublic.model_validate(self._json("POST", f"{API}/operations/{operation_id}/status", json=body))
 
     def launch(self, operation_id: int, run_type: RunType) -> RunPublic:
-        """The new run; RejectedLaunch when another run of the operation is still active."""
-        response = self._send("POST", f"{API}/operations/{operation_id}/runs", json={"type": run_type.value})
+        """The new run; RejectedLaunch when another run of the operation is still active. Sent with an
+        Idempotency-Key, and sent again with it when the answer is lost (connection, 503), so it launches once."""
+        response = self._send_once("POST", f"{API}/operations/{operation_id}/runs", json={"type": run_type.value})
         if response.status_code == httpx.codes.CONFLICT:
             body = _body(response)
             run = body.get("run")
@@ -180,7 +185,8 @@ class RunyardClient:
             page += 1
 
     def retry(self, run_id: int) -> RunPublic:
-        return RunPublic.model_validate(self._json("POST", f"{API}/runs/{run_id}/retry"))
+        """The new run; sent again when its answer is lost, as `launch` is."""
+        return RunPublic.model_validate(self._checked(self._send_once("POST", f"{API}/runs/{run_id}/retry")).json())
 
     def cancel(self, run_id: int) -> RunPublic:
         return RunPublic.model_validate(self._json("POST", f"{API}/runs/{run_id}/cancel"))
@@ -315,6 +321,25 @@ class RunyardClient:
         except httpx.TransportError as error:
             raise ClientError(_unreachable(self.base_url, error)) from None
 
+    def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request that makes a run, with a fresh Idempotency-Key: when the connection fails or the server answers
+        503 (its database connection dropped, maybe after the commit), the same request is sent again with the same
+        key, at most RESENDS times, so the server answers the run the first one made rather than making another."""
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        for resend in range(RESENDS + 1):
+            last = resend == RESENDS
+            try:
+                response = self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError as error:
+                if last:
+                    raise ClientError(_unreachable(self.base_url, error)) from None
+                time.sleep(RESEND_PAUSE_SECONDS)
+                continue
+            if response.status_code != httpx.codes.SERVICE_UNAVAILABLE or last:
+                return response
+            time.sleep(min(_retry_after(response), MAX_RESEND_PAUSE_SECONDS))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _checked(self, response: httpx.Response) -> httpx.Response:
         if response.is_success:
             return response
@@ -394,6 +419,12 @@ def _body(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The seconds a 503's Retry-After asks for (RESEND_PAUSE_SECONDS when it gives none, or a date)."""
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else RESEND_PAUSE_SECONDS
 
 
 def _detail(response: httpx.Response) -> str:

@@ -71,6 +71,18 @@ class RunRejected(Conflict):
         )
 
 
+class IdempotencyKeyReused(Conflict):
+    """An Idempotency-Key sent again with another request than the one it was first sent with: nothing was done.
+    (The IETF draft answers 422; 409 is what this API answers for every request the state refuses.)"""
+
+    def __init__(self, first: str) -> None:
+        self.first = first
+        super().__init__(
+            f"this Idempotency-Key was already sent with another request (the {first}); "
+            "send a new key for a new request"
+        )
+
+
 class RetryNotAllowed(Conflict):
     def __init__(self, run_id: int, reason: str) -> None:
         self.run_id = run_id

@@ -27,7 +27,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from runyard.domain.statuses import RUN_ACTIVE, RunStatus
+from runyard import client as client_module
+from runyard.client import RunyardClient
+from runyard.domain.statuses import RUN_ACTIVE, RunStatus, RunType
 from runyard.store.database import Store
 from runyard.store.tables import runs
 from tests.factories import make_operation, sleep_task
@@ -66,12 +68,12 @@ class Servers:
         self.database_url = database_url
         self.started: list[Background] = []
 
-    def start(self, *crash_points: str | None) -> list[Served]:
+    def start(self, *crash_points: str | None, env: dict[str, str] | None = None) -> list[Served]:
         """One server per argument (set to die at that crash point, or not with None), started side by side on
-        ports of their own; returned once every one answers."""
+        ports of their own, with `env` set too; returned once every one answers."""
         started = []
         for crash_at in crash_points:
-            env = {"RUNYARD_DATABASE_URL": self.database_url, "RUNYARD_WORKER_CONCURRENCY": "2"}
+            env = {**(env or {}), "RUNYARD_DATABASE_URL": self.database_url, "RUNYARD_WORKER_CONCURRENCY": "2"}
             if crash_at is not None:
                 env["RUNYARD_CRASH_AT"] = crash_at
             port = free_port()
@@ -126,14 +128,15 @@ def completes(store: Store, run_id: int, operation_id: int, served: Served) -> N
     assert status == RunStatus.COMPLETED.value, (operation_runs(store, operation_id), served.process.describe())
 
 
-def launch(api: httpx.Client, operation_id: int) -> httpx.Response:
-    return api.post(f"/api/v1/operations/{operation_id}/runs", json={"type": "incremental"})
+def launch(api: httpx.Client, operation_id: int, key: str | None = None) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return api.post(f"/api/v1/operations/{operation_id}/runs", json={"type": "incremental"}, headers=headers)
 
 
-def launch_dies_with_the_server(served: Served, operation_id: int) -> None:
+def launch_dies_with_the_server(served: Served, operation_id: int, key: str | None = None) -> None:
     """POST a launch to a server that SIGKILLs itself at its crash point: no answer, the process gone by SIGKILL."""
     with served.client() as api, pytest.raises(httpx.TransportError):
-        launch(api, operation_id)
+        launch(api, operation_id, key)
     assert served.process.process.wait(TIMEOUT) == -signal.SIGKILL, served.process.describe()
 
 
@@ -178,6 +181,60 @@ def test_a_server_killed_in_a_launch_leaves_the_run_whole_or_absent_and_launchin
 
         assert restarted.process.stop(signal.SIGTERM) == 0, restarted.process.describe()
         assert "Traceback" not in restarted.process.stderr, restarted.process.describe()
+        check_invariants(store, servers.home / "warehouse", staging_root=servers.home / "staging")
+    finally:
+        store.dispose()
+
+
+def test_a_launch_sent_again_with_its_idempotency_key_after_a_lost_answer_or_a_crash_answers_the_same_run(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R4 and R17 for the API's launches: the answer to a committed launch is lost (the database connection dropped
+    after COMMIT: a 503), or the server died after the commit. The client sends the same launch again with the same
+    Idempotency-Key, as clients retry: it answers the run the first one made, and there is exactly one run."""
+    store = Store(servers.database_url)
+    try:
+        work = [sleep_task("work", WORK_SECONDS, units=5)]
+        lossy_operation = make_operation(store, tasks=work, configuration_id="lost-answer")
+        client_operation = make_operation(store, tasks=work, configuration_id="lost-answer-to-the-client")
+        crashed_operation = make_operation(store, tasks=work, configuration_id="crashed-server")
+        # One HTTP process: the count of lost answers is per process.
+        (lossy,) = servers.start(None, env={"RUNYARD_LOSE_ACK": "launch:3", "RUNYARD_HTTP_PROCESSES": "1"})
+        (crashing,) = servers.start("launch.after_commit")
+
+        monkeypatch.setattr(client_module, "MAX_RESEND_PAUSE_SECONDS", 0.1)  # not the 5 s a 503 asks for
+        with lossy.client() as api:
+            lost = launch(api, lossy_operation, key="launch-7f3a")
+            assert lost.status_code == 503, lost.text  # committed, but the server could not know it
+            assert lost.headers["Retry-After"].isdigit()
+            (made,) = operation_runs(store, lossy_operation)
+            lost_again = launch(api, lossy_operation, key="launch-7f3a")  # the answer to the resend is lost too
+            assert lost_again.status_code == 503, lost_again.text
+
+            # runyard's own client (the CLI's) sends again by itself: the answer to its first send is lost (the third).
+            with RunyardClient(lossy.url, api.headers["Authorization"].split()[1]) as client:
+                launched = client.launch(client_operation, RunType.INCREMENTAL)
+            assert [run["id"] for run in operation_runs(store, client_operation)] == [launched.id]
+
+            again = launch(api, lossy_operation, key="launch-7f3a")
+            assert again.status_code == 202, again.text
+            assert again.json()["id"] == made["id"]
+        assert [run["id"] for run in operation_runs(store, lossy_operation)] == [made["id"]]  # no Rejected run either
+
+        launch_dies_with_the_server(crashing, crashed_operation, key="launch-c9e2")
+        (committed,) = operation_runs(store, crashed_operation)
+        (restarted,) = servers.start(None)
+        with restarted.client() as api:
+            resent = launch(api, crashed_operation, key="launch-c9e2")
+        assert (resent.status_code, resent.json()["id"]) == (202, committed["id"]), resent.text
+
+        completes(store, made["id"], lossy_operation, restarted)
+        completes(store, launched.id, client_operation, restarted)
+        completes(store, committed["id"], crashed_operation, restarted)
+        for operation, run in ((lossy_operation, made), (crashed_operation, committed)):
+            assert [found["id"] for found in operation_runs(store, operation)] == [run["id"]]
+        for served in (lossy, restarted):
+            assert served.process.stop(signal.SIGTERM) == 0, served.process.describe()
         check_invariants(store, servers.home / "warehouse", staging_root=servers.home / "staging")
     finally:
         store.dispose()

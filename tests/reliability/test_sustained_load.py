@@ -1,9 +1,10 @@
 """R23: under sustained load the API stays correct, and the server's memory stays flat.
 
 A real `runyard serve` process (HTTP, worker and scheduler in one) is hammered, on each store with its default
-HTTP processes (SQLite, the embedded default: one per CPU; PostgreSQL: one more), for LOAD_SECONDS by CLIENTS threads, each with its own connection, with a mix of what clients do all day: lists of
-runs, one run and its tasks, the running tasks' metrics (spec 001), a job's status (spec 002), the operations, and
-launches of two operations, which the server's worker runs meanwhile. What must hold:
+HTTP processes (SQLite, the embedded default: one per CPU; PostgreSQL: one more), for LOAD_SECONDS by CLIENTS
+threads, each with its own connection, with a mix of what clients do all day: lists of runs, one run and its tasks,
+the running tasks' metrics (spec 001), a job's status (spec 002), the operations, and launches of two operations,
+which the server's worker runs meanwhile. What must hold:
 
 - no answer is a 5xx, and no request fails at the transport (refused, reset);
 - every read answers 200; every launch answers as the API documents: 202 (a run), 409 (another run is active: the

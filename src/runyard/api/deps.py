@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from runyard.api.auth import require_admin, require_operator, require_principal
 from runyard.params import MAX_ID, IdPath
+from runyard.services import launch_keys
 from runyard.services.app_context import AppContext
 from runyard.services.runs import RunService
 from runyard.services.tokens import Principal
@@ -34,4 +35,15 @@ PrincipalDep = Annotated[Principal, Depends(require_principal)]
 OperatorDep = Annotated[Principal, Depends(require_operator)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
-__all__ = ["MAX_ID", "AdminDep", "IdPath", "OperatorDep", "PrincipalDep", "RunsDep", "StoreDep"]
+# The optional header of the requests that make a run (launch, retry): see runyard.services.launch_keys.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=launch_keys.KEY_PATTERN,
+        description="Any unique value (a UUID): the same request sent again with it within a day answers the run "
+        "the first one made instead of making another",
+    ),
+]
+
+__all__ = ["MAX_ID", "AdminDep", "IdPath", "IdempotencyKey", "OperatorDep", "PrincipalDep", "RunsDep", "StoreDep"]

@@ -21,9 +21,10 @@ from runyard.domain.runs import (
 )
 from runyard.domain.statuses import RUN_ACTIVE, TASK_SUCCEEDED, RunStatus, RunType, TaskStatus, Trigger
 from runyard.errors import Conflict, LaunchThrottled, NotFound, RunRejected
-from runyard.faults import crash_point
+from runyard.faults import crash_point, lost_ack
 from runyard.operations import registry
 from runyard.operations.definition import PlanRequest
+from runyard.services import launch_keys
 from runyard.services.history import record_event
 from runyard.services.operations import OperationView, get_operation
 from runyard.services.settle import settle_run
@@ -59,6 +60,12 @@ class LaunchRequest:
     created_by: int | None = None
     retry_of: int | None = None
     execution_date: date | None = None  # default: the launch's date; a retry keeps its run's
+    # A client's Idempotency-Key (runyard.services.launch_keys): sent again with the same request, the same run.
+    idempotency_key: str | None = None
+
+    def described(self) -> str:
+        """This request in words, as its idempotency key remembers it."""
+        return launch_keys.describe(self.operation_id, self.run_type.value, self.retry_of)
 
 
 class RunService:
@@ -92,6 +99,7 @@ class RunService:
                     raise
                 continue
             crash_point("launch.after_commit")  # committed, nobody answered yet
+            lost_ack("launch")  # test-only (RUNYARD_LOSE_ACK): committed, and the caller sees a dropped connection
             if outcome.accepted:
                 self._notify()
                 return launched
@@ -111,6 +119,14 @@ class RunService:
             dialect.lock_for_write(sa.select(operations.c.id).where(operations.c.id == request.operation_id), conn)
         )
         operation = get_operation(conn, request.operation_id, account=request.account_id)
+        now = self.store.now(conn)
+        if request.idempotency_key is not None:
+            launch_keys.lock(conn, operation.account_id, request.idempotency_key)
+            made = launch_keys.recall(conn, operation.account_id, request.idempotency_key, request.described(), now)
+            if made is not None:  # the same request again: its run, whatever became of the operation since
+                run = get_run(conn, made)
+                accepted = run.status is not RunStatus.REJECTED
+                return LaunchOutcome(made, accepted, run.blocked_by, operation)
         if operation.archived:
             raise Conflict(f"operation {operation.configuration_id} is archived; it cannot be launched")
         if not operation.activated:
@@ -121,7 +137,6 @@ class RunService:
                 f"operation {operation.configuration_id} is a {operation.configuration_type}, which is not launched: "
                 f"{kind.description}"
             )
-        now = self.store.now(conn)
         active = conn.execute(
             sa.select(runs.c.id).where(runs.c.operation_id == operation.id, runs.c.status.in_(_ACTIVE))
         ).scalar()
@@ -135,6 +150,8 @@ class RunService:
             else []
         )
         run_id = self._insert_run(conn, operation, request, decision.status, decision.blocked_by, execution_date, now)
+        if request.idempotency_key is not None:
+            launch_keys.remember(conn, operation.account_id, request.idempotency_key, request.described(), run_id, now)
         if decision.accepted:
             insert_tasks(
                 conn,
@@ -226,8 +243,21 @@ class RunService:
             settle_run(conn, run_id, now)
         return self.get_run(run_id)
 
-    def retry(self, run_id: int, *, account_id: int | None = None, created_by: int | None = None) -> RunView:
-        """A new run linked by retry_of, reusing the output of the tasks that completed."""
+    def retry(
+        self,
+        run_id: int,
+        *,
+        account_id: int | None = None,
+        created_by: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunView:
+        """A new run linked by retry_of, reusing the output of the tasks that completed. With `idempotency_key`, the
+        same retry sent again answers the run the first one made (it is no longer the latest run, so it would be
+        refused otherwise)."""
+        if idempotency_key is not None:
+            replayed = self._replayed_retry(run_id, account_id, idempotency_key)
+            if replayed is not None:
+                return replayed
         with self.store.read() as conn:
             snapshot = self._snapshot(conn, run_id, account_id)
             latest = conn.execute(
@@ -246,8 +276,20 @@ class RunService:
                 created_by=created_by,
                 retry_of=run_id,
                 execution_date=original.execution_date,
+                idempotency_key=idempotency_key,
             )
         )
+
+    def _replayed_retry(self, run_id: int, account_id: int | None, key: str) -> RunView | None:
+        with self.store.write() as conn:
+            original = get_run(conn, run_id, account_id=account_id)
+            launch_keys.lock(conn, original.account_id, key)
+            request = LaunchRequest(original.operation_id, original.run_type, retry_of=run_id)
+            made = launch_keys.recall(conn, original.account_id, key, request.described(), self.store.now(conn))
+            replayed = None if made is None else get_run(conn, made)
+        if replayed is not None and replayed.status is RunStatus.REJECTED:
+            raise RunRejected(replayed.configuration_id, replayed.id, replayed.blocked_by)
+        return replayed
 
     def _snapshot(self, conn: Connection, run_id: int, account_id: int | None, *, lock: bool = False) -> RunSnapshot:
         query = sa.select(runs.c.id, runs.c.operation_id, runs.c.status).where(runs.c.id == run_id)

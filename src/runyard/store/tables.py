@@ -529,3 +529,17 @@ metrics_last_checks = sa.Table(
     sa.Column("records_seen", sa.BigInteger, nullable=False),
     sa.Column("checked_at", UtcDateTime(), nullable=False),
 )
+
+# An Idempotency-Key a client sent with a launch or a retry (migration 0017, runyard.services.launch_keys): the run
+# that request made, so the same request sent again, because its answer was lost, answers that run instead of making
+# another. An account's keys older than launch_keys.KEY_TTL are deleted when it stores a new one.
+launch_keys = sa.Table(
+    "launch_keys",
+    metadata,
+    sa.Column("account_id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_launch_keys_account_id_created_at", "account_id", "created_at"),
+)

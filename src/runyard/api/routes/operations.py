@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import WithJsonSchema
 
 from runyard.api.contract import one_of
-from runyard.api.deps import AdminDep, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
+from runyard.api.deps import AdminDep, IdempotencyKey, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
 from runyard.api.schemas import (
     ConflictDetail,
     OperationPublic,
@@ -114,7 +114,7 @@ def operation_status(
         409: {
             "model": RejectedRun | ConflictDetail,
             "description": "Another run of the operation is active (the Rejected run), or the operation is "
-            "deactivated or archived (nothing recorded)",
+            "deactivated or archived, or the Idempotency-Key was sent with another request (nothing recorded)",
         },
         429: {
             "model": ConflictDetail,
@@ -128,16 +128,19 @@ def launch(
     runs: RunsDep,
     principal: OperatorDep,
     body: Annotated[RunCreate | None, Body(description="Optional: without a body, an incremental run")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> RunPublic | JSONResponse:
     """Launch a run (`{"type": "incremental"}`, the default, or `"destructive"`). 409 with the Rejected run when
     another run of the operation is still active; 409 with only a `detail` when the operation is deactivated or
-    archived."""
+    archived. With an `Idempotency-Key`, the same launch sent again within a day (its answer was lost) answers the
+    run the first one made: 202 with it, or 409 if it was Rejected."""
     request = LaunchRequest(
         operation_id=operation_id,
         run_type=RunType((body or RunCreate()).type),
         trigger=Trigger.API,
         account_id=principal.account_id,
         created_by=principal.user_id,
+        idempotency_key=idempotency_key,
     )
     try:
         return RunPublic.of(runs.launch(request), 0)  # a new run: no task has said anything yet

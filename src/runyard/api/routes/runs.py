@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from runyard.api.contract import QueryTime, one_of
-from runyard.api.deps import MAX_ID, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
+from runyard.api.deps import MAX_ID, IdempotencyKey, IdPath, OperatorDep, PrincipalDep, RunsDep, StoreDep
 from runyard.api.schemas import RunPublic, RunsPage, TaskPublic, TasksPage, json_response
 from runyard.domain.statuses import RunStatus, RunType
 from runyard.errors import InvalidInput
@@ -145,10 +145,19 @@ def tasks(
     "/runs/{run_id}/retry",
     status_code=202,
     response_model=RunPublic,
-    responses={409: {"description": "Only the most recent Failed or Canceled run can be retried"}},
+    responses={
+        409: {
+            "description": "Only the most recent Failed or Canceled run can be retried; or the Idempotency-Key was "
+            "sent with another request"
+        }
+    },
 )
-def retry(run_id: IdPath, runs: RunsDep, principal: OperatorDep) -> RunPublic:
-    retried = runs.retry(run_id, account_id=principal.account_id, created_by=principal.user_id)
+def retry(run_id: IdPath, runs: RunsDep, principal: OperatorDep, idempotency_key: IdempotencyKey = None) -> RunPublic:
+    """A new run that reuses what this one completed. With an `Idempotency-Key`, the same retry sent again within a
+    day (its answer was lost) answers the run the first one made."""
+    retried = runs.retry(
+        run_id, account_id=principal.account_id, created_by=principal.user_id, idempotency_key=idempotency_key
+    )
     return _with_count(runs.store, retried)  # its reused tasks already say so
 
 
