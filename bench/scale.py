@@ -1,11 +1,14 @@
 """Scale-out on a PostgreSQL store: small runs per minute, and launch -> first task Running, with 1, 2 and 4 real
 `runyard worker` processes.
 
-    python bench/scale.py [--postgres URL] [--workers 1,2,4] [--quick] [--warehouse-ingest] [--json out.json]
+    python bench/scale.py [--postgres URL] [--workers 1,2,4] [--task-seconds S] [--quick] [--warehouse-ingest]
+                          [--json out.json]
 
 For each worker count: a fresh database on the PostgreSQL server of `--postgres` (default $RUNYARD_TEST_POSTGRES_URL;
 `scripts/test-postgres.sh start` prints one), migrated and given `--in-flight` operations of `configuration_type:
-tasks`, each a small run of three `noop` tasks (two roots and a `Data Load` after both). Then that many `runyard
+tasks`, each a small run of three `noop` tasks (two roots and a `Data Load` after both); with `--task-seconds S`,
+each task waits S seconds instead (the `sleep` executor), as an extraction waits on its source, so that the task
+slots, not the machine's cores, bound the throughput. Then that many `runyard
 worker` processes are started, each with its own RUNYARD_HOME and the default settings (RUNYARD_WORKER_CONCURRENCY
 slots, or `--slots`), as separate machines would run them: the only thing they share is the store. They are woken by
 PostgreSQL's LISTEN/NOTIFY, exactly as in production. The bench process launches through the service layer
@@ -79,10 +82,15 @@ OPERATION = """\
 configuration_type: tasks
 configuration_id: {name}
 tasks:
-  - {{name: "Extract [a]", executor: noop}}
-  - {{name: "Extract [b]", executor: noop}}
-  - {{name: "Data Load", executor: noop, depends_on: ["Extract [a]", "Extract [b]"]}}
+  - {{name: "Extract [a]", {work}}}
+  - {{name: "Extract [b]", {work}}}
+  - {{name: "Data Load", {work}, depends_on: ["Extract [a]", "Extract [b]"]}}
 """
+
+
+def task_work(seconds: float) -> str:
+    """What each task of a small run does: nothing (`noop`), or wait `seconds` as an extraction waits on its source."""
+    return "executor: noop" if seconds <= 0 else f"executor: sleep, params: {{seconds: {seconds}}}"
 
 
 # --- the workers ---------------------------------------------------------------------------------------------------
@@ -346,7 +354,9 @@ def measure_workers(admin_url: str, count: int, args: argparse.Namespace) -> dic
         try:
             migrate.upgrade(store)  # as `runyard db upgrade` does, once, before any worker starts
             bootstrap_admin(store, "bench-admin-password")
-            specs = [spec for i in range(args.in_flight) for spec in load_text(OPERATION.format(name=f"scale-{i:02d}"))]
+            work = task_work(args.task_seconds)
+            texts = [OPERATION.format(name=f"scale-{i:02d}", work=work) for i in range(args.in_flight)]
+            specs = [spec for text in texts for spec in load_text(text)]
             operation_ids = [item.operation_id for item in deploy(store, specs)]
             service = RunService(store)
             workers = WorkerProcesses(url, count, args.slots, Path(folder))
@@ -500,6 +510,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=24, help="runs kept in flight in the throughput loop")
     parser.add_argument("--seconds", type=float, default=20.0, help="throughput window per worker count")
     parser.add_argument("--idle-runs", type=int, default=30, help="launches measured one at a time")
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        default=0.0,
+        help="each task waits this long (the sleep executor), as an extraction waits on its source; 0: noop tasks",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="launches before measuring, not counted")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 8 idle runs and a 4 s window each")
     parser.add_argument(
