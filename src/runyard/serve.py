@@ -77,6 +77,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, console: Cons
     helpers = start_http_processes(
         settings, sock, settings.http_processes - 1, forward_to=forwarding.path if forwarding else None
     )
+    if isinstance(server, _Server):
+        server.on_first_signal = partial(ask_to_stop, helpers)
     listener = runtime.work_listener()  # wakes the worker when the other processes make work
     if listener is not None:
         listener.start()
@@ -187,11 +189,17 @@ def wait_until_ready(started: list[HttpProcess], timeout: float = HTTP_PROCESS_S
         log.warning("%s did not start answering within %.0f s", each.process.name, timeout)
 
 
-def stop_http_processes(started: list[HttpProcess]) -> None:
-    """Ask each process to stop (SIGTERM: uvicorn finishes the requests in flight), then make sure it did."""
+def ask_to_stop(started: list[HttpProcess]) -> None:
+    """SIGTERM to each process still running: uvicorn finishes its requests in flight (at most the grace). Only
+    system calls, so a signal handler may call it."""
     for each in started:
         if each.process.is_alive():
             each.process.terminate()
+
+
+def stop_http_processes(started: list[HttpProcess]) -> None:
+    """Ask each process to stop (if it was not asked already), then make sure it did."""
+    ask_to_stop(started)
     for each in started:
         each.process.join(SHUTDOWN_GRACE_SECONDS)
         if each.process.is_alive():
@@ -255,11 +263,16 @@ class _Server(uvicorn.Server):
     """
 
     hurry: Callable[[], None] | None = None
+    # Called at the first signal: the other HTTP processes are asked to stop then, so that their grace runs beside
+    # this one's instead of after it.
+    on_first_signal: Callable[[], None] | None = None
     _disconnect_now = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.should_exit:  # the first signal: uvicorn stops
             super().handle_exit(sig, frame)
+            if self.on_first_signal is not None:
+                self.on_first_signal()
             return
         self._disconnect_now = True  # a second: flags only, the event loop and the main thread act on them
         if self.hurry is not None:

@@ -41,6 +41,7 @@ STREAM = f"Stream Changes [{SLOT}]"
 CRASHES = 5
 TRANSACTIONS_PER_CRASH = 30
 TIMEOUT = 20.0
+STARTUP_SECONDS = 60.0  # a worker process's start and a dead worker's lease: the machine's load sets them
 OPERATION = f"""\
 configuration_type: postgres-cdc
 configuration_id: crash_cdc
@@ -138,6 +139,14 @@ def test_a_stream_killed_mid_batch_five_times_loses_and_repeats_no_change(
     try:
         for crash in range(CRASHES):
             worker = workers.start(crash_at="cdc.mid_batch", allowed_hosts="127.0.0.1")
+            # The process's start (imports, seconds on a busy machine) and the dead one's lease first, bounded
+            # apart: TIMEOUT bounds what the stream does once this worker holds it.
+            wait_until(
+                lambda attempt=crash + 1: task_row(store, run_id, STREAM)["attempt"] >= attempt,  # type: ignore[misc]
+                timeout=STARTUP_SECONDS,
+                what=f"worker {crash + 1} to take the stream over",
+                alive=[worker],
+            )
             # Changes committed before the stream creates its slot are in its snapshot, not in a batch.
             wait_until(lambda: source.slot_confirmed(SLOT), timeout=TIMEOUT, what="the stream's slot")
             writer.allow(TRANSACTIONS_PER_CRASH)
