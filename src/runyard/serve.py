@@ -29,6 +29,7 @@ from runyard.demo.source_api import DemoSourceConfig, DemoSourceServer
 from runyard.domain.statuses import RunStatus, RunType, Trigger
 from runyard.errors import RunRejected, RunyardError
 from runyard.forwarding import ForwardingSocket, ForwardToWarehouse
+from runyard.http_process import ParentWatch, serve_http
 from runyard.operations.registry import operation_types
 from runyard.runtime import Runtime, configure_logging, engine_resources, open_store, tuned_gc
 from runyard.services.accounts import account_id, bootstrap_admin
@@ -163,7 +164,7 @@ def start_http_processes(
     for number in range(count):
         ready = context.Event()
         process = context.Process(
-            target=_serve_http,
+            target=serve_http,
             args=(settings, sock, os.getpid(), ready, forward_to),
             name=f"runyard-http-{number + 2}",
             daemon=True,
@@ -207,24 +208,28 @@ def stop_http_processes(started: list[HttpProcess]) -> None:
             each.process.join(SHUTDOWN_GRACE_SECONDS)
 
 
-def _serve_http(
-    settings: Settings, sock: socket.socket, parent: int, ready: Event, forward_to: str | None = None
+def serve_http_process(
+    settings: Settings, sock: socket.socket, watch: ParentWatch, ready: Event, forward_to: str | None = None
 ) -> None:
-    """In a process of its own: the API and UI on `sock`, until SIGTERM or SIGINT, or until `parent` is gone."""
+    """In a process of its own (runyard.http_process): the API and UI on `sock`, until SIGTERM or SIGINT, or until
+    `runyard serve` is gone (`watch`)."""
     configure_logging()
     runtime = Runtime(settings, open_store(settings, upgrade=False))
     server = http_server(runtime, forward_to=forward_to)
 
-    def watch() -> None:
-        while not server.should_exit:
-            if server.started and not ready.is_set():
-                ready.set()
-            if os.getppid() != parent:  # `runyard serve` was killed outright: do not outlive it
-                log.warning("the serving process %d is gone: stopping", parent)
-                server.should_exit = True
-            time.sleep(0.1 if not ready.is_set() else 1.0)
+    def parent_gone() -> None:
+        log.warning("the serving process %d is gone: stopping", watch.parent)
+        server.should_exit = True
 
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+    watch.stop = parent_gone
+
+    def announce_ready() -> None:
+        while not server.should_exit and not ready.is_set():
+            if server.started:
+                ready.set()
+            time.sleep(0.1)
+
+    threading.Thread(target=announce_ready, name="announce-ready", daemon=True).start()
     try:
         with tuned_gc():
             server.run(sockets=[sock])
