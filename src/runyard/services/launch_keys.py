@@ -21,7 +21,6 @@ from runyard.store import dialect
 from runyard.store.tables import launch_keys
 
 KEY_TTL = timedelta(hours=24)
-MAX_KEY_LENGTH = 255
 #: What a key may hold: 1 to 255 printable ASCII characters (the header's value, as clients generate them: UUIDs).
 KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
 

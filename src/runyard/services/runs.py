@@ -281,11 +281,12 @@ class RunService:
         )
 
     def _replayed_retry(self, run_id: int, account_id: int | None, key: str) -> RunView | None:
-        with self.store.write() as conn:
+        """The run an earlier retry with this key made; None when there is none yet (then launch_in, which holds the
+        key's lock, looks again before it makes one)."""
+        with self.store.read() as conn:
             original = get_run(conn, run_id, account_id=account_id)
-            launch_keys.lock(conn, original.account_id, key)
-            request = LaunchRequest(original.operation_id, original.run_type, retry_of=run_id)
-            made = launch_keys.recall(conn, original.account_id, key, request.described(), self.store.now(conn))
+            request = launch_keys.describe(original.operation_id, original.run_type.value, run_id)
+            made = launch_keys.recall(conn, original.account_id, key, request, self.store.now(conn))
             replayed = None if made is None else get_run(conn, made)
         if replayed is not None and replayed.status is RunStatus.REJECTED:
             raise RunRejected(replayed.configuration_id, replayed.id, replayed.blocked_by)
