@@ -244,9 +244,9 @@ RUN_SORT_KEYS: dict[str, Callable[[Item], Any]] = {
 }
 
 
-def assert_sorted(items: list[Item], key: Callable[[Item], Any], order: str) -> None:
+def assert_sorted(items: list[Item], key: Callable[[Item], Any], order: str, what: str = "") -> None:
     """Exactly the order of the values shown (durations included: the database sorts the microseconds shown)."""
-    assert _ids(items) == expected_order(items, key, order)
+    assert _ids(items) == expected_order(items, key, order), (what, order, [(item["id"], key(item)) for item in items])
 
 
 TASK_SORT_KEYS: dict[str, Callable[[Item], Any]] = {
@@ -381,7 +381,7 @@ def test_runs_sort_by_every_column_both_ways(world: World) -> None:
             assert response.status_code == 200, response.text
             items = response.json()["items"]
             assert sorted(_ids(items)) == sorted(_ids(runs)), (sort, order)
-            assert_sorted(items, RUN_SORT_KEYS[sort], order)
+            assert_sorted(items, RUN_SORT_KEYS[sort], order, sort)
 
 
 def test_runs_pages_cover_everything_exactly_once(world: World) -> None:
